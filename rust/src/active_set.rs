@@ -1,0 +1,272 @@
+//! Exact solver: block principal pivoting on the AR(2) (calcium) form of the CaTune model.
+//!
+//! With c = K s, the kernel's AR(2) recursion c[t] = g1 c[t-1] + g2 c[t-2] + alpha s[t-1]
+//! makes s = D c / alpha with D banded (three diagonals). For a guessed support F (frames where
+//! s > 0) the optimal c and baseline b follow from one banded (bandwidth 2) Cholesky solve over
+//! the zero set G: c = z - D_G^T nu with (D_G D_G^T) nu = D_G z, z = y - b - mu w. The gradient on
+//! G is -alpha nu. Block principal pivoting (Kim & Park, with the Judice-Pires single-index
+//! backup rule, which guarantees finite termination) swaps the frames that violate s >= 0 on F
+//! or grad >= 0 on G until none do: then the KKT conditions hold exactly and s is the minimiser.
+//! Each pivot costs O(n); 10-25 pivots from a cold start, 1-3 from a warm one.
+//!
+//! The recursion is the untruncated kernel; the contract's kernel stops where it has decayed
+//! to 1e-6 of its peak, so the two objectives differ by terms of relative size 1e-6 * 1e-6.
+
+use crate::kernel::Model;
+use crate::workspace::{Outcome, Workspace};
+
+#[allow(clippy::too_many_arguments)]
+/// Result of the pivoting phase: `Ok` when the KKT conditions hold, `Err` after `max_iters`.
+pub fn solve(
+    m: &Model,
+    y: &[f64],
+    lam: f64,
+    max_iters: usize,
+    tol: f64,
+    init: Option<&[f64]>,
+    s_out: &mut [f64],
+    ws: &mut Workspace,
+) -> Result<Outcome, Outcome> {
+    let n = y.len();
+    if n == 1 {
+        s_out[0] = 0.0;
+        return Ok(Outcome {
+            baseline: y[0],
+            iterations: 0,
+            converged: true,
+        });
+    }
+    let nm = n - 1;
+    let (g1, g2) = m.ar2();
+    let alpha = m.alpha();
+    let mu = lam * m.g_dc;
+    let Workspace {
+        dz,
+        d1,
+        free,
+        gidx,
+        l1,
+        l2,
+        dd,
+        uz,
+        u1,
+        nu,
+        tv,
+        sv,
+        ..
+    } = ws;
+    let (dz, d1, free) = (&mut dz[..nm], &mut d1[..nm], &mut free[..nm]);
+    let (nu, tv, sv) = (&mut nu[..nm], &mut tv[..nm], &mut sv[..nm]);
+
+    // z0[k] = y[k+1] - mu w[k], w = D^T 1 / alpha; keep only D z0, D 1 and sum(z0).
+    let w_mid = (1.0 - g1 - g2) / alpha;
+    let wk = |k: usize| {
+        if k + 1 == nm {
+            1.0 / alpha
+        } else if k + 2 == nm {
+            (1.0 - g1) / alpha
+        } else {
+            w_mid
+        }
+    };
+    let mut sum_z = 0.0;
+    let (mut zm1, mut zm2) = (0.0, 0.0);
+    for k in 0..nm {
+        let z = y[k + 1] - mu * wk(k);
+        sum_z += z;
+        dz[k] = z - g1 * zm1 - g2 * zm2;
+        d1[k] = match k {
+            0 => 1.0,
+            1 => 1.0 - g1,
+            _ => 1.0 - g1 - g2,
+        };
+        zm2 = zm1;
+        zm1 = z;
+    }
+    let sum_y: f64 = y.iter().sum();
+    let mean_y = sum_y / n as f64;
+    let spread = y.iter().fold(0.0f64, |a, v| a.max((v - mean_y).abs()));
+    let scale = spread + 1e-6 * mean_y.abs() + f64::MIN_POSITIVE;
+    let tol_s = tol * scale;
+    let tol_g = tol * scale * m.g_dc.max(1.0);
+
+    match init {
+        Some(s0) => (0..nm).for_each(|k| free[k] = s0[k] > 0.0),
+        None => free.iter_mut().for_each(|f| *f = false),
+    }
+
+    let diag = |g: usize| match g {
+        0 => 1.0,
+        1 => 1.0 + g1 * g1,
+        _ => 1.0 + g1 * g1 + g2 * g2,
+    };
+    let mut ninf = nm + 1;
+    let mut backup = 3;
+    let mut iterations = 0;
+    loop {
+        iterations += 1;
+        // Factor D_G D_G^T = L diag(dd) L^T (pentadiagonal) and solve for both right-hand sides.
+        gidx.clear();
+        gidx.extend((0..nm).filter(|&k| !free[k]));
+        let kk = gidx.len();
+        // dd holds 1/D. Inside a long run of consecutive zero frames the matrix is Toeplitz and
+        // the factor converges to a fixed row; once it has, copy it instead of dividing.
+        let mut steady = false;
+        for p in 0..kk {
+            let gp = gidx[p];
+            let run = p >= 2 && gp >= 3 && gidx[p - 2] + 2 == gp;
+            if !run {
+                steady = false;
+            }
+            let (lp2, lp1) = if steady {
+                dd[p] = dd[p - 1];
+                (l2[p - 1], l1[p - 1])
+            } else {
+                let a1 = if p >= 1 {
+                    let q = gidx[p - 1];
+                    match gp - q {
+                        1 => -g1 + if q >= 1 { g1 * g2 } else { 0.0 },
+                        2 => -g2,
+                        _ => 0.0,
+                    }
+                } else {
+                    0.0
+                };
+                let a2 = if p >= 2 && gp - gidx[p - 2] == 2 {
+                    -g2
+                } else {
+                    0.0
+                };
+                let (lp2, lp1) = if p >= 2 {
+                    let l2p = a2 * dd[p - 2];
+                    (l2p, (a1 - a2 * l1[p - 1]) * dd[p - 1])
+                } else if p == 1 {
+                    (0.0, a1 * dd[0])
+                } else {
+                    (0.0, 0.0)
+                };
+                // D[p] = a0 - l1^2 D[p-1] - l2^2 D[p-2], with dd = 1/D.
+                // Using l1 D[p-1] = a1 - a2 l1[p-1] and l2 D[p-2] = a2 (no division needed).
+                let mut dp = diag(gp);
+                if p >= 1 {
+                    dp -= lp1 * (a1 - a2 * if p >= 2 { l1[p - 1] } else { 0.0 });
+                }
+                if p >= 2 {
+                    dp -= lp2 * a2;
+                }
+                let inv = 1.0 / dp;
+                if run
+                    && (inv - dd[p - 1]).abs() <= 1e-15 * inv
+                    && (lp1 - l1[p - 1]).abs() <= 1e-15 * lp1.abs()
+                {
+                    steady = true;
+                }
+                dd[p] = inv;
+                (lp2, lp1)
+            };
+            l2[p] = lp2;
+            l1[p] = lp1;
+            let mut rz = dz[gp];
+            let mut r1 = d1[gp];
+            if p >= 1 {
+                rz -= lp1 * uz[p - 1];
+                r1 -= lp1 * u1[p - 1];
+            }
+            if p >= 2 {
+                rz -= lp2 * uz[p - 2];
+                r1 -= lp2 * u1[p - 2];
+            }
+            uz[p] = rz;
+            u1[p] = r1;
+        }
+        for p in (0..kk).rev() {
+            let mut xz = uz[p] * dd[p];
+            let mut x1 = u1[p] * dd[p];
+            if p + 1 < kk {
+                xz -= l1[p + 1] * uz[p + 1];
+                x1 -= l1[p + 1] * u1[p + 1];
+            }
+            if p + 2 < kk {
+                xz -= l2[p + 2] * uz[p + 2];
+                x1 -= l2[p + 2] * u1[p + 2];
+            }
+            uz[p] = xz;
+            u1[p] = x1;
+        }
+        // Baseline: n b = sum(y) - sum(c(b)), with sum(c) = sum(z) - sum_G nu_j (D 1)_j.
+        let (mut cz, mut c1) = (0.0, 0.0);
+        for p in 0..kk {
+            cz += uz[p] * d1[gidx[p]];
+            c1 += u1[p] * d1[gidx[p]];
+        }
+        let s_z = sum_z - cz;
+        let s_1 = nm as f64 - c1;
+        let baseline = (sum_y - s_z) / (n as f64 - s_1);
+        nu.iter_mut().for_each(|v| *v = 0.0);
+        for p in 0..kk {
+            nu[gidx[p]] = uz[p] - baseline * u1[p];
+        }
+        // tv = D^T nu, then s = (D z - b D 1 - D tv) / alpha.
+        let (mut n1, mut n2) = (0.0, 0.0);
+        for k in (0..nm).rev() {
+            tv[k] = nu[k] - g1 * n1 - g2 * n2;
+            n2 = n1;
+            n1 = nu[k];
+        }
+        let (mut t1, mut t2) = (0.0, 0.0);
+        let mut n_bad = 0usize;
+        let mut last_bad = 0usize;
+        for k in 0..nm {
+            let dtk = tv[k] - g1 * t1 - g2 * t2;
+            t2 = t1;
+            t1 = tv[k];
+            let s = (dz[k] - baseline * d1[k] - dtk) / alpha;
+            sv[k] = s;
+            let bad = if free[k] {
+                s < -tol_s
+            } else {
+                -alpha * nu[k] < -tol_g
+            };
+            if bad {
+                n_bad += 1;
+                last_bad = k;
+            }
+        }
+        if n_bad == 0 || iterations >= max_iters {
+            for k in 0..nm {
+                s_out[k] = if free[k] { sv[k].max(0.0) } else { 0.0 };
+            }
+            s_out[nm] = 0.0;
+            let out = Outcome {
+                baseline,
+                iterations,
+                converged: n_bad == 0,
+            };
+            return if n_bad == 0 { Ok(out) } else { Err(out) };
+        }
+        let flip_all = if n_bad < ninf {
+            ninf = n_bad;
+            backup = 3;
+            true
+        } else if backup >= 1 {
+            backup -= 1;
+            true
+        } else {
+            false
+        };
+        if flip_all {
+            for k in 0..nm {
+                let bad = if free[k] {
+                    sv[k] < -tol_s
+                } else {
+                    -alpha * nu[k] < -tol_g
+                };
+                if bad {
+                    free[k] = !free[k];
+                }
+            }
+        } else {
+            free[last_bad] = !free[last_bad];
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! Many cells at once: rayon over cells, one workspace per worker, deterministic per cell.
+
+use rayon::prelude::*;
+
+use crate::kernel::Model;
+use crate::workspace::{Outcome, Workspace};
+use crate::{active_set, conv, fista};
+
+/// Which algorithm solves each trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Exact block-principal-pivoting active set; falls back to FISTA if it ever stalls.
+    ActiveSet,
+    /// The reference FISTA of CONTRACTS.md.
+    Fista,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    pub method: Method,
+    pub max_iters: usize,
+    pub tol: f64,
+}
+
+/// Solves one trace into `out` (length n). `init` is a previous activity used as a warm start.
+pub fn solve_trace<T: Copy + Into<f64>>(
+    m: &Model,
+    row: &[T],
+    lam: f64,
+    opts: &Options,
+    init: Option<&[f64]>,
+    out: &mut [f64],
+    ws: &mut Workspace,
+) -> Outcome {
+    let n = row.len();
+    ws.ensure(n);
+    let mut y = std::mem::take(&mut ws.y);
+    for (dst, src) in y[..n].iter_mut().zip(row) {
+        *dst = (*src).into();
+    }
+    let result = match opts.method {
+        Method::ActiveSet => {
+            match active_set::solve(m, &y[..n], lam, opts.max_iters, opts.tol, init, out, ws) {
+                Ok(mut outcome) => {
+                    // The pivoting used the untruncated AR(2) kernel; re-fit b on the contract's
+                    // truncated kernel so the baseline optimality condition holds exactly.
+                    let (ks, work) = (&mut ws.fa[..n], &mut ws.fb[..n]);
+                    conv::forward(m, out, ks, work);
+                    outcome.baseline = y[..n]
+                        .iter()
+                        .zip(ks.iter())
+                        .map(|(a, c)| a - c)
+                        .sum::<f64>()
+                        / n as f64;
+                    outcome
+                }
+                Err(partial) => {
+                    // Pivoting stalled (never seen in tests): finish with FISTA from its iterate.
+                    let mut r = fista::solve(m, &y[..n], lam, 20 * opts.max_iters, 1e-9, out, ws);
+                    r.iterations += partial.iterations;
+                    r
+                }
+            }
+        }
+        Method::Fista => {
+            match init {
+                Some(s0) => out.iter_mut().zip(s0).for_each(|(o, v)| *o = v.max(0.0)),
+                None => out.iter_mut().for_each(|o| *o = 0.0),
+            }
+            fista::solve(m, &y[..n], lam, opts.max_iters, opts.tol, out, ws)
+        }
+    };
+    ws.y = y;
+    result
+}
+
+/// First (cell, frame) holding NaN or +-Inf, scanning cells in parallel.
+pub fn find_nonfinite<T: Copy + Into<f64> + Sync>(data: &[T], n: usize) -> Option<(usize, usize)> {
+    let cell = data
+        .par_chunks(n)
+        .position_first(|row| row.iter().any(|v| !(*v).into().is_finite()))?;
+    let frame = data[cell * n..(cell + 1) * n]
+        .iter()
+        .position(|v| !(*v).into().is_finite())?;
+    Some((cell, frame))
+}
+
+fn with_pool<R: Send>(n_threads: Option<usize>, f: impl FnOnce() -> R + Send) -> Result<R, String> {
+    match n_threads {
+        None => Ok(f()),
+        Some(k) => rayon::ThreadPoolBuilder::new()
+            .num_threads(k)
+            .build()
+            .map(|pool| pool.install(f))
+            .map_err(|e| format!("could not start {k} threads: {e}")),
+    }
+}
+
+/// Solves every row of `data` (n_cells x n, row-major) into `activity` (same shape).
+#[allow(clippy::too_many_arguments)]
+pub fn solve_batch<T: Copy + Into<f64> + Sync>(
+    m: &Model,
+    data: &[T],
+    n: usize,
+    lam: f64,
+    opts: &Options,
+    init: Option<&[f64]>,
+    activity: &mut [f64],
+    n_threads: Option<usize>,
+) -> Result<Vec<Outcome>, String> {
+    if data.len() == n {
+        let mut ws = Workspace::new(n);
+        return Ok(vec![solve_trace(
+            m, data, lam, opts, init, activity, &mut ws,
+        )]);
+    }
+    with_pool(n_threads, || {
+        activity
+            .par_chunks_mut(n)
+            .enumerate()
+            .map_init(
+                || Workspace::new(n),
+                |ws, (i, out)| {
+                    let row = &data[i * n..(i + 1) * n];
+                    let s0 = init.map(|s| &s[i * n..(i + 1) * n]);
+                    solve_trace(m, row, lam, opts, s0, out, ws)
+                },
+            )
+            .collect()
+    })
+}
+
+/// out = K s + b per row (the reconvolution), on the truncated kernel.
+pub fn reconvolve_batch(
+    m: &Model,
+    activity: &[f64],
+    baselines: &[f64],
+    n: usize,
+    out: &mut [f64],
+    n_threads: Option<usize>,
+) -> Result<(), String> {
+    with_pool(n_threads, || {
+        out.par_chunks_mut(n)
+            .zip(activity.par_chunks(n))
+            .zip(baselines.par_iter())
+            .for_each_init(
+                || vec![0.0; n],
+                |work, ((o, s), b)| {
+                    conv::forward(m, s, o, work);
+                    o.iter_mut().for_each(|v| *v += b);
+                },
+            )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fista::objective;
+    use crate::kernel::Model;
+
+    /// A synthetic trace: spikes at fixed frames, kernel response, baseline, noise.
+    fn synthetic(m: &Model, n: usize, seed: u64) -> Vec<f64> {
+        let mut x = seed;
+        let mut rnd = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let s: Vec<f64> = (0..n)
+            .map(|_| if rnd() < 0.03 { 1.0 } else { 0.0 })
+            .collect();
+        let (mut c, mut w) = (vec![0.0; n], vec![0.0; n]);
+        conv::forward(m, &s, &mut c, &mut w);
+        c.iter()
+            .map(|v| v + 0.3 + 0.2 * (rnd() + rnd() + rnd() - 1.5))
+            .collect()
+    }
+
+    fn opts(method: Method, max_iters: usize, tol: f64) -> Options {
+        Options {
+            method,
+            max_iters,
+            tol,
+        }
+    }
+
+    #[test]
+    fn active_set_satisfies_kkt_and_beats_fista() {
+        for &(tr, td, lam) in &[(0.05, 0.5, 0.01), (0.05, 1.5, 0.05), (0.02, 0.2, 0.0)] {
+            let m = Model::new(tr, td, 30.0);
+            let y = synthetic(&m, 600, 7);
+            let n = y.len();
+            let mut ws = Workspace::new(n);
+            let mut s = vec![0.0; n];
+            let out = solve_trace(
+                &m,
+                &y,
+                lam,
+                &opts(Method::ActiveSet, 200, 1e-9),
+                None,
+                &mut s,
+                &mut ws,
+            );
+            assert!(out.converged);
+            assert!(s.iter().all(|v| *v >= 0.0));
+            // KKT on the truncated objective: grad >= 0 where s = 0, grad = 0 where s > 0.
+            let (mut r, mut g, mut w) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            conv::forward(&m, &s, &mut r, &mut w);
+            for i in 0..n {
+                r[i] += out.baseline - y[i];
+            }
+            let rsum = r.iter().sum::<f64>();
+            assert!(rsum.abs() < 1e-8 * n as f64);
+            conv::adjoint(&m, &r, &mut g, &mut w);
+            let mu = lam * m.g_dc;
+            // Stated tolerance: 1e-6 of the gradient's natural scale G_dc * max|y| (the pivoting
+            // runs on the untruncated kernel, whose tail beyond L is 1e-6 of the peak).
+            let ymax = y.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+            let tol = 1e-6 * m.g_dc * ymax;
+            for i in 0..n - 1 {
+                let gi = g[i] + mu;
+                if s[i] > 0.0 {
+                    assert!(gi.abs() < tol, "frame {i}: s {} grad {gi}", s[i]);
+                } else {
+                    assert!(gi > -tol, "frame {i}: grad {gi}");
+                }
+            }
+            let mut sf = vec![0.0; n];
+            let of = solve_trace(
+                &m,
+                &y,
+                lam,
+                &opts(Method::Fista, 20000, 1e-12),
+                None,
+                &mut sf,
+                &mut ws,
+            );
+            let obj_as = objective(&m, &y, &s, out.baseline, lam);
+            let obj_f = objective(&m, &y, &sf, of.baseline, lam);
+            assert!(
+                obj_as <= obj_f + 1e-9 * obj_f.abs(),
+                "{obj_as} vs fista {obj_f}"
+            );
+        }
+    }
+
+    #[test]
+    fn warm_start_needs_few_pivots() {
+        let m = Model::new(0.05, 0.5, 30.0);
+        let y = synthetic(&m, 3000, 3);
+        let mut ws = Workspace::new(y.len());
+        let (mut s1, mut s2, mut s3) = (vec![0.0; 3000], vec![0.0; 3000], vec![0.0; 3000]);
+        let o = opts(Method::ActiveSet, 200, 1e-9);
+        let cold = solve_trace(&m, &y, 0.02, &o, None, &mut s1, &mut ws);
+        let warm = solve_trace(&m, &y, 0.022, &o, Some(&s1), &mut s2, &mut ws);
+        let ref_cold = solve_trace(&m, &y, 0.022, &o, None, &mut s3, &mut ws);
+        assert!(warm.iterations < cold.iterations, "{warm:?} vs {cold:?}");
+        for (a, b) in s2.iter().zip(&s3) {
+            assert!((a - b).abs() < 1e-8);
+        }
+        assert!((warm.baseline - ref_cold.baseline).abs() < 1e-10);
+    }
+
+    #[test]
+    fn batch_is_deterministic_across_threads() {
+        let m = Model::new(0.05, 0.5, 30.0);
+        let n = 400;
+        let data: Vec<f32> = (0..6)
+            .flat_map(|c| synthetic(&m, n, c + 1))
+            .map(|v| v as f32)
+            .collect();
+        let o = opts(Method::ActiveSet, 200, 1e-9);
+        let mut a1 = vec![0.0; data.len()];
+        let mut a2 = vec![0.0; data.len()];
+        let r1 = solve_batch(&m, &data, n, 0.01, &o, None, &mut a1, Some(1)).unwrap();
+        let r2 = solve_batch(&m, &data, n, 0.01, &o, None, &mut a2, Some(2)).unwrap();
+        assert_eq!(a1, a2);
+        assert_eq!(r1, r2);
+    }
+
+    #[test]
+    fn nonfinite_is_located() {
+        let mut data = vec![0.0f64; 30];
+        data[17] = f64::NAN;
+        assert_eq!(find_nonfinite(&data, 10), Some((1, 7)));
+        assert_eq!(find_nonfinite(&[1.0f32; 10], 5), None);
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// `cargo test --release -- --ignored --nocapture timing` prints per-trace solve times.
+    #[test]
+    #[ignore]
+    fn timing_9000_frames() {
+        for &td in &[0.5, 1.5] {
+            let m = Model::new(0.05, td, 30.0);
+            let mut x = 99u64;
+            let mut rnd = || {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (x >> 11) as f64 / (1u64 << 53) as f64
+            };
+            let n = 9000;
+            let s: Vec<f64> = (0..n).map(|_| if rnd() < 0.033 { 1.0 } else { 0.0 }).collect();
+            let (mut c, mut w) = (vec![0.0; n], vec![0.0; n]);
+            conv::forward(&m, &s, &mut c, &mut w);
+            let y: Vec<f64> = c.iter().map(|v| v + 1.0 + 0.35 * (rnd() + rnd() + rnd() - 1.5)).collect();
+            let o = Options { method: Method::ActiveSet, max_iters: 200, tol: 1e-9 };
+            let mut ws = Workspace::new(n);
+            let mut out = vec![0.0; n];
+            let t = std::time::Instant::now();
+            let reps = 50;
+            let mut it = 0;
+            for _ in 0..reps {
+                it = solve_trace(&m, &y, 0.01, &o, None, &mut out, &mut ws).iterations;
+            }
+            let dt = t.elapsed().as_secs_f64() / reps as f64;
+            eprintln!("td {td}: {:.3} ms per trace, {it} pivots, {:.1} ns/frame/pivot", dt * 1e3, dt * 1e9 / (n as f64 * it as f64));
+        }
+    }
+}

@@ -1,0 +1,32 @@
+"""calab: calcium-imaging deconvolution with the CaTune model.
+
+Exact, fast Rust solver; tuning UI for notebooks and the browser; loaders for CaImAn,
+Minian and suite2p; the CaTune export JSON; and the ``calab`` command line.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from calab.deconvolution import DeconvolutionResult, run_deconvolution, run_deconvolution_full
+from calab.filter import bandpass_filter
+from calab.kernel import build_kernel, compute_lipschitz, kernel_timing, tau_to_ar2
+from calab.simulate import simulate
+
+try:
+    __version__ = version("calab")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "DeconvolutionResult",
+    "__version__",
+    "bandpass_filter",
+    "build_kernel",
+    "compute_lipschitz",
+    "kernel_timing",
+    "run_deconvolution",
+    "run_deconvolution_full",
+    "simulate",
+    "tau_to_ar2",
+]

@@ -1,0 +1,85 @@
+"""Input checks shared by the public API: clear errors naming the argument and the fix."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+
+
+def positive(value: Any, name: str, hint: str) -> float:
+    """Return ``value`` as a positive finite float or raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number ({hint}), got {type(value).__name__}")
+    v = float(value)
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a positive number ({hint}), got {value!r}")
+    return v
+
+
+def model_params(tau_rise: Any, tau_decay: Any, fs: Any) -> tuple[float, float, float]:
+    """Validate kernel parameters (seconds, Hz)."""
+    fs_ = positive(fs, "fs", "sampling rate in Hz, e.g. 30.0")
+    tr = positive(tau_rise, "tau_rise", "rise time in seconds, e.g. 0.05")
+    td = positive(tau_decay, "tau_decay", "decay time in seconds, e.g. 0.5")
+    if tr >= td:
+        raise ValueError(
+            f"tau_rise ({tr} s) must be smaller than tau_decay ({td} s); "
+            "swap them if they were given in the wrong order"
+        )
+    return tr, td, fs_
+
+
+def lam_value(lam: Any) -> float:
+    """Validate the sparsity penalty lambda (>= 0)."""
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
+        raise TypeError(f"lam must be a number >= 0, got {type(lam).__name__}")
+    v = float(lam)
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
+    return v
+
+
+def traces_2d(traces: Any, name: str = "traces") -> tuple[np.ndarray, bool]:
+    """Return (C-contiguous float32/float64 2-D array, was_1d).
+
+    Accepts 1-D (n_frames,) or 2-D (n_cells, n_frames) arrays of any real numeric dtype and
+    any memory layout. float32 stays float32 (no copy when contiguous); other types become float64.
+    """
+    if hasattr(traces, "dask") or type(traces).__module__.startswith(("dask", "xarray")):
+        raise TypeError(
+            f"{name} is a {type(traces).__name__}; pass a numpy array (e.g. np.asarray({name}))"
+        )
+    arr = np.asarray(traces)
+    if arr.dtype == object or arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"{name} must hold real numbers, got dtype {arr.dtype}; "
+            "convert with np.asarray(..., dtype=float)"
+        )
+    if arr.ndim not in (1, 2):
+        raise ValueError(
+            f"{name} must be 1-D (n_frames,) or 2-D (n_cells, n_frames), got {arr.ndim}-D "
+            f"with shape {arr.shape}"
+        )
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape}); pass at least one frame")
+    was_1d = arr.ndim == 1
+    arr2 = arr[np.newaxis, :] if was_1d else arr
+    dtype = np.float32 if arr2.dtype == np.float32 else np.float64
+    return np.ascontiguousarray(arr2, dtype=dtype), was_1d
+
+
+def check_finite(arr: np.ndarray, name: str = "traces") -> None:
+    """Raise ValueError naming the first cell and frame holding NaN or Inf."""
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        if arr.ndim == 1:
+            raise ValueError(
+                f"{name} contain NaN or Inf at frame {bad[0]}; remove or interpolate it first"
+            )
+        raise ValueError(
+            f"{name} contain NaN or Inf at cell {bad[0]}, frame {bad[1]}; "
+            "remove or interpolate those frames first"
+        )
