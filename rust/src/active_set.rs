@@ -90,24 +90,47 @@ pub fn solve(
     let tol_s = tol * scale;
     let tol_g = tol * scale * m.g_dc.max(1.0);
 
+    let mut ninf = nm + 1;
+    let mut backup = 3;
+    let mut iterations = 0;
     match init {
         Some(s0) => (0..nm).for_each(|k| free[k] = s0[k] > 0.0),
-        None => free.iter_mut().for_each(|f| *f = false),
+        None => {
+            // Cold start: s = 0 makes the first pivot cheap. There b = mean(y) and the gradient
+            // is g = mu - alpha D^{-T} (y[1..] - b), one backward recursion.
+            iterations = 1;
+            let (mut x1, mut x2) = (0.0, 0.0);
+            let mut n_bad = 0;
+            for k in (0..nm).rev() {
+                let x = (y[k + 1] - mean_y) + g1 * x1 + g2 * x2;
+                x2 = x1;
+                x1 = x;
+                let bad = mu - alpha * x < -tol_g;
+                free[k] = bad;
+                n_bad += bad as usize;
+            }
+            if n_bad == 0 {
+                s_out.iter_mut().for_each(|v| *v = 0.0);
+                return Ok(Outcome {
+                    baseline: mean_y,
+                    iterations,
+                    converged: true,
+                });
+            }
+            ninf = n_bad;
+        }
     }
+    gidx.clear();
+    gidx.extend((0..nm).filter(|&k| !free[k]));
 
     let diag = |g: usize| match g {
         0 => 1.0,
         1 => 1.0 + g1 * g1,
         _ => 1.0 + g1 * g1 + g2 * g2,
     };
-    let mut ninf = nm + 1;
-    let mut backup = 3;
-    let mut iterations = 0;
     loop {
         iterations += 1;
         // Factor D_G D_G^T = L diag(dd) L^T (pentadiagonal) and solve for both right-hand sides.
-        gidx.clear();
-        gidx.extend((0..nm).filter(|&k| !free[k]));
         let kk = gidx.len();
         // dd holds 1/D. Inside a long run of consecutive zero frames the matrix is Toeplitz and
         // the factor converges to a fixed row; once it has, copy it instead of dividing.
@@ -254,6 +277,7 @@ pub fn solve(
         } else {
             false
         };
+        gidx.clear();
         if flip_all {
             for k in 0..nm {
                 let bad = if free[k] {
@@ -261,12 +285,15 @@ pub fn solve(
                 } else {
                     -alpha * nu[k] < -tol_g
                 };
-                if bad {
-                    free[k] = !free[k];
+                let f = free[k] ^ bad;
+                free[k] = f;
+                if !f {
+                    gidx.push(k);
                 }
             }
         } else {
             free[last_bad] = !free[last_bad];
+            gidx.extend((0..nm).filter(|&k| !free[k]));
         }
     }
 }
