@@ -48,10 +48,6 @@ def traces_2d(traces: Any, name: str = "traces") -> tuple[np.ndarray, bool]:
     Accepts 1-D (n_frames,) or 2-D (n_cells, n_frames) arrays of any real numeric dtype and
     any memory layout. float32 stays float32 (no copy when contiguous); other types become float64.
     """
-    if hasattr(traces, "dask") or type(traces).__module__.startswith(("dask", "xarray")):
-        raise TypeError(
-            f"{name} is a {type(traces).__name__}; pass a numpy array (e.g. np.asarray({name}))"
-        )
     arr = np.asarray(traces)
     if arr.dtype == object or arr.dtype.kind not in "iuf":
         raise TypeError(

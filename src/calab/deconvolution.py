@@ -9,6 +9,7 @@ import numpy as np
 
 from calab import _solver
 from calab._validate import lam_value, model_params, traces_2d
+from calab.lazy import deconvolve_lazy, is_lazy
 
 Method = Literal["active-set", "fista"]
 
@@ -66,8 +67,43 @@ def _options(
     if n_threads is not None and (
         isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral) or n_threads < 1
     ):
-        raise ValueError(f"n_threads must be an integer >= 1 or None (all cores), got {n_threads!r}")
+        raise ValueError(
+            f"n_threads must be an integer >= 1 or None (all cores), got {n_threads!r}"
+        )
     return int(max_iters), float(tol)
+
+
+def _lazy(
+    traces: Any,
+    fs: float,
+    tau_r: float,
+    tau_d: float,
+    lam: float,
+    *,
+    max_iters: int | None,
+    tol: float | None,
+    n_threads: int | None,
+    method: str,
+    warm_start: Any,
+    full: bool,
+) -> Any:
+    """Validate eagerly, then build the lazy (dask / xarray) computation."""
+    tr, td, f = model_params(tau_r, tau_d, fs)
+    lam_ = lam_value(lam)
+    iters, tol_ = _options(method, max_iters, tol, n_threads)
+    if warm_start is not None:
+        raise ValueError("warm_start is not supported for dask or xarray input; pass numpy arrays")
+    kwargs = dict(
+        fs=f,
+        tau_r=tr,
+        tau_d=td,
+        lam=lam_,
+        max_iters=iters,
+        tol=tol_,
+        n_threads=n_threads,
+        method=method,
+    )
+    return deconvolve_lazy(traces, kwargs, full)
 
 
 def _solve(
@@ -137,7 +173,9 @@ def run_deconvolution(
     Parameters
     ----------
     traces : array_like, shape (n_cells, n_frames) or (n_frames,)
-        Fluorescence traces, any real dtype and memory layout.
+        Fluorescence traces, any real dtype and memory layout. A dask array or an xarray
+        DataArray (dims named e.g. ``unit_id`` and ``frame``, in either order) gives back the
+        same type, computed lazily chunk by chunk over cells (needs ``calab[dask]``).
     fs : float
         Sampling rate in Hz.
     tau_r, tau_d : float
@@ -161,6 +199,20 @@ def run_deconvolution(
     activity : ndarray of float64, same shape as ``traces``
         Scaled neural activity (not spike counts).
     """
+    if is_lazy(traces):
+        return _lazy(  # type: ignore[no-any-return]
+            traces,
+            fs,
+            tau_r,
+            tau_d,
+            lam,
+            max_iters=max_iters,
+            tol=tol,
+            n_threads=n_threads,
+            method=method,
+            warm_start=warm_start,
+            full=False,
+        )
     res, was_1d = _solve(
         traces,
         fs,
@@ -200,6 +252,20 @@ def run_deconvolution_full(
         ``activity``, ``baseline``, ``reconvolution`` (``K s + b``), ``iterations``,
         ``converged``; scalars for 1-D input, arrays over cells for 2-D input.
     """
+    if is_lazy(traces):
+        return _lazy(  # type: ignore[no-any-return]
+            traces,
+            fs,
+            tau_r,
+            tau_d,
+            lam,
+            max_iters=max_iters,
+            tol=tol,
+            n_threads=n_threads,
+            method=method,
+            warm_start=warm_start,
+            full=True,
+        )
     res, was_1d = _solve(
         traces,
         fs,

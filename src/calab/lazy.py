@@ -1,0 +1,157 @@
+"""Deconvolution of dask arrays and xarray DataArrays: lazy, chunked over cells.
+
+Nothing here imports dask or xarray unless the input already is one of their objects, so the
+in-memory path never pays for them. Each chunk of cells is solved by the same Rust code as an
+in-memory array, so results match the in-memory path exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+CELL_DIMS = ("unit_id", "cell", "cells", "roi", "neuron", "component")
+FRAME_DIMS = ("frame", "frames", "time", "t")
+
+
+def is_dask_array(obj: Any) -> bool:
+    """True for a dask array, decided without importing dask."""
+    return type(obj).__module__.startswith("dask.") and hasattr(obj, "chunks")
+
+
+def is_dataarray(obj: Any) -> bool:
+    """True for an xarray DataArray, decided without importing xarray."""
+    return type(obj).__name__ == "DataArray" and type(obj).__module__.startswith("xarray.")
+
+
+def is_lazy(obj: Any) -> bool:
+    return is_dask_array(obj) or is_dataarray(obj)
+
+
+def _require_dask() -> Any:
+    try:
+        import dask.array as da
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("deconvolving dask arrays needs dask: pip install 'calab[dask]'") from exc
+    return da
+
+
+def _frame_and_cell_dims(arr: Any) -> tuple[str, str | None]:
+    dims = tuple(str(d) for d in arr.dims)
+    if len(dims) not in (1, 2):
+        raise ValueError(f"traces DataArray must have 1 or 2 dimensions, got {len(dims)}: {dims}")
+    frame = next((d for d in dims if d in FRAME_DIMS), None)
+    if len(dims) == 1:
+        return dims[0], None
+    cell = next((d for d in dims if d in CELL_DIMS), None)
+    if frame is None and cell is not None:
+        frame = next(d for d in dims if d != cell)
+    if cell is None and frame is not None:
+        cell = next(d for d in dims if d != frame)
+    if frame is None or cell is None:
+        raise ValueError(
+            f"cannot tell the cell and frame dimensions of traces with dims {dims}; name them "
+            "'unit_id' and 'frame' (as Minian does), e.g. arr.rename({...})"
+        )
+    return frame, cell
+
+
+def _solve_packed(block: np.ndarray, solve_kwargs: dict[str, Any]) -> np.ndarray:
+    """Solve one chunk of cells; pack activity, reconvolution, baseline, iterations, converged."""
+    from calab.deconvolution import run_deconvolution_full
+
+    n = block.shape[1]
+    res = run_deconvolution_full(np.ascontiguousarray(block), **solve_kwargs)
+    out = np.empty((block.shape[0], 2 * n + 3), dtype=np.float64)
+    out[:, :n] = res.activity
+    out[:, n : 2 * n] = res.reconvolution
+    out[:, 2 * n] = res.baseline
+    out[:, 2 * n + 1] = res.iterations
+    out[:, 2 * n + 2] = res.converged
+    return out
+
+
+def _solve_activity(block: np.ndarray, solve_kwargs: dict[str, Any]) -> np.ndarray:
+    from calab.deconvolution import run_deconvolution
+
+    return run_deconvolution(np.ascontiguousarray(block), **solve_kwargs)
+
+
+def deconvolve_dask(arr: Any, solve_kwargs: dict[str, Any], full: bool) -> Any:
+    """Lazy deconvolution of a 1-D or 2-D (n_cells, n_frames) dask array."""
+    _require_dask()
+    if arr.ndim not in (1, 2):
+        raise ValueError(
+            f"traces must be 1-D (n_frames,) or 2-D (n_cells, n_frames), got {arr.ndim}-D "
+            f"with shape {arr.shape}"
+        )
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"traces must hold real numbers, got dtype {arr.dtype}")
+    if 0 in arr.shape:
+        raise ValueError(f"traces is empty (shape {arr.shape}); pass at least one frame")
+    was_1d = arr.ndim == 1
+    x = arr[None, :] if was_1d else arr
+    # Whole traces per chunk: chunk over cells only.
+    x = x.rechunk({0: x.chunks[0], 1: -1})
+    n = x.shape[1]
+    if not full:
+        out = x.map_blocks(_solve_activity, solve_kwargs, dtype=np.float64)
+        return out[0] if was_1d else out
+    packed = x.map_blocks(
+        _solve_packed, solve_kwargs, dtype=np.float64, chunks=(x.chunks[0], (2 * n + 3,))
+    )
+    from calab.deconvolution import DeconvolutionResult
+
+    activity = packed[:, :n]
+    reconv = packed[:, n : 2 * n]
+    baseline = packed[:, 2 * n]
+    iterations = packed[:, 2 * n + 1].astype(np.int64)
+    converged = packed[:, 2 * n + 2].astype(bool)
+    if was_1d:
+        return DeconvolutionResult(activity[0], baseline[0], reconv[0], iterations[0], converged[0])
+    return DeconvolutionResult(activity, baseline, reconv, iterations, converged)
+
+
+def deconvolve_dataarray(arr: Any, solve_kwargs: dict[str, Any], full: bool) -> Any:
+    """Deconvolve an xarray DataArray; the result keeps its dims (in its order) and coords."""
+    import xarray as xr
+
+    frame, cell = _frame_and_cell_dims(arr)
+    ordered = arr if cell is None else arr.transpose(cell, frame)
+    data = ordered.data
+    if is_dask_array(data):
+        res = deconvolve_dask(data, solve_kwargs, full)
+    else:
+        from calab.deconvolution import run_deconvolution, run_deconvolution_full
+
+        solve = run_deconvolution_full if full else run_deconvolution
+        res = solve(np.asarray(data), **solve_kwargs)
+
+    def wrap(values: Any, name: str) -> Any:
+        out = xr.DataArray(values, dims=ordered.dims, coords=ordered.coords, name=name)
+        return out.transpose(*arr.dims)
+
+    if not full:
+        return wrap(res, "activity")
+
+    def per_cell(values: Any, name: str) -> Any:
+        if cell is None:
+            return values
+        return xr.DataArray(values, dims=(cell,), coords={cell: ordered[cell]}, name=name)
+
+    from calab.deconvolution import DeconvolutionResult
+
+    return DeconvolutionResult(
+        wrap(res.activity, "activity"),
+        per_cell(res.baseline, "baseline"),
+        wrap(res.reconvolution, "reconvolution"),
+        per_cell(res.iterations, "iterations"),
+        per_cell(res.converged, "converged"),
+    )
+
+
+def deconvolve_lazy(traces: Any, solve_kwargs: dict[str, Any], full: bool) -> Any:
+    if is_dataarray(traces):
+        return deconvolve_dataarray(traces, solve_kwargs, full)
+    return deconvolve_dask(traces, solve_kwargs, full)
