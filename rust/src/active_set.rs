@@ -39,12 +39,15 @@ pub fn solve(
     let nm = n - 1;
     let (g1, g2) = m.ar2();
     let alpha = m.alpha();
+    let inv_alpha = 1.0 / alpha;
     let mu = lam * m.g_dc;
     let Workspace {
         dz,
         d1,
         free,
+        free2,
         gidx,
+        gidx2,
         l1,
         l2,
         dd,
@@ -55,7 +58,7 @@ pub fn solve(
         sv,
         ..
     } = ws;
-    let (dz, d1, free) = (&mut dz[..nm], &mut d1[..nm], &mut free[..nm]);
+    let (dz, d1) = (&mut dz[..nm], &mut d1[..nm]);
     let (nu, tv, sv) = (&mut nu[..nm], &mut tv[..nm], &mut sv[..nm]);
 
     // z0[k] = y[k+1] - mu w[k], w = D^T 1 / alpha; keep only D z0, D 1 and sum(z0).
@@ -120,8 +123,7 @@ pub fn solve(
             ninf = n_bad;
         }
     }
-    gidx.clear();
-    gidx.extend((0..nm).filter(|&k| !free[k]));
+    let mut kk = zero_set(free, nm, gidx);
 
     let diag = |g: usize| match g {
         0 => 1.0,
@@ -131,62 +133,28 @@ pub fn solve(
     loop {
         iterations += 1;
         // Factor D_G D_G^T = L diag(dd) L^T (pentadiagonal) and solve for both right-hand sides.
-        let kk = gidx.len();
-        // dd holds 1/D. Inside a long run of consecutive zero frames the matrix is Toeplitz and
-        // the factor converges to a fixed row; once it has, copy it instead of dividing.
-        let mut steady = false;
+        // dd holds 1/D; with l2 D[p-2] = a2 and l1 D[p-1] = q = a1 - a2 l1[p-1], D[p] needs
+        // one division per row.
         for p in 0..kk {
             let gp = gidx[p];
-            let run = p >= 2 && gp >= 3 && gidx[p - 2] + 2 == gp;
-            if !run {
-                steady = false;
-            }
-            let (lp2, lp1) = if steady {
-                dd[p] = dd[p - 1];
-                (l2[p - 1], l1[p - 1])
+            let gap1 = if p >= 1 { gp - gidx[p - 1] } else { usize::MAX };
+            let a1 = if gap1 == 1 {
+                -g1 + if gp >= 2 { g1 * g2 } else { 0.0 }
+            } else if gap1 == 2 {
+                -g2
             } else {
-                let a1 = if p >= 1 {
-                    let q = gidx[p - 1];
-                    match gp - q {
-                        1 => -g1 + if q >= 1 { g1 * g2 } else { 0.0 },
-                        2 => -g2,
-                        _ => 0.0,
-                    }
-                } else {
-                    0.0
-                };
-                let a2 = if p >= 2 && gp - gidx[p - 2] == 2 {
-                    -g2
-                } else {
-                    0.0
-                };
-                let (lp2, lp1) = if p >= 2 {
-                    let l2p = a2 * dd[p - 2];
-                    (l2p, (a1 - a2 * l1[p - 1]) * dd[p - 1])
-                } else if p == 1 {
-                    (0.0, a1 * dd[0])
-                } else {
-                    (0.0, 0.0)
-                };
-                // D[p] = a0 - l1^2 D[p-1] - l2^2 D[p-2], with dd = 1/D.
-                // Using l1 D[p-1] = a1 - a2 l1[p-1] and l2 D[p-2] = a2 (no division needed).
-                let mut dp = diag(gp);
-                if p >= 1 {
-                    dp -= lp1 * (a1 - a2 * if p >= 2 { l1[p - 1] } else { 0.0 });
-                }
-                if p >= 2 {
-                    dp -= lp2 * a2;
-                }
-                let inv = 1.0 / dp;
-                if run
-                    && (inv - dd[p - 1]).abs() <= 1e-15 * inv
-                    && (lp1 - l1[p - 1]).abs() <= 1e-15 * lp1.abs()
-                {
-                    steady = true;
-                }
-                dd[p] = inv;
-                (lp2, lp1)
+                0.0
             };
+            let a2 = if p >= 2 && gp - gidx[p - 2] == 2 {
+                -g2
+            } else {
+                0.0
+            };
+            let lprev = if p >= 1 { l1[p - 1] } else { 0.0 };
+            let q = a1 - a2 * lprev;
+            let lp1 = if p >= 1 { q * dd[p - 1] } else { 0.0 };
+            let lp2 = if p >= 2 { a2 * dd[p - 2] } else { 0.0 };
+            dd[p] = 1.0 / (diag(gp) - lp1 * q - lp2 * a2);
             l2[p] = lp2;
             l1[p] = lp1;
             let mut rz = dz[gp];
@@ -202,6 +170,10 @@ pub fn solve(
             uz[p] = rz;
             u1[p] = r1;
         }
+        // Back substitution, fused with the scatter to full length (nu: the z part, tv: the
+        // part multiplying b; zero on the free frames) and the sums the baseline needs.
+        let (mut cz, mut c1) = (0.0, 0.0);
+        let mut hi = nm;
         for p in (0..kk).rev() {
             let mut xz = uz[p] * dd[p];
             let mut x1 = u1[p] * dd[p];
@@ -215,45 +187,53 @@ pub fn solve(
             }
             uz[p] = xz;
             u1[p] = x1;
+            let gp = gidx[p];
+            cz += xz * d1[gp];
+            c1 += x1 * d1[gp];
+            for k in gp + 1..hi {
+                nu[k] = 0.0;
+                tv[k] = 0.0;
+            }
+            nu[gp] = xz;
+            tv[gp] = x1;
+            hi = gp;
         }
+        nu[..hi].fill(0.0);
+        tv[..hi].fill(0.0);
         // Baseline: n b = sum(y) - sum(c(b)), with sum(c) = sum(z) - sum_G nu_j (D 1)_j.
-        let (mut cz, mut c1) = (0.0, 0.0);
-        for p in 0..kk {
-            cz += uz[p] * d1[gidx[p]];
-            c1 += u1[p] * d1[gidx[p]];
-        }
-        let s_z = sum_z - cz;
-        let s_1 = nm as f64 - c1;
-        let baseline = (sum_y - s_z) / (n as f64 - s_1);
-        nu.iter_mut().for_each(|v| *v = 0.0);
-        for p in 0..kk {
-            nu[gidx[p]] = uz[p] - baseline * u1[p];
-        }
-        // tv = D^T nu, then s = (D z - b D 1 - D tv) / alpha.
-        let (mut n1, mut n2) = (0.0, 0.0);
-        for k in (0..nm).rev() {
-            tv[k] = nu[k] - g1 * n1 - g2 * n2;
-            n2 = n1;
-            n1 = nu[k];
-        }
+        let baseline = (sum_y - (sum_z - cz)) / (n as f64 - (nm as f64 - c1));
+        // One forward pass: nu = nu_z - b nu_1, s = (D z - b D 1 - D D^T nu) / alpha, the KKT
+        // check, and (speculatively) the next free set and zero list if every violator flips.
+        let nu_at = |k: usize| {
+            if k < nm {
+                nu[k] - baseline * tv[k]
+            } else {
+                0.0
+            }
+        };
+        let (mut a0, mut a1) = (nu_at(0), nu_at(1));
         let (mut t1, mut t2) = (0.0, 0.0);
         let mut n_bad = 0usize;
         let mut last_bad = 0usize;
+        let mut kk2 = 0usize;
         for k in 0..nm {
-            let dtk = tv[k] - g1 * t1 - g2 * t2;
+            let a2 = nu_at(k + 2);
+            let tvk = a0 - g1 * a1 - g2 * a2;
+            let dtk = tvk - g1 * t1 - g2 * t2;
             t2 = t1;
-            t1 = tv[k];
-            let s = (dz[k] - baseline * d1[k] - dtk) / alpha;
+            t1 = tvk;
+            let s = (dz[k] - baseline * d1[k] - dtk) * inv_alpha;
             sv[k] = s;
-            let bad = if free[k] {
-                s < -tol_s
-            } else {
-                -alpha * nu[k] < -tol_g
-            };
-            if bad {
-                n_bad += 1;
-                last_bad = k;
-            }
+            let fk = free[k];
+            let bad = if fk { s < -tol_s } else { -alpha * a0 < -tol_g };
+            n_bad += bad as usize;
+            last_bad = if bad { k } else { last_bad };
+            let f = fk ^ bad;
+            free2[k] = f;
+            gidx2[kk2] = k;
+            kk2 += !f as usize;
+            a0 = a1;
+            a1 = a2;
         }
         if n_bad == 0 || iterations >= max_iters {
             for k in 0..nm {
@@ -277,23 +257,23 @@ pub fn solve(
         } else {
             false
         };
-        gidx.clear();
         if flip_all {
-            for k in 0..nm {
-                let bad = if free[k] {
-                    sv[k] < -tol_s
-                } else {
-                    -alpha * nu[k] < -tol_g
-                };
-                let f = free[k] ^ bad;
-                free[k] = f;
-                if !f {
-                    gidx.push(k);
-                }
-            }
+            std::mem::swap(free, free2);
+            std::mem::swap(gidx, gidx2);
+            kk = kk2;
         } else {
             free[last_bad] = !free[last_bad];
-            gidx.extend((0..nm).filter(|&k| !free[k]));
+            kk = zero_set(free, nm, gidx);
         }
     }
+}
+
+/// Writes the frames of the zero set (not free) into `gidx`, returning how many there are.
+fn zero_set(free: &[bool], nm: usize, gidx: &mut [usize]) -> usize {
+    let mut count = 0;
+    for (k, &f) in free[..nm].iter().enumerate() {
+        gidx[count] = k;
+        count += !f as usize;
+    }
+    count
 }
