@@ -5,17 +5,26 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 CARGO  ?= cargo
 RUST_MANIFEST := --manifest-path rust/Cargo.toml
-EXTRAS ?= dev,loaders
+EXTRAS ?= dev,loaders,dask,widget
 
-.PHONY: install build demo test test-rust test-py lint bench clean
+.PHONY: install build demo test test-rust test-py lint bench clean js e2e-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
 # Installs calab (builds the Rust extension in release mode) and its test tools into .venv.
-install: $(PY)
+install: $(PY) js
 	$(PIP) install -q -e ".[$(EXTRAS)]"
+
+# Builds the tuning UI bundle (src/calab/static/widget.js + .css) from js/.
+js:
+	cd js && npm ci && npm run build
+
+# Debian's Chromium for the browser tests (never a downloaded browser).
+e2e-deps:
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium) || \
+		echo "e2e-deps: could not install chromium; the e2e tests will skip"
 
 # Rebuild only the Rust extension after editing rust/ (faster than a full install).
 build: $(PY)
@@ -27,6 +36,7 @@ demo: install
 lint: install
 	$(CARGO) fmt $(RUST_MANIFEST) --check
 	$(CARGO) clippy $(RUST_MANIFEST) --all-targets -q -- -D warnings
+	PYO3_PYTHON=$(abspath $(PY)) $(CARGO) clippy $(RUST_MANIFEST) --all-targets --all-features -q -- -D warnings
 	$(VENV)/bin/ruff check src tests examples bench
 	$(VENV)/bin/ruff format --check src tests examples bench
 	$(VENV)/bin/mypy
@@ -37,7 +47,7 @@ test-rust:
 test-py: install
 	$(PY) -m pytest -q
 
-test: lint test-rust test-py
+test: e2e-deps lint test-rust test-py
 
 bench: install
 	$(PY) bench/solver.py

@@ -31,13 +31,11 @@ def main() -> None:
         start = time.perf_counter()
         result = calab.run_deconvolution_full(traces, fs, tau_rise, tau_decay, lam=0.01)
         seconds = time.perf_counter() - start
-        r = np.median([smoothed_corr(a, s) for a, s in zip(result.activity, spikes)])
-        print(
-            f"{name}: {traces.shape[0]} cells x {traces.shape[1]} frames ({tau_rise=}, {tau_decay=})"
-        )
-        print(
-            f"  solved in {seconds * 1e3:.0f} ms = {traces.size / seconds / 1e6:.1f} M cell-frames/s"
-        )
+        r = np.median([smoothed_corr(a, s) for a, s in zip(result.activity, spikes, strict=True)])
+        n_cells, n_frames = traces.shape
+        print(f"{name}: {n_cells} cells x {n_frames} frames ({tau_rise=}, {tau_decay=})")
+        rate = traces.size / seconds / 1e6
+        print(f"  solved in {seconds * 1e3:.0f} ms = {rate:.1f} M cell-frames/s")
         print(
             f"  all converged: {bool(result.converged.all())}, median pivots: "
             f"{int(np.median(result.iterations))}"

@@ -12,6 +12,7 @@
 //! The recursion is the untruncated kernel; the contract's kernel stops where it has decayed
 //! to 1e-6 of its peak, so the two objectives differ by terms of relative size 1e-6 * 1e-6.
 
+use crate::banded;
 use crate::kernel::Model;
 use crate::workspace::{Outcome, Workspace};
 
@@ -56,6 +57,9 @@ pub fn solve(
         nu,
         tv,
         sv,
+        be,
+        bc1,
+        bc2,
         ..
     } = ws;
     let (dz, d1) = (&mut dz[..nm], &mut d1[..nm]);
@@ -94,7 +98,8 @@ pub fn solve(
     let tol_g = tol * scale * m.g_dc.max(1.0);
 
     let mut ninf = nm + 1;
-    let mut backup = 3;
+    let mut backup = BACKUP;
+    let mut mode = Mode::Pivot;
     let mut iterations = 0;
     match init {
         Some(s0) => (0..nm).for_each(|k| free[k] = s0[k] > 0.0),
@@ -121,85 +126,58 @@ pub fn solve(
                 });
             }
             ninf = n_bad;
+            if iterations >= max_iters {
+                s_out.iter_mut().for_each(|v| *v = 0.0);
+                return finish(s_out, nm, mean_y, iterations, false);
+            }
         }
     }
     let mut kk = zero_set(free, nm, gidx);
 
-    let diag = |g: usize| match g {
-        0 => 1.0,
-        1 => 1.0 + g1 * g1,
-        _ => 1.0 + g1 * g1 + g2 * g2,
-    };
     loop {
         iterations += 1;
-        // Factor D_G D_G^T = L diag(dd) L^T (pentadiagonal) and solve for both right-hand sides.
-        // dd holds 1/D; with l2 D[p-2] = a2 and l1 D[p-1] = q = a1 - a2 l1[p-1], D[p] needs
-        // one division per row.
+        // Solve (D_G D_G^T) [nu_z, nu_1] = [D z, D 1] on G (two chains, see banded.rs).
+        for p in 0..kk {
+            uz[p] = dz[gidx[p]];
+            u1[p] = d1[gidx[p]];
+        }
+        banded::fill_band(gidx, kk, g1, g2, be, bc1, bc2);
+        banded::solve_twisted(
+            &banded::Band {
+                e: be,
+                c1: bc1,
+                c2: bc2,
+            },
+            kk,
+            &mut banded::Buffers {
+                l1,
+                l2,
+                dd,
+                xa: uz,
+                xb: u1,
+            },
+        );
+        // Scatter to full length (nu: the z part, tv: the part multiplying b; zero on the free
+        // frames), with the sums the baseline needs.
+        let (mut cz, mut c1) = (0.0, 0.0);
+        let mut lo = 0;
         for p in 0..kk {
             let gp = gidx[p];
-            let gap1 = if p >= 1 { gp - gidx[p - 1] } else { usize::MAX };
-            let a1 = if gap1 == 1 {
-                -g1 + if gp >= 2 { g1 * g2 } else { 0.0 }
-            } else if gap1 == 2 {
-                -g2
-            } else {
-                0.0
-            };
-            let a2 = if p >= 2 && gp - gidx[p - 2] == 2 {
-                -g2
-            } else {
-                0.0
-            };
-            let lprev = if p >= 1 { l1[p - 1] } else { 0.0 };
-            let q = a1 - a2 * lprev;
-            let lp1 = if p >= 1 { q * dd[p - 1] } else { 0.0 };
-            let lp2 = if p >= 2 { a2 * dd[p - 2] } else { 0.0 };
-            dd[p] = 1.0 / (diag(gp) - lp1 * q - lp2 * a2);
-            l2[p] = lp2;
-            l1[p] = lp1;
-            let mut rz = dz[gp];
-            let mut r1 = d1[gp];
-            if p >= 1 {
-                rz -= lp1 * uz[p - 1];
-                r1 -= lp1 * u1[p - 1];
-            }
-            if p >= 2 {
-                rz -= lp2 * uz[p - 2];
-                r1 -= lp2 * u1[p - 2];
-            }
-            uz[p] = rz;
-            u1[p] = r1;
-        }
-        // Back substitution, fused with the scatter to full length (nu: the z part, tv: the
-        // part multiplying b; zero on the free frames) and the sums the baseline needs.
-        let (mut cz, mut c1) = (0.0, 0.0);
-        let mut hi = nm;
-        for p in (0..kk).rev() {
-            let mut xz = uz[p] * dd[p];
-            let mut x1 = u1[p] * dd[p];
-            if p + 1 < kk {
-                xz -= l1[p + 1] * uz[p + 1];
-                x1 -= l1[p + 1] * u1[p + 1];
-            }
-            if p + 2 < kk {
-                xz -= l2[p + 2] * uz[p + 2];
-                x1 -= l2[p + 2] * u1[p + 2];
-            }
-            uz[p] = xz;
-            u1[p] = x1;
-            let gp = gidx[p];
-            cz += xz * d1[gp];
-            c1 += x1 * d1[gp];
-            for k in gp + 1..hi {
+            for k in lo..gp {
                 nu[k] = 0.0;
                 tv[k] = 0.0;
             }
+            let (xz, x1) = (uz[p], u1[p]);
+            cz += xz * d1[gp];
+            c1 += x1 * d1[gp];
             nu[gp] = xz;
             tv[gp] = x1;
-            hi = gp;
+            lo = gp + 1;
         }
-        nu[..hi].fill(0.0);
-        tv[..hi].fill(0.0);
+        for k in lo..nm {
+            nu[k] = 0.0;
+            tv[k] = 0.0;
+        }
         // Baseline: n b = sum(y) - sum(c(b)), with sum(c) = sum(z) - sum_G nu_j (D 1)_j.
         let baseline = (sum_y - (sum_z - cz)) / (n as f64 - (nm as f64 - c1));
         // One forward pass: nu = nu_z - b nu_1, s = (D z - b D 1 - D D^T nu) / alpha, the KKT
@@ -214,7 +192,6 @@ pub fn solve(
         let (mut a0, mut a1) = (nu_at(0), nu_at(1));
         let (mut t1, mut t2) = (0.0, 0.0);
         let mut n_bad = 0usize;
-        let mut last_bad = 0usize;
         let mut kk2 = 0usize;
         for k in 0..nm {
             let a2 = nu_at(k + 2);
@@ -227,7 +204,6 @@ pub fn solve(
             let fk = free[k];
             let bad = if fk { s < -tol_s } else { -alpha * a0 < -tol_g };
             n_bad += bad as usize;
-            last_bad = if bad { k } else { last_bad };
             let f = fk ^ bad;
             free2[k] = f;
             gidx2[kk2] = k;
@@ -235,36 +211,134 @@ pub fn solve(
             a0 = a1;
             a1 = a2;
         }
-        if n_bad == 0 || iterations >= max_iters {
-            for k in 0..nm {
-                s_out[k] = if free[k] { sv[k].max(0.0) } else { 0.0 };
+        if mode == Mode::Pivot {
+            if n_bad == 0 || iterations >= max_iters {
+                for k in 0..nm {
+                    s_out[k] = if free[k] { sv[k].max(0.0) } else { 0.0 };
+                }
+                return finish(s_out, nm, baseline, iterations, n_bad == 0);
             }
-            s_out[nm] = 0.0;
-            let out = Outcome {
-                baseline,
-                iterations,
-                converged: n_bad == 0,
-            };
-            return if n_bad == 0 { Ok(out) } else { Err(out) };
-        }
-        let flip_all = if n_bad < ninf {
-            ninf = n_bad;
-            backup = 3;
-            true
-        } else if backup >= 1 {
-            backup -= 1;
-            true
-        } else {
-            false
-        };
-        if flip_all {
+            if n_bad < ninf {
+                ninf = n_bad;
+                backup = BACKUP;
+            } else if backup >= 1 {
+                backup -= 1;
+            } else {
+                // Pivoting oscillates (ill-conditioned: slow kernel, model mismatch). Continue
+                // monotonically from its iterate made feasible.
+                mode = Mode::Monotone { single: false };
+                for k in 0..nm {
+                    let v = if free[k] { sv[k].max(0.0) } else { 0.0 };
+                    s_out[k] = v;
+                    free[k] = v > 0.0;
+                }
+                kk = zero_set(free, nm, gidx);
+                if iterations >= max_iters {
+                    return finish(s_out, nm, baseline, iterations, false);
+                }
+                continue;
+            }
             std::mem::swap(free, free2);
             std::mem::swap(gidx, gidx2);
             kk = kk2;
-        } else {
-            free[last_bad] = !free[last_bad];
-            kk = zero_set(free, nm, gidx);
+            continue;
         }
+        // Monotone phase (Lawson-Hanson with block additions): s_out[..nm] holds a feasible
+        // iterate on the face `free`; sv is the minimiser on that face. The objective never
+        // increases, so this phase cannot cycle.
+        let Mode::Monotone { single } = &mut mode else {
+            unreachable!()
+        };
+        let mut t = f64::INFINITY;
+        for k in 0..nm {
+            if free[k] && sv[k] < 0.0 {
+                t = t.min(s_out[k] / (s_out[k] - sv[k]));
+            }
+        }
+        if t.is_finite() {
+            // Step towards the face minimiser until the first frame reaches zero; drop those.
+            if t <= 0.0 {
+                *single = true;
+            }
+            for k in 0..nm {
+                if free[k] {
+                    let v = s_out[k] + t * (sv[k] - s_out[k]);
+                    let hits = sv[k] < 0.0 && s_out[k] <= t * (s_out[k] - sv[k]);
+                    if hits || v <= 0.0 {
+                        free[k] = false;
+                        s_out[k] = 0.0;
+                    } else {
+                        s_out[k] = v;
+                    }
+                }
+            }
+        } else {
+            for k in 0..nm {
+                s_out[k] = if free[k] { sv[k] } else { 0.0 };
+            }
+            // Face minimiser is feasible: add the frames whose gradient is negative.
+            let mut worst = (0.0, usize::MAX);
+            let mut n_add = 0;
+            for k in 0..nm {
+                let g = -alpha * (nu[k] - baseline * tv[k]);
+                if !free[k] && g < -tol_g {
+                    n_add += 1;
+                    if g < worst.0 {
+                        worst = (g, k);
+                    }
+                }
+            }
+            if n_add == 0 {
+                return finish(s_out, nm, baseline, iterations, true);
+            }
+            if *single {
+                free[worst.1] = true;
+                *single = false;
+            } else {
+                for k in 0..nm {
+                    if !free[k] && -alpha * (nu[k] - baseline * tv[k]) < -tol_g {
+                        free[k] = true;
+                    }
+                }
+            }
+        }
+        if iterations >= max_iters {
+            s_out[..nm].iter_mut().for_each(|v| *v = v.max(0.0));
+            return finish(s_out, nm, baseline, iterations, false);
+        }
+        kk = zero_set(free, nm, gidx);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Block principal pivoting (fast, not monotone).
+    Pivot,
+    /// Monotone active set; `single` after a zero-length step (add one frame, as Lawson-Hanson).
+    Monotone { single: bool },
+}
+
+/// Full-exchange pivots allowed without fewer violations before switching to the monotone
+/// phase (Kim & Park use 3; real recordings need more patience).
+const BACKUP: usize = 10;
+
+fn finish(
+    s_out: &mut [f64],
+    nm: usize,
+    baseline: f64,
+    iterations: usize,
+    converged: bool,
+) -> Result<Outcome, Outcome> {
+    s_out[nm] = 0.0;
+    let out = Outcome {
+        baseline,
+        iterations,
+        converged,
+    };
+    if converged {
+        Ok(out)
+    } else {
+        Err(out)
     }
 }
 

@@ -2,6 +2,7 @@
 //! wrappers that make up the `calab._solver` extension module.
 
 pub mod active_set;
+pub mod banded;
 pub mod batch;
 pub mod conv;
 pub mod fista;

@@ -10,6 +10,17 @@ from importlib.metadata import PackageNotFoundError, version
 
 from calab.deconvolution import DeconvolutionResult, run_deconvolution, run_deconvolution_full
 from calab.filter import bandpass_filter
+from calab.io import (
+    deconvolve_from_export,
+    export_dict,
+    load_caiman,
+    load_export_params,
+    load_minian,
+    load_suite2p,
+    load_tuning_data,
+    save_for_tuning,
+    write_export,
+)
 from calab.kernel import build_kernel, compute_lipschitz, kernel_timing, tau_to_ar2
 from calab.simulate import simulate
 
@@ -24,9 +35,28 @@ __all__ = [
     "bandpass_filter",
     "build_kernel",
     "compute_lipschitz",
+    "deconvolve_from_export",
+    "export_dict",
     "kernel_timing",
+    "load_caiman",
+    "load_export_params",
+    "load_minian",
+    "load_suite2p",
+    "load_tuning_data",
     "run_deconvolution",
     "run_deconvolution_full",
+    "save_for_tuning",
     "simulate",
     "tau_to_ar2",
+    "TuneWidget",
+    "write_export",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # TuneWidget needs the optional anywidget dependency (extra "widget"): import it on use.
+    if name == "TuneWidget":
+        from calab.widget import TuneWidget
+
+        return TuneWidget
+    raise AttributeError(f"module 'calab' has no attribute {name!r}")

@@ -73,7 +73,7 @@ def check_finite(arr: np.ndarray, name: str = "traces") -> None:
         bad = np.argwhere(~np.isfinite(arr))[0]
         if arr.ndim == 1:
             raise ValueError(
-                f"{name} contain NaN or Inf at frame {bad[0]}; remove or interpolate it first"
+                f"{name} contains NaN or Inf at frame {bad[0]}; remove or interpolate it first"
             )
         raise ValueError(
             f"{name} contain NaN or Inf at cell {bad[0]}, frame {bad[1]}; "

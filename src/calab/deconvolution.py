@@ -8,7 +8,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from calab import _solver
-from calab._validate import lam_value, model_params, traces_2d
+from calab._validate import check_finite, lam_value, model_params, traces_2d
 from calab.lazy import deconvolve_lazy, is_lazy
 
 Method = Literal["active-set", "fista"]
@@ -16,7 +16,7 @@ Method = Literal["active-set", "fista"]
 _DEFAULTS: dict[str, tuple[int, float]] = {
     # (max_iters, tol). Active set: pivot cap and relative KKT feasibility tolerance.
     # FISTA: iteration cap and relative step ||s_k - s_k-1|| / ||s_k|| at which it stops.
-    "active-set": (200, 1e-9),
+    "active-set": (1000, 1e-9),
     "fista": (5000, 1e-4),
 }
 
@@ -124,10 +124,13 @@ def _solve(
     lam_ = lam_value(lam)
     iters, tol_ = _options(method, max_iters, tol, n_threads)
     data, was_1d = traces_2d(traces)
+    if was_1d:
+        check_finite(data[0])  # names the frame; 2-D input is checked (in parallel) in Rust
     init = None
     if warm_start is not None:
         init, _ = traces_2d(warm_start, "warm_start")
         init = np.ascontiguousarray(init, dtype=np.float64)
+        check_finite(init, "warm_start")
         if init.shape != data.shape:
             raise ValueError(
                 f"warm_start has shape {np.shape(warm_start)} but traces have shape "
@@ -183,7 +186,9 @@ def run_deconvolution(
     lam : float
         Sparsity penalty (>= 0), the CaTune ``lambda``.
     max_iters : int, optional
-        Iteration cap (pivots for ``"active-set"``, default 200; FISTA default 5000).
+        Iteration cap (default 1000 pivots for ``"active-set"``, which typically needs 10-40;
+        FISTA default 5000). A cell that hits it is reported with ``converged=False`` and a
+        feasible, non-optimal activity.
     tol : float, optional
         Active set: relative KKT feasibility tolerance (default 1e-9). FISTA: relative step
         at which it stops (default 1e-4).
@@ -200,7 +205,7 @@ def run_deconvolution(
         Scaled neural activity (not spike counts).
     """
     if is_lazy(traces):
-        return _lazy(  # type: ignore[no-any-return]
+        return _lazy(
             traces,
             fs,
             tau_r,
@@ -253,7 +258,7 @@ def run_deconvolution_full(
         ``converged``; scalars for 1-D input, arrays over cells for 2-D input.
     """
     if is_lazy(traces):
-        return _lazy(  # type: ignore[no-any-return]
+        return _lazy(
             traces,
             fs,
             tau_r,

@@ -49,7 +49,13 @@ def bandpass_filter(trace: Any, tau_rise: float, tau_decay: float, fs: float) ->
         low-pass one.
     """
     f_hp, f_lp = filter_cutoffs(tau_rise, tau_decay, fs)
-    y = np.array(trace, dtype=np.float64, copy=True)
+    arr = np.asarray(trace)
+    if arr.dtype == object or arr.dtype.kind not in "iuf":
+        raise TypeError(
+            f"trace must hold real numbers, got dtype {arr.dtype}; "
+            "convert with np.asarray(..., dtype=float)"
+        )
+    y = np.array(arr, dtype=np.float64, copy=True)
     if y.ndim not in (1, 2) or y.size == 0:
         raise ValueError(
             f"trace must be a non-empty 1-D (n_frames,) or 2-D (n_cells, n_frames) array, "

@@ -1,0 +1,92 @@
+// Names shared by the kernel side and the tuning UI.
+// Keep in sync with src/calab/_protocol.py.
+
+export const MSG_VIEW = "calab:view";
+export const MSG_OVERVIEW = "calab:overview";
+export const MSG_SPECTRUM = "calab:spectrum";
+export const MSG_EXPORTED = "calab:exported";
+
+export const MSG_HELLO = "calab:hello";
+export const MSG_REQ_SPECTRUM = "calab:get-spectrum";
+export const MSG_RESHUFFLE = "calab:reshuffle";
+export const MSG_EXPORT = "calab:export";
+
+export interface ParamSet {
+  tau_rise: number;
+  tau_decay: number;
+  lam: number;
+  filter_enabled: boolean;
+}
+
+export interface CellMetrics {
+  snr?: number;
+  r2?: number;
+  sparsity?: number;
+  baseline?: number;
+  iterations?: number;
+}
+
+export interface ViewHeader {
+  type: typeof MSG_VIEW;
+  id: number;
+  params: ParamSet;
+  pinned: ParamSet | null;
+  cells: number[];
+  states: string[];
+  errors: (string | null)[];
+  metrics: CellMetrics[];
+  start: number;
+  stop: number;
+  series: string[];
+  dtype: "float32";
+  shape: [number, number, number, number];
+  t_peak_s: number;
+  fwhm_s: number;
+  f_hp: number;
+  f_lp: number;
+  solve_ms: number;
+  lam_max: number;
+  fs: number;
+  n_frames: number;
+}
+
+export interface OverviewHeader {
+  type: typeof MSG_OVERVIEW;
+  cells: number[];
+  shape: [number, number, number];
+  n_frames: number;
+}
+
+export interface SpectrumHeader {
+  type: typeof MSG_SPECTRUM;
+  cell: number;
+  f_hp: number;
+  f_lp: number;
+  n: number;
+}
+
+export interface ExportedHeader {
+  type: typeof MSG_EXPORTED;
+  path?: string;
+  error?: string;
+}
+
+export type KernelMessage = ViewHeader | OverviewHeader | SpectrumHeader | ExportedHeader;
+
+/** What the UI needs from its host: the anywidget model, or the HTTP bridge. */
+export interface Transport {
+  get<T = unknown>(key: string): T;
+  /** Set several state keys at once and send them to the kernel. */
+  set(changes: Record<string, unknown>): void;
+  /** Call cb when key changes (from either side); returns the unsubscribe function. */
+  on(key: string, cb: () => void): () => void;
+  send(msg: Record<string, unknown>): void;
+  onMessage(cb: (msg: KernelMessage, buffers: DataView[]) => void): () => void;
+}
+
+export function f32(dv: DataView): Float32Array {
+  if (dv.byteOffset % 4 === 0) {
+    return new Float32Array(dv.buffer, dv.byteOffset, Math.floor(dv.byteLength / 4));
+  }
+  return new Float32Array(dv.buffer.slice(dv.byteOffset, dv.byteOffset + dv.byteLength));
+}

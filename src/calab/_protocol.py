@@ -1,0 +1,38 @@
+"""Names shared by the kernel side and the tuning UI (message types, traitlet names).
+
+Keep in sync with js/src/protocol.ts.
+"""
+
+from __future__ import annotations
+
+# Kernel -> page (custom messages; arrays travel as binary float32 buffers).
+MSG_VIEW = "calab:view"  # header + buffer (n_cells, n_series, n_bins, 2)
+MSG_OVERVIEW = "calab:overview"  # header + buffer (n_cells, n_bins, 2)
+MSG_SPECTRUM = "calab:spectrum"  # header + buffers freqs, power
+MSG_EXPORTED = "calab:exported"  # {path} or {error}
+
+# Page -> kernel.
+MSG_HELLO = "calab:hello"  # page rendered: send overview and view
+MSG_REQ_SPECTRUM = "calab:get-spectrum"  # {cell}
+MSG_RESHUFFLE = "calab:reshuffle"
+MSG_EXPORT = "calab:export"
+
+#: Synced state (small values only). The page sets ``request_id`` with every change it makes.
+STATE_KEYS = (
+    "tau_rise",
+    "tau_decay",
+    "lam",
+    "filter_enabled",
+    "cells",
+    "cell_mode",
+    "n_shown",
+    "columns",
+    "seed",
+    "window_start",
+    "window_stop",
+    "plot_width",
+    "request_id",
+    "pinned",
+    "show_truth",
+    "selected_cell",
+)

@@ -1,0 +1,651 @@
+"""The ``calab`` command: deconvolve, convert and inspect calcium traces.
+
+Commands: ``deconvolve``, ``convert``, ``info`` (``tune`` is registered by the browser
+bridge through :func:`add_tune_command`). Errors print one line, ``calab: error: ...``, on
+stderr and exit with status 1; Ctrl-C exits with 130 and leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PIPELINE_FORMATS = ("caiman", "minian", "suite2p")
+OUTPUT_SUFFIXES = (".npy", ".h5", ".hdf5", ".zarr")
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+class CLIError(Exception):
+    """An error reported as one line on stderr."""
+
+
+# ----------------------------------------------------------------------------- input
+
+
+class Input:
+    """Traces opened from a file: ``data`` supports row slicing (a numpy array or memmap)."""
+
+    def __init__(
+        self, data: Any, fs: float | None, fmt: str, path: Path, meta: dict[str, Any]
+    ) -> None:
+        self.data = data
+        self.fs = fs
+        self.format = fmt
+        self.path = path
+        self.meta = meta
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.data.shape[0]), int(self.data.shape[1])
+
+
+def _is_suite2p(p: Path) -> bool:
+    return any((c / "F.npy").is_file() for c in (p, p / "plane0", p / "suite2p" / "plane0"))
+
+
+def _is_minian(p: Path) -> bool:
+    if p.name.endswith(".zarr") or (p / ".zgroup").exists() or (p / "zarr.json").exists():
+        return True
+    return any(q.name.endswith(".zarr") for q in p.iterdir())
+
+
+def detect_format(path: Path) -> str:
+    """Guess the input format: npy, tuning, caiman, minian or suite2p."""
+    if path.is_dir():
+        if _is_suite2p(path):
+            return "suite2p"
+        if _is_minian(path):
+            return "minian"
+        raise CLIError(f"cannot tell what {path} holds; pass --format caiman|minian|suite2p")
+    name = path.name
+    if name.endswith("_metadata.json"):
+        return "tuning"
+    if path.suffix.lower() in (".hdf5", ".h5"):
+        return "caiman"
+    if path.suffix.lower() == ".npy":
+        stem = path.with_name(name[: -len(".npy")] + "_metadata.json")
+        return "tuning" if stem.is_file() else "npy"
+    if not path.exists() and path.with_name(name + ".npy").is_file():
+        return "tuning"
+    if not path.exists():
+        raise CLIError(f"input not found: {path}")
+    raise CLIError(
+        f"cannot tell the format of {path}; pass --format caiman|minian|suite2p "
+        "(or give a .npy file or tuning-file stem)"
+    )
+
+
+def _open_npy(path: Path) -> np.ndarray:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise CLIError(f"cannot read {path} as .npy: {exc}") from None
+    if arr.dtype.kind not in "iuf":
+        raise CLIError(f"{path} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.size == 0:
+        raise CLIError(
+            f"{path} must hold a 1-D (n_timepoints,) or 2-D (n_cells, n_timepoints) array, "
+            f"got shape {arr.shape}"
+        )
+    return arr
+
+
+def open_input(args: argparse.Namespace, *, check: bool = True) -> Input:
+    """Open the FILE argument. ``check=False`` skips the loaders' NaN checks (``info``)."""
+    from calab.io.caiman import load_caiman, read_caiman
+    from calab.io.minian import load_minian, read_minian
+    from calab.io.suite2p import load_suite2p, read_suite2p
+    from calab.io.tuning import read_tuning_metadata, tuning_paths
+
+    path = Path(args.file).expanduser()
+    fmt = args.format or detect_format(path)
+    fs = args.fs
+    if fmt not in ("tuning",) and not path.exists():
+        raise CLIError(f"input not found: {path}")
+    if fmt == "npy":
+        arr = _open_npy(path)
+        return Input(arr, fs, fmt, path, {"source": "npy"})
+    if fmt == "tuning":
+        npy_path, _ = tuning_paths(path)
+        if not npy_path.is_file():
+            raise CLIError(f"tuning data not found: {npy_path}")
+        meta = read_tuning_metadata(path)
+        arr = _open_npy(npy_path)
+        expected = (meta.get("num_cells"), meta.get("num_timepoints"))
+        if None not in expected and arr.shape != expected:
+            raise CLIError(f"{npy_path} has shape {arr.shape} but its metadata says {expected}")
+        return Input(arr, fs or meta["sampling_rate_hz"], fmt, npy_path, meta)
+    if fmt == "caiman":
+        reader = load_caiman if check else read_caiman
+        traces, meta = reader(path, trace=args.trace, accepted_only=not args.all_components, fs=fs)
+    elif fmt == "minian":
+        if check and fs is not None:
+            traces, meta = load_minian(path, fs, variable=args.variable)
+        else:
+            traces, meta = read_minian(path, fs, variable=args.variable)
+            if check:
+                from calab.io._common import check_finite_rows
+
+                check_finite_rows(traces, meta["variable"], meta["path"], meta["cell_ids"])
+    elif fmt == "suite2p":
+        if check:
+            traces, meta = load_suite2p(
+                path,
+                neuropil_coef=args.neuropil_coef,
+                cells_only=not args.all_rois,
+                fs=fs,
+                plane=args.plane,
+            )
+        else:
+            traces, meta = read_suite2p(
+                path,
+                neuropil_coef=args.neuropil_coef,
+                cells_only=not args.all_rois,
+                fs=fs,
+                plane=args.plane,
+                require_fs=False,
+            )
+    else:  # pragma: no cover - argparse restricts the choices
+        raise CLIError(f"unknown format {fmt!r}")
+    return Input(traces, meta["sampling_rate_hz"], fmt, path, meta)
+
+
+def _add_input_options(p: argparse.ArgumentParser, *, format_required: bool = False) -> None:
+    p.add_argument(
+        "--format",
+        choices=PIPELINE_FORMATS,
+        required=format_required,
+        help="pipeline that wrote FILE (default: guessed from FILE; .npy and tuning stems "
+        "need none)",
+    )
+    p.add_argument(
+        "--fs",
+        type=float,
+        metavar="HZ",
+        help="sampling rate in Hz (default: from the file; required for Minian and bare .npy)",
+    )
+    g = p.add_argument_group("pipeline options")
+    g.add_argument(
+        "--trace",
+        choices=("C", "C+YrA"),
+        default="C",
+        help="CaImAn: denoised C (default) or C+YrA (keeps the noise)",
+    )
+    g.add_argument(
+        "--all-components",
+        action="store_true",
+        help="CaImAn: keep rejected components too (default: idx_components only)",
+    )
+    g.add_argument(
+        "--variable", default="C", help="Minian: variable to read (C, S or YrA; default C)"
+    )
+    g.add_argument(
+        "--neuropil-coef",
+        type=float,
+        default=0.7,
+        metavar="K",
+        help="suite2p: trace = F - K * Fneu (default 0.7)",
+    )
+    g.add_argument(
+        "--all-rois", action="store_true", help="suite2p: keep ROIs not classified as cells"
+    )
+    g.add_argument("--plane", type=int, default=0, help="suite2p: plane number (default 0)")
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _partial_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial-{os.getpid()}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _commit(tmp: Path, final: Path) -> None:
+    """Move a finished temp file or folder into place (replacing ``final``)."""
+    if final.is_dir() and not final.is_symlink():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+class _Writer:
+    """Writes activity rows to a temp file; ``commit`` renames it into place."""
+
+    def __init__(self, path: Path, shape: tuple[int, int], full: bool, attrs: dict[str, Any]):
+        self.path = path
+        self.tmp = _partial_name(path)
+        self.shape = shape
+        self.full = full
+        self.attrs = attrs
+
+    def write(self, start: int, res: Any) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def commit(self) -> None:
+        self.close()
+        _commit(self.tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            self.close()
+        finally:
+            _remove(self.tmp)
+
+
+class _NpyWriter(_Writer):
+    def __init__(self, *a: Any) -> None:
+        super().__init__(*a)
+        self.out: Any = np.lib.format.open_memmap(
+            self.tmp, mode="w+", dtype="<f8", shape=self.shape
+        )
+
+    def write(self, start: int, res: Any) -> None:
+        self.out[start : start + res.activity.shape[0]] = res.activity
+
+    def close(self) -> None:
+        if self.out is not None:
+            self.out.flush()
+            self.out = None
+
+
+class _H5Writer(_Writer):
+    def __init__(self, *a: Any) -> None:
+        super().__init__(*a)
+        from calab.io._deps import require
+
+        h5py = require("h5py")
+        n, t = self.shape
+        self.f: Any = h5py.File(self.tmp, "w")
+        rows = max(1, min(n, (1 << 20) // max(t, 1)))
+        self.activity = self.f.create_dataset(
+            "activity", shape=self.shape, dtype="<f8", chunks=(rows, t)
+        )
+        if self.full:
+            self.baseline = self.f.create_dataset("baseline", shape=(n,), dtype="<f8")
+            self.iterations = self.f.create_dataset("iterations", shape=(n,), dtype="<i8")
+            self.converged = self.f.create_dataset("converged", shape=(n,), dtype=bool)
+        for k, v in self.attrs.items():
+            self.f.attrs[k] = json.dumps(v) if isinstance(v, dict | list) else v
+
+    def write(self, start: int, res: Any) -> None:
+        stop = start + res.activity.shape[0]
+        self.activity[start:stop] = res.activity
+        if self.full:
+            self.baseline[start:stop] = res.baseline
+            self.iterations[start:stop] = res.iterations
+            self.converged[start:stop] = res.converged
+
+    def close(self) -> None:
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+
+
+class _ZarrWriter(_Writer):
+    def __init__(self, *a: Any) -> None:
+        super().__init__(*a)
+        from calab.io._deps import require
+
+        zarr = require("zarr")
+        n, t = self.shape
+        group = zarr.open_group(str(self.tmp), mode="w")
+        make = group.create_array if hasattr(group, "create_array") else group.create_dataset
+        rows = max(1, min(n, (1 << 20) // max(t, 1)))
+        self.arrays = {
+            "activity": make("activity", shape=self.shape, chunks=(rows, t), dtype="<f8")
+        }
+        if self.full:
+            chunk = (max(1, n),)
+            self.arrays["baseline"] = make("baseline", shape=(n,), chunks=chunk, dtype="<f8")
+            self.arrays["iterations"] = make("iterations", shape=(n,), chunks=chunk, dtype="<i8")
+            self.arrays["converged"] = make("converged", shape=(n,), chunks=chunk, dtype=bool)
+        group.attrs.update(self.attrs)
+
+    def write(self, start: int, res: Any) -> None:
+        stop = start + res.activity.shape[0]
+        self.arrays["activity"][start:stop] = res.activity
+        if self.full:
+            self.arrays["baseline"][start:stop] = res.baseline
+            self.arrays["iterations"][start:stop] = res.iterations
+            self.arrays["converged"][start:stop] = res.converged
+
+
+def _writer_for(path: Path) -> type[_Writer]:
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return _NpyWriter
+    if suffix in (".h5", ".hdf5"):
+        return _H5Writer
+    if suffix == ".zarr":
+        return _ZarrWriter
+    raise CLIError(f"output {path} must end in .npy, .h5 or .zarr")
+
+
+def _check_writable(paths: Sequence[Path], force: bool, inputs: Sequence[Path]) -> None:
+    resolved_inputs = {p.resolve() for p in inputs if p.exists()}
+    for p in paths:
+        if p.resolve() in resolved_inputs:
+            raise CLIError(f"{p} is an input file; choose another output name")
+        if not p.parent.is_dir():
+            raise CLIError(f"output folder does not exist: {p.parent}")
+        if p.exists() and not force:
+            raise CLIError(f"{p} already exists; pass --force to replace it")
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def _progress(total: int, quiet: bool, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        unit="cell",
+        desc=desc,
+        file=sys.stderr,
+        disable=quiet or not sys.stderr.isatty(),
+        leave=False,
+    )
+
+
+def _default_output(src: Input) -> Path:
+    base = src.path
+    name = base.name
+    for suffix in (".npy", ".hdf5", ".h5", ".zarr"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return base.with_name(f"{name or 'traces'}_activity.npy")
+
+
+def _cmd_deconvolve(args: argparse.Namespace) -> int:
+    from calab import __version__
+    from calab.deconvolution import run_deconvolution_full
+    from calab.filter import bandpass_filter
+    from calab.io._common import nan_rows
+    from calab.io.export import load_export_params
+
+    params = load_export_params(args.params)
+    src = open_input(args)
+    fs = src.fs if src.fs is not None else params["fs"]
+    if not math.isclose(fs, params["fs"], rel_tol=1e-9):
+        print(
+            f"calab: warning: the data are sampled at {fs:g} Hz but the parameters were tuned "
+            f"at {params['fs']:g} Hz; deconvolving at {fs:g} Hz (time constants are in seconds)",
+            file=sys.stderr,
+        )
+    out = Path(args.output).expanduser() if args.output else _default_output(src)
+    writer_cls = _writer_for(out)
+    info_path = out.with_name(out.name[: -len(out.suffix)] + "_info.json")
+    targets = [out, info_path] if args.full else [out]
+    _check_writable(targets, args.force, [src.path, Path(args.params)])
+    n, t = src.shape
+    chunk = args.chunk_size or max(1, min(n, max(64, 4_000_000 // max(t, 1))))
+    attrs = {
+        "calab_version": __version__,
+        "source": str(src.path),
+        "format": src.format,
+        "sampling_rate_hz": fs,
+        "parameters": {
+            k: params[k] for k in ("tau_rise", "tau_decay", "lambda_", "fs", "filter_enabled")
+        },
+    }
+    writer = writer_cls(out, (n, t), args.full, attrs)
+    info_tmp = _partial_name(info_path)
+    baseline = np.empty(n)
+    iterations = np.empty(n, dtype=np.int64)
+    converged = np.empty(n, dtype=bool)
+    ids = src.meta.get("cell_ids")
+    try:
+        with _progress(n, args.quiet, "deconvolve") as bar:
+            for start in range(0, n, chunk):
+                stop = min(n, start + chunk)
+                block = np.asarray(src.data[start:stop], dtype=np.float64)
+                bad = nan_rows(block)
+                if bad.size:
+                    rows = [start + int(i) for i in bad[:10]]
+                    label = ", ".join(str(ids[r] if ids is not None else r) for r in rows)
+                    raise CLIError(
+                        f"{src.path}: traces of cells {label} hold NaN or Inf; drop or "
+                        "interpolate them first"
+                    )
+                if params["filter_enabled"]:
+                    block = bandpass_filter(block, params["tau_rise"], params["tau_decay"], fs)
+                res = run_deconvolution_full(
+                    block,
+                    fs,
+                    params["tau_rise"],
+                    params["tau_decay"],
+                    params["lambda_"],
+                    n_threads=args.threads,
+                )
+                writer.write(start, res)
+                baseline[start:stop] = res.baseline
+                iterations[start:stop] = res.iterations
+                converged[start:stop] = res.converged
+                bar.update(stop - start)
+        if args.full:
+            info = dict(attrs)
+            info.update(
+                output=str(out),
+                num_cells=n,
+                num_timepoints=t,
+                cell_ids=list(ids) if ids is not None else None,
+                baseline=baseline.tolist(),
+                iterations=iterations.tolist(),
+                converged=converged.tolist(),
+            )
+            info_tmp.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+        writer.commit()
+        if args.full:
+            os.replace(info_tmp, info_path)
+    except BaseException:
+        writer.abort()
+        info_tmp.unlink(missing_ok=True)
+        raise
+    n_bad = int((~converged).sum())
+    if n_bad:
+        print(f"calab: warning: {n_bad} of {n} cells did not converge", file=sys.stderr)
+    for p in targets:
+        print(p)
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from calab.io.tuning import save_for_tuning, tuning_paths
+
+    src = open_input(args)
+    if src.fs is None:
+        raise CLIError(f"{src.path} stores no sampling rate; pass --fs HZ")
+    npy_path, meta_path = tuning_paths(args.output)
+    _check_writable([npy_path, meta_path], args.force, [src.path])
+    extra: dict[str, Any] = {
+        "source": src.meta.get("source", src.format),
+        "source_path": str(src.path),
+    }
+    for key in ("cell_ids", "trace", "variable", "neuropil_coef"):
+        if key in src.meta:
+            extra[key] = src.meta[key]
+    tmp_stem = npy_path.with_name(f".{npy_path.name[:-4]}.partial-{os.getpid()}")
+    tmp_npy, tmp_meta = tuning_paths(tmp_stem)
+    try:
+        save_for_tuning(np.asarray(src.data), src.fs, tmp_stem, **extra)
+        os.replace(tmp_npy, npy_path)
+        os.replace(tmp_meta, meta_path)
+    except BaseException:
+        tmp_npy.unlink(missing_ok=True)
+        tmp_meta.unlink(missing_ok=True)
+        raise
+    print(npy_path)
+    print(meta_path)
+    return 0
+
+
+def _count_nan(data: Any) -> int:
+    n = int(data.shape[0])
+    step = max(1, 4_000_000 // max(int(data.shape[1]), 1))
+    return sum(
+        int(np.count_nonzero(np.isnan(np.asarray(data[i : i + step])))) for i in range(0, n, step)
+    )
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    src = open_input(args, check=False)
+    n, t = src.shape
+    dtype = str(src.data.dtype)
+    fs = src.fs
+    info: dict[str, Any] = {
+        "file": str(src.path),
+        "format": src.format,
+        "num_cells": n,
+        "num_timepoints": t,
+        "dtype": dtype,
+        "sampling_rate_hz": fs,
+        "duration_s": t / fs if fs else None,
+        "nan_count": _count_nan(src.data),
+    }
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"file:          {info['file']}")
+    print(f"format:        {src.format}")
+    print(f"shape:         {n} cells x {t} timepoints")
+    print(f"dtype:         {dtype}")
+    if fs:
+        print(f"sampling rate: {fs:g} Hz")
+        print(f"duration:      {t / fs:.3f} s")
+    else:
+        print("sampling rate: unknown (pass --fs)")
+        print("duration:      unknown")
+    print(f"NaN count:     {info['nan_count']}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def add_tune_command(subparsers: Any) -> None:
+    """Register ``calab tune`` here (added with the browser bridge, ``calab.bridge``).
+
+    Contract for the command: ``p = subparsers.add_parser("tune", ...)`` and
+    ``p.set_defaults(handler=fn)`` with ``fn(args: argparse.Namespace) -> int`` (the exit
+    status). Raise :class:`CLIError` (or ValueError/OSError) for one-line errors; Ctrl-C is
+    handled by :func:`main`. Nothing is registered until the bridge lands.
+    """
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from calab import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="calab",
+        description="Calcium-imaging deconvolution with the CaTune model.",
+        epilog="Run 'calab COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"calab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "deconvolve",
+        help="deconvolve traces with the parameters of a CaTune export",
+        description="Deconvolve FILE with the parameters of a CaTune export JSON and write "
+        "the activity (n_cells, n_timepoints) as .npy, .h5 or .zarr (by OUT's extension).",
+    )
+    p.add_argument("file", metavar="FILE", help=".npy file, tuning-file stem or pipeline output")
+    p.add_argument("--params", required=True, metavar="EXPORT.json", help="CaTune export JSON")
+    p.add_argument(
+        "-o", "--output", metavar="OUT", help="output file (default: <FILE stem>_activity.npy)"
+    )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="also write <OUT stem>_info.json with baseline, iterations and converged "
+        "(stored inside .h5/.zarr outputs too)",
+    )
+    p.add_argument("--force", action="store_true", help="replace existing output files")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, metavar="N", help="solver threads (default: all cores)")
+    p.add_argument("--chunk-size", type=int, metavar="N", help="cells per solver batch")
+    _add_input_options(p)
+    p.set_defaults(handler=_cmd_deconvolve)
+
+    p = sub.add_parser(
+        "convert",
+        help="convert a pipeline output to tuning files",
+        description="Write the tuning files STEM.npy and STEM_metadata.json from a CaImAn, "
+        "Minian or suite2p output.",
+    )
+    p.add_argument("file", metavar="FILE", help="pipeline output (file or folder)")
+    p.add_argument("-o", "--output", required=True, metavar="STEM", help="output stem")
+    p.add_argument("--force", action="store_true", help="replace existing output files")
+    _add_input_options(p)
+    p.set_defaults(handler=_cmd_convert)
+
+    p = sub.add_parser(
+        "info",
+        help="show shape, dtype, sampling rate, duration and NaN count",
+        description="Describe the traces in FILE (.npy, tuning stem or pipeline output).",
+    )
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_input_options(p)
+    p.set_defaults(handler=_cmd_info)
+
+    add_tune_command(sub)
+    return parser
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``calab`` command; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_usage(sys.stderr)
+        print("calab: error: choose a command (see calab --help)", file=sys.stderr)
+        return 2
+    try:
+        return int(handler(args))
+    except KeyboardInterrupt:
+        print("calab: interrupted; no output written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # one line, no traceback
+        if os.environ.get("CALAB_DEBUG"):
+            raise
+        print(f"calab: error: {_message(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

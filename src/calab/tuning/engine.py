@@ -1,0 +1,507 @@
+"""Windowed, warm-started solves of the shown cells, packed as float32 min/max buffers."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from calab._validate import check_finite, model_params, positive
+from calab.deconvolution import run_deconvolution_full
+from calab.filter import bandpass_filter, filter_cutoffs
+from calab.kernel import build_kernel, kernel_timing
+from calab.tuning.downsample import minmax_downsample
+
+logger = logging.getLogger(__name__)
+
+#: Fewer frames than this cannot be tuned meaningfully.
+MIN_FRAMES = 8
+#: Frames used per cell to rank cells by activity (a contiguous block from the start).
+RANK_FRAMES = 30_000
+
+
+@dataclass(frozen=True)
+class Params:
+    """One parameter set: kernel time constants (seconds), sparsity ``lam``, noise filter."""
+
+    tau_rise: float
+    tau_decay: float
+    lam: float
+    filter_enabled: bool = False
+
+    def validated(self, fs: float) -> Params:
+        """Return self after checking the values (raises ValueError/TypeError naming the fix)."""
+        model_params(self.tau_rise, self.tau_decay, fs)
+        if not (math.isfinite(self.lam) and self.lam >= 0):
+            raise ValueError(f"lam must be a finite number >= 0, got {self.lam!r}")
+        return self
+
+
+@dataclass(frozen=True)
+class ViewRequest:
+    """What the page shows: cells, visible frames ``[start, stop)``, plot width in pixels."""
+
+    id: int
+    params: Params
+    cells: tuple[int, ...]
+    start: int
+    stop: int
+    width: int
+    pinned: Params | None = None
+    show_truth: bool = False
+
+
+@dataclass
+class CellResult:
+    """Outcome for one shown cell: state ``"fresh"`` or ``"error"``, series and metrics."""
+
+    cell: int
+    state: str
+    error: str | None = None
+    series: dict[str, np.ndarray] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ViewResult:
+    """Reply to a :class:`ViewRequest`; ``pack()`` gives a JSON header and one binary buffer."""
+
+    request: ViewRequest
+    series_names: list[str]
+    n_bins: int
+    cells: list[CellResult]
+    t_peak_s: float
+    fwhm_s: float
+    f_hp: float
+    f_lp: float
+    solve_ms: float
+
+    def pack(self) -> tuple[dict[str, Any], list[bytes]]:
+        """Header (small JSON) and buffers: float32, C order, shape in the header.
+
+        The buffer has shape ``(n_cells, n_series, n_bins, 2)``: min and max per pixel bin.
+        Series of a cell in the error state are NaN.
+        """
+        req = self.request
+        n_s = len(self.series_names)
+        data = np.full((len(self.cells), n_s, self.n_bins, 2), np.nan, dtype=np.float32)
+        for i, c in enumerate(self.cells):
+            for j, name in enumerate(self.series_names):
+                s = c.series.get(name)
+                if s is not None:
+                    data[i, j] = s
+        header = {
+            "id": req.id,
+            "params": _params_dict(req.params),
+            "pinned": None if req.pinned is None else _params_dict(req.pinned),
+            "cells": [c.cell for c in self.cells],
+            "states": [c.state for c in self.cells],
+            "errors": [c.error for c in self.cells],
+            "metrics": [c.metrics for c in self.cells],
+            "start": req.start,
+            "stop": req.stop,
+            "series": self.series_names,
+            "dtype": "float32",
+            "shape": list(data.shape),
+            "t_peak_s": self.t_peak_s,
+            "fwhm_s": self.fwhm_s,
+            "f_hp": self.f_hp,
+            "f_lp": self.f_lp,
+            "solve_ms": self.solve_ms,
+        }
+        return header, [data.tobytes()]
+
+
+def _params_dict(p: Params) -> dict[str, Any]:
+    return {
+        "tau_rise": p.tau_rise,
+        "tau_decay": p.tau_decay,
+        "lam": p.lam,
+        "filter_enabled": p.filter_enabled,
+    }
+
+
+def kernel_length(tau_decay: float, fs: float) -> int:
+    """Samples in the CaTune kernel: ``max(2, ceil(-ln(1e-6) * tau_decay * fs))``."""
+    return max(2, math.ceil(-math.log(1e-6) * tau_decay * fs))
+
+
+def lambda_max(y: np.ndarray, kernel: np.ndarray) -> float:
+    """Smallest lambda at which every cell's activity is zero.
+
+    With ``s = 0`` the optimal baseline is ``mean(y)``; zero is optimal while
+    ``K^T (y - mean y) <= lambda * G_dc`` elementwise, so
+    ``lambda_max = max_i [K^T (y - mean y)]_i / G_dc`` (maximum over the given cells).
+
+    Parameters
+    ----------
+    y : ndarray, shape (n_cells, n_frames)
+    kernel : ndarray, shape (L,)
+    """
+    y2 = np.atleast_2d(np.asarray(y, dtype=np.float64))
+    r = y2 - y2.mean(axis=1, keepdims=True)
+    n, m = r.shape[1], kernel.size
+    nfft = 1 << (n + m - 1).bit_length()
+    corr = np.fft.irfft(np.fft.rfft(r, nfft, axis=1) * np.conj(np.fft.rfft(kernel, nfft)), nfft)
+    return float(max(corr[:, :n].max(), 0.0) / kernel.sum())
+
+
+def noise_sd(y: np.ndarray) -> np.ndarray:
+    """Robust noise standard deviation per row: MAD of first differences / (0.6745 sqrt 2)."""
+    d = np.diff(np.atleast_2d(y), axis=-1)
+    mad = np.median(np.abs(d - np.median(d, axis=-1, keepdims=True)), axis=-1)
+    return np.asarray(mad / (0.6745 * math.sqrt(2.0)))
+
+
+def activity_snr(y: np.ndarray) -> np.ndarray:
+    """(99th percentile - median) / noise sd, per row: how far transients rise above noise."""
+    y2 = np.atleast_2d(y)
+    p50, p99 = np.percentile(y2, [50, 99], axis=-1)
+    sd = noise_sd(y2)
+    return np.asarray(np.where(sd > 0, (p99 - p50) / np.where(sd > 0, sd, 1.0), 0.0))
+
+
+class _LRU(OrderedDict[Any, Any]):
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def put(self, key: Any, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
+Solver = Callable[..., Any]
+
+
+class TuningEngine:
+    """Answers view requests for one recording; the recording is never copied or sent whole.
+
+    Parameters
+    ----------
+    traces : ndarray, shape (n_cells, n_frames) or (n_frames,)
+        Fluorescence traces; kept by reference (float32/float64 C-contiguous arrays are not
+        copied).
+    fs : float
+        Sampling rate in Hz.
+    truth : ndarray, shape like ``traces``, optional
+        Known spikes (simulated data) drawn on demand.
+    solver : callable, optional
+        Replacement for :func:`calab.run_deconvolution_full` (tests inject failures here).
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad traces (NaN/Inf, fewer than 8 frames, no cells, not numeric) or a bad ``fs``.
+    """
+
+    def __init__(
+        self,
+        traces: Any,
+        fs: float,
+        *,
+        truth: Any = None,
+        solver: Solver | None = None,
+    ) -> None:
+        self.fs = positive(fs, "fs", "sampling rate in Hz, e.g. 30.0")
+        arr = np.asarray(traces)
+        if arr.dtype == object or arr.dtype.kind not in "iuf":
+            raise TypeError(
+                f"traces must hold real numbers, got dtype {arr.dtype}; "
+                "convert with np.asarray(traces, dtype=float)"
+            )
+        if arr.ndim == 1:
+            arr = arr[np.newaxis, :]
+        if arr.ndim != 2:
+            raise ValueError(
+                f"traces must be 1-D (n_frames,) or 2-D (n_cells, n_frames), got shape {arr.shape}"
+            )
+        if arr.shape[0] == 0:
+            raise ValueError(f"traces hold no cells (shape {arr.shape}); pass at least one cell")
+        if arr.shape[1] < MIN_FRAMES:
+            raise ValueError(
+                f"traces have {arr.shape[1]} frame(s) per cell (shape {arr.shape}); tuning needs "
+                f"at least {MIN_FRAMES}. If cells are columns, pass traces.T"
+            )
+        dtype = np.float32 if arr.dtype == np.float32 else np.float64
+        arr = np.ascontiguousarray(arr, dtype=dtype)
+        check_finite(arr, "traces")
+        self.traces = arr
+        self.truth: np.ndarray | None = None
+        if truth is not None:
+            t = np.asarray(truth, dtype=np.float64)
+            if t.ndim == 1:
+                t = t[np.newaxis, :]
+            if t.shape != arr.shape:
+                raise ValueError(f"truth has shape {t.shape}, traces have shape {arr.shape}")
+            self.truth = t
+        self._solver: Solver = solver or run_deconvolution_full
+        self._filtered: _LRU = _LRU(64)
+        self._warm: dict[tuple[int, str], tuple[int, int, np.ndarray]] = {}
+        self._pin_cache: _LRU = _LRU(256)
+        self._overview: _LRU = _LRU(256)
+        self._lam_max: _LRU = _LRU(64)
+        self._timing: _LRU = _LRU(64)
+        self._rank: np.ndarray | None = None
+
+    @property
+    def n_cells(self) -> int:
+        return int(self.traces.shape[0])
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.traces.shape[1])
+
+    # ---- per-cell data -------------------------------------------------------------------
+    def signal(self, cell: int, params: Params) -> np.ndarray:
+        """The trace the solver sees for ``cell``: raw, or band-passed when the filter is on."""
+        raw = self.traces[cell]
+        if not params.filter_enabled:
+            return raw
+        key = (cell, params.tau_rise, params.tau_decay)
+        y = self._filtered.get(key)
+        if y is None:
+            y = bandpass_filter(raw, params.tau_rise, params.tau_decay, self.fs)
+            self._filtered.put(key, y)
+        return y
+
+    def padding(self, params: Params) -> int:
+        """Frames solved on each side of the visible window: one kernel length."""
+        return kernel_length(params.tau_decay, self.fs)
+
+    def segment(self, start: int, stop: int, params: Params) -> tuple[int, int]:
+        """Padded solve range ``[a, b)`` around the visible frames ``[start, stop)``."""
+        pad = self.padding(params)
+        return max(0, start - pad), min(self.n_frames, stop + pad)
+
+    def solve_window(
+        self, cell: int, params: Params, start: int, stop: int, *, slot: str = "current"
+    ) -> dict[str, Any]:
+        """Solve ``cell`` on the padded window, warm-started; return full-resolution window data.
+
+        Returns
+        -------
+        dict
+            ``y`` (solved signal), ``fit`` (K s + b), ``activity``, ``residual``: arrays of
+            shape (stop - start,); ``baseline``, ``iterations``, ``segment`` (a, b).
+        """
+        a, b = self.segment(start, stop, params)
+        y = self.signal(cell, params)[a:b]
+        warm = self._warm_start(cell, slot, a, b)
+        res = self._solver(
+            y,
+            self.fs,
+            params.tau_rise,
+            params.tau_decay,
+            params.lam,
+            warm_start=warm,
+            n_threads=1,
+        )
+        act = np.asarray(res.activity)
+        self._warm[(cell, slot)] = (a, b, act)
+        fit = np.asarray(res.reconvolution)
+        w = slice(start - a, stop - a)
+        return {
+            "y": y[w],
+            "fit": fit[w],
+            "activity": act[w],
+            "residual": y[w] - fit[w],
+            "baseline": float(res.baseline),
+            "iterations": int(res.iterations),
+            "segment": (a, b),
+        }
+
+    def _warm_start(self, cell: int, slot: str, a: int, b: int) -> np.ndarray | None:
+        prev = self._warm.get((cell, slot))
+        if prev is None:
+            return None
+        pa, pb, act = prev
+        lo, hi = max(a, pa), min(b, pb)
+        if hi <= lo:
+            return None
+        ws = np.zeros(b - a)
+        ws[lo - a : hi - a] = act[lo - pa : hi - pa]
+        return ws
+
+    # ---- views ---------------------------------------------------------------------------
+    def clamp_window(self, start: int, stop: int) -> tuple[int, int]:
+        """Keep ``[start, stop)`` inside the recording and at least ``MIN_FRAMES`` long."""
+        n = self.n_frames
+        span = min(n, max(MIN_FRAMES, int(stop) - int(start)))
+        start = min(max(0, int(start)), n - span)
+        return start, start + span
+
+    def view(self, req: ViewRequest, check: Callable[[], None] = lambda: None) -> ViewResult:
+        """Solve and downsample every shown cell; ``check()`` runs between cells (supersede).
+
+        A failing cell gets state ``"error"`` with the message; the other cells still solve.
+        Parameter errors (e.g. tau_rise >= tau_decay) put every cell in the error state.
+        """
+        t0 = time.perf_counter()
+        p = req.params
+        start, stop = self.clamp_window(req.start, req.stop)
+        n_bins = min(stop - start, max(1, int(req.width)))
+        names = ["raw"]
+        if p.filter_enabled:
+            names.append("filtered")
+        names += ["fit", "activity", "residual"]
+        if req.pinned is not None:
+            names += ["pin_fit", "pin_activity"]
+        if req.show_truth and self.truth is not None:
+            names.append("truth")
+        try:
+            p.validated(self.fs)
+            t_peak, fwhm = self.timing(p)
+            f_hp, f_lp = filter_cutoffs(p.tau_rise, p.tau_decay, self.fs)
+            param_error = None
+        except (ValueError, TypeError) as exc:
+            t_peak = fwhm = f_hp = f_lp = float("nan")
+            param_error = str(exc)
+        cells: list[CellResult] = []
+        for cell in req.cells:
+            check()
+            if param_error is not None:
+                cells.append(CellResult(cell, "error", param_error))
+                continue
+            try:
+                cells.append(self._cell_view(cell, req, start, stop, n_bins))
+            except Exception as exc:  # noqa: BLE001 - reported on the card and logged
+                logger.exception("solve failed for cell %d", cell)
+                cells.append(CellResult(cell, "error", f"{type(exc).__name__}: {exc}"))
+        full_req = ViewRequest(
+            req.id, p, req.cells, start, stop, req.width, req.pinned, req.show_truth
+        )
+        return ViewResult(
+            full_req,
+            names,
+            n_bins,
+            cells,
+            t_peak,
+            fwhm,
+            f_hp,
+            f_lp,
+            (time.perf_counter() - t0) * 1e3,
+        )
+
+    def _cell_view(
+        self, cell: int, req: ViewRequest, start: int, stop: int, n_bins: int
+    ) -> CellResult:
+        p = req.params
+        if not 0 <= cell < self.n_cells:
+            raise IndexError(f"cell {cell} out of range 0..{self.n_cells - 1}")
+        sol = self.solve_window(cell, p, start, stop)
+        raw = np.asarray(self.traces[cell, start:stop], dtype=np.float64)
+        series: dict[str, np.ndarray] = {"raw": minmax_downsample(raw, n_bins)}
+        offset = float(self.traces[cell].mean()) if p.filter_enabled else 0.0
+        if p.filter_enabled:
+            series["filtered"] = minmax_downsample(sol["y"] + offset, n_bins)
+        series["fit"] = minmax_downsample(sol["fit"] + offset, n_bins)
+        series["activity"] = minmax_downsample(sol["activity"], n_bins)
+        series["residual"] = minmax_downsample(sol["residual"], n_bins)
+        if req.pinned is not None:
+            key = (cell, req.pinned, start, stop)
+            pin = self._pin_cache.get(key)
+            if pin is None:
+                pin = self.solve_window(
+                    cell, req.pinned.validated(self.fs), start, stop, slot="pin"
+                )
+                self._pin_cache.put(key, pin)
+            pin_off = float(self.traces[cell].mean()) if req.pinned.filter_enabled else 0.0
+            series["pin_fit"] = minmax_downsample(pin["fit"] + pin_off, n_bins)
+            series["pin_activity"] = minmax_downsample(pin["activity"], n_bins)
+        if req.show_truth and self.truth is not None:
+            series["truth"] = minmax_downsample(self.truth[cell, start:stop], n_bins)
+        y, resid, act = sol["y"], sol["residual"], sol["activity"]
+        ss_tot = float(np.sum((y - y.mean()) ** 2))
+        r2 = 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else 0.0
+        peak = float(act.max()) if act.size else 0.0
+        sparsity = float(np.mean(act <= 1e-9 * max(peak, 1e-300)))
+        metrics = {
+            "snr": float(activity_snr(y)[0]),
+            "r2": r2,
+            "sparsity": sparsity,
+            "baseline": sol["baseline"],
+            "iterations": float(sol["iterations"]),
+        }
+        return CellResult(cell, "fresh", None, series, metrics)
+
+    # ---- cached helpers ------------------------------------------------------------------
+    def timing(self, p: Params) -> tuple[float, float]:
+        key = (p.tau_rise, p.tau_decay)
+        t = self._timing.get(key)
+        if t is None:
+            t = kernel_timing(p.tau_rise, p.tau_decay, self.fs)
+            self._timing.put(key, t)
+        return t
+
+    def overview(self, cells: Sequence[int], width: int) -> np.ndarray:
+        """Whole-trace min/max overview per cell: float32, shape (n_cells, n_bins, 2)."""
+        n_bins = min(self.n_frames, max(1, int(width)))
+        out = np.empty((len(cells), n_bins, 2), dtype=np.float32)
+        for i, c in enumerate(cells):
+            key = (c, n_bins)
+            o = self._overview.get(key)
+            if o is None:
+                o = minmax_downsample(self.traces[c], n_bins)
+                self._overview.put(key, o)
+            out[i] = o
+        return out
+
+    def lambda_max(self, cells: Sequence[int], p: Params) -> float:
+        """Lambda that zeroes all activity of ``cells`` with ``p``'s kernel (see module fn)."""
+        key = (tuple(cells), p.tau_rise, p.tau_decay, p.filter_enabled)
+        v = self._lam_max.get(key)
+        if v is None:
+            y = np.stack([self.signal(c, p) for c in cells])
+            v = lambda_max(y, build_kernel(p.tau_rise, p.tau_decay, self.fs))
+            self._lam_max.put(key, v)
+        return v
+
+    def most_active(self) -> np.ndarray:
+        """Cell indices ordered by :func:`activity_snr` (first block of frames), highest first."""
+        if self._rank is None:
+            block = self.traces[:, : min(self.n_frames, RANK_FRAMES)]
+            scores = np.concatenate(
+                [activity_snr(block[i : i + 256]) for i in range(0, self.n_cells, 256)]
+            )
+            self._rank = np.argsort(-scores, kind="stable")
+        return self._rank
+
+    def spectrum(self, cell: int, params: Params, n_fft: int = 1024) -> dict[str, Any]:
+        """Welch power spectrum (Hann, 50% overlap) of the cell's raw trace, with filter cut-offs.
+
+        Returns
+        -------
+        dict
+            ``freqs`` (Hz) and ``power`` (float32 arrays, shape (n_fft // 2 + 1,) or less),
+            ``f_hp``, ``f_lp`` (Hz).
+        """
+        x = np.asarray(self.traces[cell], dtype=np.float64)
+        x = x - x.mean()
+        nseg = min(n_fft, x.size)
+        win = np.hanning(nseg)
+        step = max(1, nseg // 2)
+        starts = range(0, x.size - nseg + 1, step)
+        # At most 64 segments: enough averaging, bounded cost on 100,000-frame traces.
+        starts_l = list(starts)
+        if len(starts_l) > 64:
+            idx = np.linspace(0, len(starts_l) - 1, 64).astype(int)
+            starts_l = [starts_l[i] for i in idx]
+        segs = np.stack([x[s : s + nseg] * win for s in starts_l])
+        power = (np.abs(np.fft.rfft(segs, axis=1)) ** 2).mean(axis=0) / (self.fs * (win**2).sum())
+        freqs = np.fft.rfftfreq(nseg, 1.0 / self.fs)
+        f_hp, f_lp = filter_cutoffs(params.tau_rise, params.tau_decay, self.fs)
+        return {
+            "freqs": freqs.astype(np.float32),
+            "power": power.astype(np.float32),
+            "f_hp": f_hp,
+            "f_lp": f_lp,
+        }

@@ -1,0 +1,156 @@
+"""The CaTune export JSON: writing, reading, validation and deconvolve_from_export."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+
+import numpy as np
+import pytest
+
+import calab
+from calab.io.export import SCHEMA_VERSION, params_from_export
+
+PARAMS = {"tau_rise": 0.05, "tau_decay": 0.5, "lam": 0.02, "fs": 30.0}
+
+
+def web_app_export() -> dict:
+    """An export as the CaTune web app writes it (schema 1.1.0, no t_peak_s/fwhm_s)."""
+    return {
+        "schema_version": "1.1.0",
+        "catune_version": "0.9.1",
+        "export_date": "2025-01-15T10:00:00.000Z",
+        "parameters": {
+            "tau_rise_s": 0.02,
+            "tau_decay_s": 0.4,
+            "lambda": 0.01,
+            "sampling_rate_hz": 30.0,
+            "filter_enabled": False,
+        },
+        "ar2_coefficients": {"g1": 1.1, "g2": -0.17, "decayRoot": 0.92, "riseRoot": 0.19},
+        "formulation": {"model": "FISTA"},
+        "metadata": {"source_filename": "rec.npy", "num_cells": 3},
+    }
+
+
+def test_export_dict_contents():
+    exp = calab.export_dict(**PARAMS, filter_enabled=True, metadata={"num_cells": 3})
+    assert exp["schema_version"] == SCHEMA_VERSION == "1.2.0"
+    assert exp["catune_version"] == f"calab {calab.__version__}"
+    assert dt.datetime.fromisoformat(exp["export_date"].replace("Z", "+00:00")).tzinfo
+    p = exp["parameters"]
+    assert (p["tau_rise_s"], p["tau_decay_s"], p["lambda"], p["sampling_rate_hz"]) == (
+        0.05,
+        0.5,
+        0.02,
+        30.0,
+    )
+    assert p["filter_enabled"] is True
+    # Independent: the continuous kernel peaks where its derivative vanishes.
+    tr, td = 0.05, 0.5
+    assert math.isclose(p["t_peak_s"], tr * td / (td - tr) * math.log(td / tr), rel_tol=1e-12)
+    t = np.linspace(0, 5, 500_001)
+    h = np.exp(-t / td) - np.exp(-t / tr)
+    above = t[h >= h.max() / 2]
+    assert math.isclose(p["fwhm_s"], above[-1] - above[0], abs_tol=2e-5)
+    ar2 = exp["ar2_coefficients"]
+    d, r = math.exp(-1 / (30 * td)), math.exp(-1 / (30 * tr))
+    assert math.isclose(ar2["g1"], d + r) and math.isclose(ar2["g2"], -d * r)
+    assert (ar2["decayRoot"], ar2["riseRoot"], ar2["dt"]) == pytest.approx((d, r, 1 / 30))
+    assert exp["metadata"] == {"num_cells": 3}
+    assert isinstance(exp["formulation"], dict)
+    json.dumps(exp, allow_nan=False)
+
+
+def test_round_trip(tmp_path):
+    exp = calab.export_dict(**PARAMS)
+    path = calab.write_export(tmp_path / "p.json", exp)
+    assert calab.load_export_params(path) == {
+        "tau_rise": 0.05,
+        "tau_decay": 0.5,
+        "lambda_": 0.02,
+        "fs": 30.0,
+        "filter_enabled": False,
+    }
+
+
+def test_write_refuses_to_overwrite(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text("keep me")
+    exp = calab.export_dict(**PARAMS)
+    with pytest.raises(FileExistsError, match="force"):
+        calab.write_export(path, exp)
+    assert path.read_text() == "keep me"
+    calab.write_export(path, exp, force=True)
+    assert json.loads(path.read_text())["schema_version"] == "1.2.0"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json"]
+
+
+def test_reads_web_app_schema_1_1(tmp_path):
+    path = tmp_path / "catune-params-2025-01-15.json"
+    path.write_text(json.dumps(web_app_export()))
+    assert calab.load_export_params(path) == {
+        "tau_rise": 0.02,
+        "tau_decay": 0.4,
+        "lambda_": 0.01,
+        "fs": 30.0,
+        "filter_enabled": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda e: e.update(schema_version="2.0.0"),
+            "unknown CaTune export schema_version '2.0.0'",
+        ),
+        (lambda e: e.pop("schema_version"), "no schema_version"),
+        (lambda e: e.pop("parameters"), "no 'parameters'"),
+        (lambda e: e["parameters"].pop("lambda"), "lacks parameters lambda"),
+        (lambda e: e["parameters"].update(lambda_="x", **{"lambda": "x"}), "must be a number"),
+        (lambda e: e["parameters"].update(tau_rise_s=0.5), "must be smaller than tau_decay"),
+        (lambda e: e["parameters"].update(sampling_rate_hz=0), "fs must be a positive"),
+        (lambda e: e["parameters"].update(filter_enabled="yes"), "true or false"),
+        (lambda e: e["parameters"].update(**{"lambda": -1.0}), "lam must be"),
+    ],
+)
+def test_invalid_exports(tmp_path, change, message):
+    exp = web_app_export()
+    change(exp)
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(exp))
+    with pytest.raises(ValueError, match=message):
+        calab.load_export_params(path)
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="CaTune export not found"):
+        calab.load_export_params(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        calab.load_export_params(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        params_from_export([1, 2])  # type: ignore[arg-type]
+
+
+def test_deconvolve_from_export_matches_run_deconvolution(tmp_path):
+    traces, _ = calab.simulate(3, 400, 30.0, 0.05, 0.5, seed=3)
+    for enabled in (False, True):
+        path = calab.write_export(
+            tmp_path / f"p{enabled}.json", calab.export_dict(**PARAMS, filter_enabled=enabled)
+        )
+        got = calab.deconvolve_from_export(traces, path)
+        data = calab.bandpass_filter(traces, 0.05, 0.5, 30.0) if enabled else traces
+        want = calab.run_deconvolution(data, 30.0, 0.05, 0.5, 0.02)
+        np.testing.assert_array_equal(got, want)
+        # An already parsed export works too, and keyword arguments reach the solver.
+        fista = calab.deconvolve_from_export(
+            traces, json.loads(path.read_text()), method="fista", max_iters=3
+        )
+        assert fista.shape == traces.shape
+    filtered_vs_raw = calab.deconvolve_from_export(traces, tmp_path / "pTrue.json")
+    assert not np.array_equal(
+        filtered_vs_raw, calab.deconvolve_from_export(traces, path.parent / "pFalse.json")
+    )
