@@ -68,6 +68,8 @@ export interface SpectrumHeader {
 export interface ExportedHeader {
   type: typeof MSG_EXPORTED;
   path?: string;
+  /** Shown instead of "saved <path>" (the bridge returns the parameters to Python). */
+  message?: string;
   error?: string;
 }
 
@@ -90,3 +92,9 @@ export function f32(dv: DataView): Float32Array {
   }
   return new Float32Array(dv.buffer.slice(dv.byteOffset, dv.byteOffset + dv.byteLength));
 }
+
+// Browser bridge (HTTP); keep in sync with src/calab/_protocol.py.
+export const MSG_STATE = "calab:state";
+export const MSG_SUPERSEDED = "calab:superseded";
+export const BRIDGE_SECRET_HEADER = "X-Bridge-Secret";
+export const BRIDGE_HEARTBEAT_MS = 3000;

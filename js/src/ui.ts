@@ -665,7 +665,9 @@ export function mountTuner(el: HTMLElement, t: Transport): () => void {
         if (buffers.length >= 2) spectrum = { header: msg, freqs: f32(buffers[0]!), power: f32(buffers[1]!) };
         drawSpectrum();
       } else if (msg.type === MSG_EXPORTED) {
-        exportMsg.textContent = msg.error ? `export failed: ${msg.error}` : `saved ${msg.path}`;
+        exportMsg.textContent = msg.error
+          ? `export failed: ${msg.error}`
+          : (msg.message ?? `saved ${msg.path}`);
       }
     }),
   );

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from calab.bridge import tune
 from calab.deconvolution import DeconvolutionResult, run_deconvolution, run_deconvolution_full
 from calab.filter import bandpass_filter
 from calab.io import (
@@ -49,6 +50,7 @@ __all__ = [
     "simulate",
     "tau_to_ar2",
     "TuneWidget",
+    "tune",
     "write_export",
 ]
 

@@ -36,3 +36,11 @@ STATE_KEYS = (
     "show_truth",
     "selected_cell",
 )
+
+# Browser bridge (HTTP): the page posts state changes and messages; each reply carries the
+# messages they produced as binary frames (see calab.bridge.framing / js/src/bridge.ts).
+MSG_STATE = "calab:state"  # server-side state changes, e.g. the cells chosen for a mode
+MSG_SUPERSEDED = "calab:superseded"  # a newer request replaced this one before it finished
+BRIDGE_SECRET_HEADER = "X-Bridge-Secret"
+BRIDGE_HEARTBEAT_S = 3.0  # the page's heartbeat period
+BRIDGE_GONE_S = 10.0  # no heartbeat for this long after the first one: the page is gone

@@ -548,14 +548,51 @@ def _cmd_info(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- parser
 
 
-def add_tune_command(subparsers: Any) -> None:
-    """Register ``calab tune`` here (added with the browser bridge, ``calab.bridge``).
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from calab.bridge import tune
 
-    Contract for the command: ``p = subparsers.add_parser("tune", ...)`` and
-    ``p.set_defaults(handler=fn)`` with ``fn(args: argparse.Namespace) -> int`` (the exit
-    status). Raise :class:`CLIError` (or ValueError/OSError) for one-line errors; Ctrl-C is
-    handled by :func:`main`. Nothing is registered until the bridge lands.
-    """
+    src = open_input(args)
+    if src.fs is None:
+        raise CLIError(f"{src.path} stores no sampling rate; pass --fs HZ")
+    output = Path(args.output) if args.output else None
+    if output is not None:
+        _check_writable([output], args.force, [src.path])
+        if args.force:
+            _remove(output)
+    params = tune(
+        np.asarray(src.data),
+        src.fs,
+        port=args.port,
+        open_browser=not args.no_browser,
+        app_url=args.app_url,
+        timeout=args.timeout,
+        output=output,
+    )
+    if params is None:
+        raise CLIError("no parameters were exported (timed out, or the page was closed)")
+    print(json.dumps(params), flush=True)
+    return 0
+
+
+def add_tune_command(subparsers: Any) -> None:
+    """Register ``calab tune``: the browser tuning page of :func:`calab.tune`."""
+    p = subparsers.add_parser(
+        "tune",
+        help="tune parameters in the browser (local page, works offline)",
+        description="Serve the calab tuning page for FILE on 127.0.0.1 and wait for Export; "
+        "then print the parameters as JSON on stdout (and write the CaTune export with -o).",
+    )
+    p.add_argument("file", metavar="FILE", help=".npy file, tuning-file stem or pipeline output")
+    _add_input_options(p)
+    p.add_argument("--port", type=int, default=None, help="port to listen on (default: free)")
+    p.add_argument(
+        "--no-browser", action="store_true", help="print the page URL instead of opening it"
+    )
+    p.add_argument("-o", "--output", metavar="EXPORT.json", help="also write the export JSON")
+    p.add_argument("--force", action="store_true", help="overwrite an existing -o file")
+    p.add_argument("--timeout", type=float, default=None, help="give up after SECONDS")
+    p.add_argument("--app-url", default=None, help="another front end (a hosted CaTune)")
+    p.set_defaults(handler=_cmd_tune)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,13 @@ from calab import _protocol as P
 from calab.deconvolution import DeconvolutionResult, run_deconvolution_full
 from calab.filter import bandpass_filter
 from calab.tuning import LatestOnly, Params, TuningEngine, ViewRequest, ViewResult
+from calab.tuning.session import (
+    choose_cells,
+    make_request,
+    overview_message,
+    spectrum_message,
+    view_message,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -233,12 +240,7 @@ class TuneWidget(anywidget.AnyWidget):
     def _choose_cells(self, change: Any) -> None:
         if not self._ready or self.cell_mode == "index":
             return
-        k = max(1, min(int(self.n_shown), self._engine.n_cells))
-        if self.cell_mode == "active":
-            chosen = [int(c) for c in self._engine.most_active()[:k]]
-        else:
-            rng = np.random.default_rng(self.seed)
-            chosen = sorted(int(c) for c in rng.choice(self._engine.n_cells, k, replace=False))
+        chosen = choose_cells(self._engine, self.cell_mode, self.n_shown, self.seed)
         self.cells = chosen
 
     @traitlets.observe(*_VIEW_KEYS)
@@ -248,24 +250,7 @@ class TuneWidget(anywidget.AnyWidget):
 
     def current_request(self) -> ViewRequest:
         """The view request for the current state (what the page shows)."""
-        pinned = None
-        if self.pinned:
-            pinned = Params(
-                float(self.pinned["tau_rise"]),
-                float(self.pinned["tau_decay"]),
-                float(self.pinned["lam"]),
-                bool(self.pinned.get("filter_enabled", False)),
-            )
-        return ViewRequest(
-            id=int(self.request_id),
-            params=Params(self.tau_rise, self.tau_decay, self.lam, self.filter_enabled),
-            cells=tuple(self.cells),
-            start=int(self.window_start),
-            stop=int(self.window_stop),
-            width=max(1, int(self.plot_width)),
-            pinned=pinned,
-            show_truth=bool(self.show_truth),
-        )
+        return make_request({k: getattr(self, k) for k in _VIEW_KEYS + ("request_id",)})
 
     def _submit(self, force: bool = False) -> None:
         req = self.current_request()
@@ -278,29 +263,9 @@ class TuneWidget(anywidget.AnyWidget):
         """Worker: overview (when the cells changed), then the solved view."""
         ov_key = (req.cells, req.width)
         if ov_key != self._overview_sent:
-            data = self._engine.overview(req.cells, req.width)
-            self.send(
-                {
-                    "type": P.MSG_OVERVIEW,
-                    "cells": list(req.cells),
-                    "shape": list(data.shape),
-                    "n_frames": self._engine.n_frames,
-                },
-                [data.tobytes()],
-            )
+            self.send(*overview_message(self._engine, req.cells, req.width))
             self._overview_sent = ov_key
-        result = self._engine.view(req, check)
-        try:
-            lam_max = self._engine.lambda_max(req.cells, req.params) if req.cells else math.nan
-        except (ValueError, TypeError):
-            lam_max = math.nan
-        header, buffers = result.pack()
-        header.update(
-            type=P.MSG_VIEW,
-            lam_max=lam_max,
-            fs=self._engine.fs,
-            n_frames=self._engine.n_frames,
-        )
+        header, buffers, result = view_message(self._engine, req, check)
         self.last_view = result
         check()  # a newer request is waiting: its answer replaces this one
         self.send(header, buffers)
@@ -314,17 +279,7 @@ class TuneWidget(anywidget.AnyWidget):
             elif kind == P.MSG_REQ_SPECTRUM:
                 cell = int(content["cell"])
                 params = Params(self.tau_rise, self.tau_decay, self.lam, self.filter_enabled)
-                spec = self._engine.spectrum(cell, params)
-                self.send(
-                    {
-                        "type": P.MSG_SPECTRUM,
-                        "cell": cell,
-                        "f_hp": spec["f_hp"],
-                        "f_lp": spec["f_lp"],
-                        "n": int(spec["freqs"].size),
-                    },
-                    [spec["freqs"].tobytes(), spec["power"].tobytes()],
-                )
+                self.send(*spectrum_message(self._engine, cell, params))
             elif kind == P.MSG_EXPORT:
                 stamp = _dt.datetime.now().strftime("%Y-%m-%d-%H%M%S")
                 path = self.export(f"catune-params-{stamp}.json")

@@ -1,0 +1,195 @@
+"""``calab.tune()``: the tuning UI in a standalone browser page, served from this process.
+
+The page is the same UI bundle as the notebook widget, talking to a local HTTP server (see
+:mod:`calab.bridge.server`) that solves with the same Rust code, windowing, warm starts and
+cancellation. Works offline: the page comes from the package itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import warnings
+import webbrowser
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from calab.bridge.server import STATIC_DIR, BridgeServer
+from calab.bridge.session import BridgeSession
+from calab.tuning import Params, TuningEngine
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BridgeServer", "BridgeSession", "TuneSession", "start", "tune"]
+
+
+class TuneSession:
+    """A running bridge: server, session and the URL to open. Use :func:`start` to make one."""
+
+    def __init__(self, server: BridgeServer, session: BridgeSession, url: str) -> None:
+        self.server = server
+        self.session = session
+        self.url = url
+
+    def wait(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """Block until Export (the parameter dict), the timeout, or the page going away (None)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.session.done.wait(0.2):
+            if deadline is not None and time.monotonic() >= deadline:
+                logger.info("calab.tune: timed out after %s s without an export", timeout)
+                return None
+            if self.session.page_gone():
+                warnings.warn(
+                    "calab.tune: the tuning page stopped sending heartbeats (tab closed?) "
+                    "before Export was clicked; no parameters were returned",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                return None
+        return self.session.result
+
+    def close(self) -> None:
+        """Stop the server and free its port."""
+        self.session.done.set()
+        self.server.stop()
+
+    def __enter__(self) -> TuneSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def start(
+    traces: Any,
+    fs: float = 30.0,
+    *,
+    tau_rise: float = 0.05,
+    tau_decay: float = 0.5,
+    lam: float | None = None,
+    filter_enabled: bool = False,
+    truth: Any = None,
+    port: int | None = None,
+    app_url: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> TuneSession:
+    """Start a bridge server without blocking (``tune`` = ``start`` + open + ``wait``)."""
+    engine = TuningEngine(traces, fs, truth=truth)
+    Params(float(tau_rise), float(tau_decay), 0.0, bool(filter_enabled)).validated(engine.fs)
+    first = [int(c) for c in engine.most_active()[:4]]
+    if lam is None:
+        lam = 0.01 * engine.lambda_max(first, Params(float(tau_rise), float(tau_decay), 0.0))
+    Params(float(tau_rise), float(tau_decay), float(lam)).validated(engine.fs)
+    if port is not None and (isinstance(port, bool) or not 0 <= int(port) <= 65535):
+        raise ValueError(f"port must be 0..65535 (0 or None for a free port), got {port!r}")
+    allowed_origin = None
+    if app_url is not None:
+        parts = urlsplit(app_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"app_url must be an http(s) URL, got {app_url!r}")
+        allowed_origin = f"{parts.scheme}://{parts.netloc}"
+    elif not (STATIC_DIR / "bridge.js").is_file():
+        raise FileNotFoundError(
+            f"the tuning UI bundle {STATIC_DIR / 'bridge.js'} is missing; build it with "
+            "`make js` (needs node and npm) or install a calab wheel"
+        )
+    session = BridgeSession(
+        engine,
+        tau_rise=float(tau_rise),
+        tau_decay=float(tau_decay),
+        lam=float(lam),
+        filter_enabled=bool(filter_enabled),
+        metadata=metadata,
+    )
+    secret = secrets.token_urlsafe(32)
+    server = BridgeServer(session, secret, port=int(port or 0), allowed_origin=allowed_origin)
+    server.start()
+    query = urlencode({"bridge": server.base_url, "bridge_secret": secret})
+    front = app_url if app_url is not None else server.base_url + "/"
+    sep = "&" if urlsplit(front).query else "?"
+    return TuneSession(server, session, f"{front}{sep}{query}")
+
+
+def tune(
+    traces: Any,
+    fs: float = 30.0,
+    *,
+    tau_rise: float = 0.05,
+    tau_decay: float = 0.5,
+    lam: float | None = None,
+    filter_enabled: bool = False,
+    timeout: float | None = None,
+    port: int | None = None,
+    open_browser: bool = True,
+    app_url: str | None = None,
+    output: str | Path | None = None,
+    truth: Any = None,
+    on_url: Callable[[str], None] | None = None,
+) -> dict[str, Any] | None:
+    """Tune parameters in the browser; return them when the person clicks Export.
+
+    Starts a server on 127.0.0.1 (a free port unless ``port`` is given) that serves the calab
+    tuning page from the package (no internet needed) and solves with the same Rust code as
+    :class:`calab.TuneWidget`. Every request needs a per-session secret that only the opened
+    URL carries. Blocks until Export, the timeout, or the page going away.
+
+    Parameters
+    ----------
+    traces : array_like, shape (n_cells, n_frames) or (n_frames,)
+        Fluorescence traces (they stay in this process; the page gets only what it shows).
+    fs : float
+        Sampling rate in Hz.
+    tau_rise, tau_decay, lam, filter_enabled
+        Start values (``lam`` defaults to 1 % of the value that zeroes all activity).
+    timeout : float, optional
+        Seconds to wait for Export; then return None (the server is stopped either way).
+    port : int, optional
+        Port to listen on (default: a free one).
+    open_browser : bool
+        Open the system browser; False prints the URL instead.
+    app_url : str, optional
+        Another front end speaking the CaTune bridge protocol (e.g. a hosted CaTune); it is
+        opened with ``?bridge=...&bridge_secret=...`` and allowed by CORS.
+    output : str or Path, optional
+        Also write the CaTune export JSON there (an existing file is kept).
+    truth : array_like, optional
+        Known spikes (simulated data), drawn on demand.
+    on_url : callable, optional
+        Called with the page URL once the server runs (instead of printing it).
+
+    Returns
+    -------
+    dict or None
+        ``{'tau_rise', 'tau_decay', 'lambda_', 'fs', 'filter_enabled'}`` as
+        :func:`calab.load_export_params` returns, or None on timeout / page closed.
+    """
+    if output is not None and Path(output).exists():
+        raise FileExistsError(f"{output} exists; choose another output path or delete it")
+    session = start(
+        traces,
+        fs,
+        tau_rise=tau_rise,
+        tau_decay=tau_decay,
+        lam=lam,
+        filter_enabled=filter_enabled,
+        truth=truth,
+        port=port,
+        app_url=app_url,
+    )
+    with session:
+        if on_url is not None:
+            on_url(session.url)
+        elif open_browser:
+            if not webbrowser.open(session.url):
+                print(f"Open this URL to tune: {session.url}", flush=True)
+        else:
+            print(session.url, flush=True)
+        result = session.wait(timeout)
+        if result is not None and output is not None and session.session.export is not None:
+            from calab.io.export import write_export
+
+            write_export(output, session.session.export)
+        return result

@@ -1,0 +1,323 @@
+"""The local HTTP server behind ``calab.tune()``.
+
+Security model: the server listens on 127.0.0.1 only and checks the Host header (no DNS
+rebinding). Static files are public code served only from the package's own bundle, by name.
+Everything under ``/api/`` needs the per-session secret in the ``X-Bridge-Secret`` header,
+compared in constant time (401 otherwise). CORS headers are sent only to the origin of the
+front end this session opened (``app_url``); our own page is same-origin and needs none.
+Bodies are limited in size, must be JSON where JSON is expected, and anything malformed gets a
+4xx answer, never a crash or a traceback.
+
+Routes (the CaTune web app's bridge protocol, plus calab's own for its page):
+
+- ``GET /`` the page; ``GET /static/<file>`` the UI bundle
+- ``GET /api/v1/health``, ``GET /api/v1/status``, ``GET /api/v1/metadata``,
+  ``GET /api/v1/traces`` (``np.save`` bytes), ``POST /api/v1/heartbeat``,
+  ``POST /api/v1/params`` (export JSON; ends the session)
+- ``GET /api/v1/session`` (state snapshot), ``POST /api/v1/state`` (``{"changes": {...}}``),
+  ``POST /api/v1/message`` (``{"message": {...}}``): binary replies, see :mod:`.framing`
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import json
+import logging
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from calab import _protocol as P
+from calab.bridge import framing
+from calab.bridge.session import BadRequest, BridgeSession
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+MAX_BODY = 1 << 20  # 1 MiB: parameter and state messages are a few hundred bytes
+_STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>calab tune</title>
+<link rel="stylesheet" href="/static/bridge.css">
+</head>
+<body>
+<main id="calab-app"><p id="calab-loading">Loading the calab tuner...</p></main>
+<script type="module" src="/static/bridge.js"></script>
+</body>
+</html>
+"""
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+
+
+class BridgeServer(ThreadingHTTPServer):
+    """HTTP server of one session, bound to 127.0.0.1."""
+
+    daemon_threads = True
+    allow_reuse_address = False
+
+    def __init__(
+        self,
+        session: BridgeSession,
+        secret: str,
+        *,
+        port: int = 0,
+        allowed_origin: str | None = None,
+    ) -> None:
+        self.session = session
+        self.secret = secret.encode()
+        self.allowed_origin = allowed_origin
+        super().__init__(("127.0.0.1", port), BridgeHandler)
+        self.port = int(self.server_address[1])
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.hosts = {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and free the port."""
+        self.shutdown()
+        self.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class BridgeHandler(BaseHTTPRequestHandler):
+    server: BridgeServer
+    protocol_version = "HTTP/1.1"
+    server_version = "calab-bridge"
+    sys_version = ""
+
+    # ---- plumbing --------------------------------------------------------------------------
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        logger.debug("%s - %s", self.address_string(), format % args)
+
+    def _origin_headers(self) -> None:
+        origin = self.headers.get("Origin")
+        allowed = self.server.allowed_origin
+        if origin and allowed and hmac.compare_digest(origin.encode(), allowed.encode()):
+            self.send_header("Access-Control-Allow-Origin", allowed)
+            self.send_header("Vary", "Origin")
+
+    def _send(
+        self,
+        status: HTTPStatus,
+        body: bytes = b"",
+        content_type: str = "application/json",
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Referrer-Policy", "no-referrer")
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self._origin_headers()
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: HTTPStatus, obj: Any) -> None:
+        self._send(status, json.dumps(obj).encode())
+
+    def _error(self, status: HTTPStatus, message: str) -> None:
+        self.close_connection = True
+        self._json(status, {"error": message})
+
+    def _check_host(self) -> None:
+        if self.headers.get("Host", "") not in self.server.hosts:
+            raise _HTTPError(HTTPStatus.FORBIDDEN, "unexpected Host header")
+
+    def _check_secret(self) -> None:
+        given = self.headers.get(P.BRIDGE_SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode("utf-8", "replace"), self.server.secret):
+            raise _HTTPError(HTTPStatus.UNAUTHORIZED, "missing or wrong bridge secret")
+
+    def _body_json(self) -> Any:
+        ctype = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise _HTTPError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send application/json")
+        length = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding") or length is None:
+            raise _HTTPError(HTTPStatus.LENGTH_REQUIRED, "Content-Length required")
+        try:
+            n = int(length)
+        except ValueError:
+            raise _HTTPError(HTTPStatus.BAD_REQUEST, "bad Content-Length") from None
+        if n < 0:
+            raise _HTTPError(HTTPStatus.BAD_REQUEST, "bad Content-Length")
+        if n > MAX_BODY:
+            raise _HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY} bytes")
+        raw = self.rfile.read(n)
+        try:
+            return json.loads(raw) if raw else None
+        except (ValueError, UnicodeDecodeError):
+            raise _HTTPError(HTTPStatus.BAD_REQUEST, "malformed JSON") from None
+
+    def _dispatch(self, method: str) -> None:
+        try:
+            self._check_host()
+            path = urlsplit(self.path).path
+            if method == "OPTIONS":
+                self._preflight()
+            elif path.startswith("/api/"):
+                self._check_secret()
+                self._api(method, path)
+            elif method in ("GET", "HEAD"):
+                self._static(path)
+            else:
+                raise _HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed")
+        except _HTTPError as exc:
+            self._error(exc.status, exc.message)
+        except BadRequest as exc:
+            self._error(HTTPStatus.BAD_REQUEST, str(exc))
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception:  # noqa: BLE001 - never a traceback to the client
+            logger.exception("calab bridge: request %s %s failed", method, self.path)
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the Python log)")
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._dispatch("HEAD")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch("POST")
+
+    def do_OPTIONS(self) -> None:  # noqa: N802
+        self._dispatch("OPTIONS")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        self._dispatch("PATCH")
+
+    # ---- routes ------------------------------------------------------------------------------
+    def _preflight(self) -> None:
+        origin = self.headers.get("Origin")
+        allowed = self.server.allowed_origin
+        extra = {"Access-Control-Max-Age": "600"}
+        if origin and allowed and origin == allowed:
+            extra.update(
+                {
+                    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+                    "Access-Control-Allow-Headers": f"{P.BRIDGE_SECRET_HEADER}, Content-Type",
+                    "Access-Control-Allow-Private-Network": "true",
+                }
+            )
+        self._send(HTTPStatus.NO_CONTENT, b"", "text/plain", extra)
+
+    def _static(self, path: str) -> None:
+        if path in ("/", "/index.html"):
+            self._send(
+                HTTPStatus.OK,
+                PAGE.encode(),
+                "text/html; charset=utf-8",
+                {"Content-Security-Policy": CSP},
+            )
+            return
+        name = path[len("/static/") :] if path.startswith("/static/") else ""
+        # Only plain file names of the bundle: no separators, no dot-files, known types.
+        if not name or "/" in name or "\\" in name or name.startswith(".") or "%" in name:
+            raise _HTTPError(HTTPStatus.NOT_FOUND, "not found")
+        file = STATIC_DIR / name
+        ctype = _STATIC_TYPES.get(file.suffix)
+        if ctype is None or file.parent != STATIC_DIR or not file.is_file():
+            raise _HTTPError(HTTPStatus.NOT_FOUND, "not found")
+        self._send(HTTPStatus.OK, file.read_bytes(), ctype)
+
+    def _api(self, method: str, path: str) -> None:
+        session = self.server.session
+        route = (method if method != "HEAD" else "GET", path)
+        if route == ("GET", "/api/v1/health"):
+            self._json(HTTPStatus.OK, {"ok": True})
+        elif route == ("GET", "/api/v1/status"):
+            self._json(HTTPStatus.OK, {"ready": True, "app": "catune"})
+        elif route == ("GET", "/api/v1/metadata"):
+            e = session.engine
+            self._json(
+                HTTPStatus.OK,
+                {"sampling_rate_hz": e.fs, "num_cells": e.n_cells, "num_timepoints": e.n_frames},
+            )
+        elif route == ("GET", "/api/v1/traces"):
+            buf = io.BytesIO()
+            np.save(buf, np.asarray(session.engine.traces, dtype=np.float64), allow_pickle=False)
+            self._send(HTTPStatus.OK, buf.getvalue(), "application/octet-stream")
+        elif route == ("GET", "/api/v1/session"):
+            self._json(HTTPStatus.OK, session.snapshot())
+        elif route == ("POST", "/api/v1/heartbeat"):
+            self._body_json()
+            session.heartbeat()
+            self._json(HTTPStatus.OK, {"ok": True})
+        elif route == ("POST", "/api/v1/params"):
+            body = self._body_json()
+            if not isinstance(body, dict):
+                raise BadRequest("expected the CaTune export JSON object")
+            session.finish(body)
+            self._json(HTTPStatus.OK, {"ok": True})
+        elif route == ("POST", "/api/v1/state"):
+            body = self._body_json()
+            if not isinstance(body, dict) or "changes" not in body:
+                raise BadRequest('expected {"changes": {...}}')
+            self._frames(session.change(body["changes"]))
+        elif route == ("POST", "/api/v1/message"):
+            body = self._body_json()
+            if not isinstance(body, dict) or not isinstance(body.get("message"), dict):
+                raise BadRequest('expected {"message": {...}}')
+            self._frames(session.message(body["message"]))
+        elif path in _API_PATHS:
+            raise _HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, "method not allowed")
+        else:
+            raise _HTTPError(HTTPStatus.NOT_FOUND, "unknown API route")
+
+    def _frames(self, messages: list[framing.Message]) -> None:
+        self._send(HTTPStatus.OK, framing.encode(messages), "application/octet-stream")
+
+
+_API_PATHS = {
+    "/api/v1/health",
+    "/api/v1/status",
+    "/api/v1/metadata",
+    "/api/v1/traces",
+    "/api/v1/session",
+    "/api/v1/heartbeat",
+    "/api/v1/params",
+    "/api/v1/state",
+    "/api/v1/message",
+}

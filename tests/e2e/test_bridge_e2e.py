@@ -1,0 +1,107 @@
+"""`calab tune` end to end: the real command serves the page, Chromium drives it, Export returns.
+
+Runs the installed CLI in a subprocess (as a user would), opens the URL it prints in headless
+Debian Chromium, moves every slider, checks that the plots redraw, clicks Export, and checks
+the JSON the command prints and the export file it writes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import calab
+from e2e.test_widget_e2e import read_value, set_range, wait_fresh, zoom_pixels
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def tune_cli(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    traces, _ = calab.simulate(8, 3000, fs=30.0, seed=2)
+    src = tmp_path / "traces.npy"
+    np.save(src, traces)
+    out = tmp_path / "export.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "calab.cli", "tune", str(src), "--fs", "30", "--no-browser",
+         "-o", str(out), "--timeout", "120"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(60)
+    if not line or not line[0].startswith("http://127.0.0.1:"):
+        proc.kill()
+        pytest.fail(f"calab tune printed no URL: {line!r} {proc.stderr.read()!r}")
+    try:
+        yield proc, line[0].strip(), out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def test_tune_page_sliders_and_export(browser: Any, tune_cli: Any) -> None:
+    proc, url, out = tune_cli
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url)
+    root = page.locator("[data-testid=calab-tuner]")
+    root.wait_for(timeout=30_000)
+    assert "bridge_secret" not in page.url  # the secret leaves the address bar
+    rev = wait_fresh(page, root)
+    assert root.locator("[data-testid=cell-card]").count() >= 1
+
+    for testid, value in (
+        ("param-tau-rise", 0.08),
+        ("param-tau-decay", 0.9),
+        ("param-lambda", 0.05),
+    ):
+        before = zoom_pixels(root)
+        slider = root.locator(f"[data-testid={testid}]")
+        set_range(slider, value)
+        rev = wait_fresh(page, root, rev + 1)
+        assert zoom_pixels(root) != before, f"{testid}: plots did not change"
+        assert read_value(slider) == pytest.approx(value, rel=0.02)
+
+    root.locator("[data-testid=toggle-filter]").check()
+    rev = wait_fresh(page, root, rev + 1)
+    root.locator("[data-testid=export]").click()
+
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    params = json.loads(stdout.strip().splitlines()[-1])
+    assert params["tau_rise"] == pytest.approx(0.08, rel=0.02)
+    assert params["tau_decay"] == pytest.approx(0.9, rel=0.02)
+    assert params["lambda_"] == pytest.approx(0.05, rel=0.02)
+    assert params["filter_enabled"] is True and params["fs"] == 30.0
+    assert calab.load_export_params(out) == params
+    assert not errors, errors
+    ctx.close()
+
+
+def test_page_without_the_secret_is_refused(browser: Any, tune_cli: Any) -> None:
+    _, url, _ = tune_cli
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    page.goto(url.split("?")[0])  # the bare page: it cannot read anything without the secret
+    page.wait_for_function("() => document.body.textContent.includes('refused')", timeout=30_000)
+    assert page.locator("[data-testid=calab-tuner]").count() == 0
+    ctx.close()
