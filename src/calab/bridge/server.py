@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -306,7 +307,7 @@ class BridgeHandler(BaseHTTPRequestHandler):
         else:
             raise _HTTPError(HTTPStatus.NOT_FOUND, "unknown API route")
 
-    def _frames(self, messages: list[framing.Message]) -> None:
+    def _frames(self, messages: Sequence[framing.Message]) -> None:
         self._send(HTTPStatus.OK, framing.encode(messages), "application/octet-stream")
 
 
