@@ -171,39 +171,82 @@ def test_deconvolve_errors(tmp_path, data):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_deconvolve_interrupt_leaves_nothing(tmp_path):
-    traces, _ = calab.simulate(8000, 300, 30.0, 0.05, 0.5, seed=5)
-    np.save(tmp_path / "big.npy", traces)
-    calab.write_export(tmp_path / "params.json", calab.export_dict(**PARAMS))
-    proc = subprocess.Popen(
-        [
-            *CMD,
-            "deconvolve",
-            "big.npy",
-            "--params",
-            "params.json",
-            "-o",
-            "out.npy",
-            "--full",
-            "--chunk-size",
-            "1",
-        ],  # fmt: skip
+def _start_deconvolve(tmp_path, *extra):
+    return subprocess.Popen(
+        [*CMD, "deconvolve", "big.npy", "--params", "params.json", "-o", "out.npy", "--full",
+         *extra],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
+    )  # fmt: skip
+
+
+def _wait_for_chunks(tmp_path, proc, k):
+    """Wait until the run has recorded at least k finished chunks."""
+    progress = tmp_path / ".out.npy.partial.json"
     deadline = time.monotonic() + 60
-    while not any(p.name.startswith(".out.npy.partial") for p in tmp_path.iterdir()):
+    while True:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
-        time.sleep(0.02)
-    time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+        try:
+            if len(json.loads(progress.read_text())["done"]) >= k:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
+def test_deconvolve_interrupted_then_resumed(tmp_path, how):
+    traces, _ = calab.simulate(3000, 300, 30.0, 0.05, 0.5, seed=5)
+    np.save(tmp_path / "big.npy", traces)
+    calab.write_export(tmp_path / "params.json", calab.export_dict(**PARAMS))
+    proc = _start_deconvolve(tmp_path, "--chunk-size", "2")
+    _wait_for_chunks(tmp_path, proc, 3)
+    proc.send_signal(how)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and "interrupted" in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.npy", "params.json"]
+    if how == signal.SIGINT:
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and "run the same command again to resume" in err
+    assert not (tmp_path / "out.npy").exists()  # nothing half-written under the real name
+    before = json.loads((tmp_path / ".out.npy.partial.json").read_text())["done"]
+    assert 3 <= len(before) < 1500
+    # Same command again: resumes where it stopped, and the result is the uninterrupted one.
+    proc = _start_deconvolve(tmp_path, "--chunk-size", "2")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "resuming out.npy" in err
+    ref = calab.run_deconvolution_full(traces, 30.0, 0.05, 0.5, 0.02)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), ref.activity)
+    info = json.loads((tmp_path / "out_info.json").read_text())
+    np.testing.assert_array_equal(info["baseline"], ref.baseline)
+    np.testing.assert_array_equal(info["iterations"], ref.iterations)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "big.npy", "out.npy", "out_info.json", "params.json"
+    ]  # fmt: skip
+
+
+def test_deconvolve_refuses_a_stale_partial(tmp_path):
+    traces, _ = calab.simulate(3000, 300, 30.0, 0.05, 0.5, seed=5)
+    np.save(tmp_path / "big.npy", traces)
+    calab.write_export(tmp_path / "params.json", calab.export_dict(**PARAMS))
+    proc = _start_deconvolve(tmp_path, "--chunk-size", "2")
+    _wait_for_chunks(tmp_path, proc, 2)
+    proc.kill()
+    proc.communicate(timeout=60)
+    # Other parameters: the partial must not be mixed in.
+    calab.write_export(
+        tmp_path / "params.json", calab.export_dict(**{**PARAMS, "lam": 0.5}), force=True
+    )
+    proc = _start_deconvolve(tmp_path, "--chunk-size", "2")
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "unfinished run" in err and "--force" in err
+    proc = _start_deconvolve(tmp_path, "--chunk-size", "500", "--force")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    ref = calab.run_deconvolution(traces, 30.0, 0.05, 0.5, 0.5)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), ref)
 
 
 def test_convert_each_pipeline(tmp_path, data):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -100,3 +101,82 @@ def test_in_memory_path_never_imports_dask() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def _cli(*args: str, cwd: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "calab.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_cli_streams_minian_zarr_to_zarr_and_resumes_after_kill(tmp_path: Any) -> None:
+    """Killed mid-run, the same command finishes from its partial output, exactly."""
+    import json
+    import signal
+    import time
+
+    zarr = pytest.importorskip("zarr")
+    traces, _ = calab.simulate(n_cells=300, n_frames=600, seed=21)
+    xr.DataArray(
+        traces.T.astype(np.float32),
+        dims=("frame", "unit_id"),  # stored frame-first: must come back by name
+        coords={"unit_id": np.arange(300) + 1000, "frame": np.arange(600)},
+        name="C",
+    ).chunk({"frame": 600, "unit_id": 50}).to_dataset().to_zarr(
+        tmp_path / "C.zarr", consolidated=False
+    )
+    calab.write_export(
+        tmp_path / "p.json", calab.export_dict(tau_rise=0.05, tau_decay=0.5, lam=0.02, fs=30.0)
+    )
+    args = ["deconvolve", "C.zarr", "--format", "minian", "--fs", "30", "--params", "p.json",
+            "-o", "out.zarr", "--chunk-size", "1", "--full"]  # fmt: skip
+    proc = _cli(*args, cwd=tmp_path)
+    progress = tmp_path / ".out.zarr.partial.json"
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        try:
+            if len(json.loads(progress.read_text())["done"]) >= 5:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    done_before = len(json.loads(progress.read_text())["done"])
+    assert 5 <= done_before < 300
+    proc = _cli(*args, cwd=tmp_path)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert f"resuming out.zarr: {done_before} of 300" in err
+    ref = calab.run_deconvolution_full(traces.astype(np.float32), 30.0, 0.05, 0.5, 0.02)
+    group = zarr.open_group(str(tmp_path / "out.zarr"), mode="r")
+    np.testing.assert_array_equal(group["activity"][:], ref.activity)
+    np.testing.assert_array_equal(group["baseline"][:], ref.baseline)
+    assert not list(tmp_path.glob(".out.zarr.partial*"))
+
+
+def test_cli_streams_caiman_hdf5_to_hdf5(tmp_path: Any) -> None:
+    h5py = pytest.importorskip("h5py")
+    traces, _ = calab.simulate(n_cells=40, n_frames=800, seed=22)
+    accepted = np.arange(0, 40, 3)
+    with h5py.File(tmp_path / "cnm.hdf5", "w") as f:
+        f["estimates/C"] = traces
+        f["estimates/YrA"] = np.zeros_like(traces)
+        f["estimates/idx_components"] = accepted
+        f["params/data/fr"] = np.float64(30.0)
+    calab.write_export(
+        tmp_path / "p.json", calab.export_dict(tau_rise=0.05, tau_decay=0.5, lam=0.02, fs=30.0)
+    )
+    proc = _cli("deconvolve", "cnm.hdf5", "--params", "p.json", "-o", "act.h5",
+                "--chunk-size", "4", "--trace", "C+YrA", cwd=tmp_path)  # fmt: skip
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    ref = calab.run_deconvolution(traces[accepted], 30.0, 0.05, 0.5, 0.02)
+    with h5py.File(tmp_path / "act.h5", "r") as f:
+        np.testing.assert_array_equal(f["activity"][:], ref)

@@ -102,6 +102,45 @@ def _open_npy(path: Path) -> np.ndarray:
     return arr
 
 
+class _LazyRows:
+    """Row access to a file that is read chunk by chunk (``data[a:b]`` reads rows a..b)."""
+
+    def __init__(self, shape: tuple[int, int], read: Any) -> None:
+        self.shape = shape
+        self._read = read
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, _ = rows.indices(self.shape[0])
+        return np.asarray(self._read(start, stop), dtype=np.float64)
+
+
+def open_lazy(args: argparse.Namespace) -> Input:
+    """Open FILE for streaming: HDF5 and zarr are read a chunk of cells at a time."""
+    from calab.io.caiman import CaimanRows
+    from calab.io.minian import open_minian, unit_ids
+
+    path = Path(args.file).expanduser()
+    fmt = args.format or detect_format(path)
+    if fmt == "caiman":
+        if not path.exists():
+            raise CLIError(f"input not found: {path}")
+        src = CaimanRows(path, trace=args.trace, accepted_only=not args.all_components, fs=args.fs)
+        meta = {"source": "caiman", "cell_ids": src.cell_ids.tolist(), **src.meta_extra}
+        return Input(_LazyRows(src.shape, src.rows), src.fs, fmt, path, meta)
+    if fmt == "minian":
+        if not path.exists():
+            raise CLIError(f"input not found: {path}")
+        da, where = open_minian(path, variable=args.variable)
+
+        def read(a: int, b: int) -> Any:
+            return da.isel(unit_id=slice(a, b)).values
+
+        meta = {"source": "minian", "cell_ids": unit_ids(da).tolist(), "path": where}
+        shape = (int(da.shape[0]), int(da.shape[1]))
+        return Input(_LazyRows(shape, read), args.fs, fmt, path, meta)
+    return open_input(args)  # .npy and tuning files are memory-mapped; suite2p is small
+
+
 def open_input(args: argparse.Namespace, *, check: bool = True) -> Input:
     """Open the FILE argument. ``check=False`` skips the loaders' NaN checks (``info``)."""
     from calab.io.caiman import load_caiman, read_caiman
@@ -229,15 +268,34 @@ def _commit(tmp: Path, final: Path) -> None:
         os.replace(tmp, final)
 
 
-class _Writer:
-    """Writes activity rows to a temp file; ``commit`` renames it into place."""
+def _resumable_name(path: Path, suffix: str = "") -> Path:
+    """Where an unfinished ``calab deconvolve`` keeps its output (same name on every run)."""
+    return path.with_name(f".{path.name}.partial{suffix}")
 
-    def __init__(self, path: Path, shape: tuple[int, int], full: bool, attrs: dict[str, Any]):
+
+class _Writer:
+    """Writes activity rows to a partial file; ``commit`` renames it into place.
+
+    With ``resume`` the partial file of an interrupted run is opened and extended.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        shape: tuple[int, int],
+        full: bool,
+        attrs: dict[str, Any],
+        resume: bool = False,
+    ):
         self.path = path
-        self.tmp = _partial_name(path)
+        self.tmp = _resumable_name(path)
         self.shape = shape
         self.full = full
         self.attrs = attrs
+        self.resume = resume
+
+    def flush(self) -> None:
+        pass
 
     def write(self, start: int, res: Any) -> None:
         raise NotImplementedError
@@ -260,8 +318,14 @@ class _NpyWriter(_Writer):
     def __init__(self, *a: Any) -> None:
         super().__init__(*a)
         self.out: Any = np.lib.format.open_memmap(
-            self.tmp, mode="w+", dtype="<f8", shape=self.shape
+            self.tmp,
+            mode="r+" if self.resume else "w+",
+            dtype=None if self.resume else "<f8",
+            shape=None if self.resume else self.shape,
         )
+
+    def flush(self) -> None:
+        self.out.flush()
 
     def write(self, start: int, res: Any) -> None:
         self.out[start : start + res.activity.shape[0]] = res.activity
@@ -279,7 +343,15 @@ class _H5Writer(_Writer):
 
         h5py = require("h5py")
         n, t = self.shape
-        self.f: Any = h5py.File(self.tmp, "w")
+        if self.resume:
+            self.f: Any = h5py.File(self.tmp, "a")
+            self.activity = self.f["activity"]
+            if self.full:
+                self.baseline = self.f["baseline"]
+                self.iterations = self.f["iterations"]
+                self.converged = self.f["converged"]
+            return
+        self.f = h5py.File(self.tmp, "w")
         rows = max(1, min(n, (1 << 20) // max(t, 1)))
         self.activity = self.f.create_dataset(
             "activity", shape=self.shape, dtype="<f8", chunks=(rows, t)
@@ -299,6 +371,9 @@ class _H5Writer(_Writer):
             self.iterations[start:stop] = res.iterations
             self.converged[start:stop] = res.converged
 
+    def flush(self) -> None:
+        self.f.flush()
+
     def close(self) -> None:
         if self.f is not None:
             self.f.close()
@@ -312,6 +387,11 @@ class _ZarrWriter(_Writer):
 
         zarr = require("zarr")
         n, t = self.shape
+        if self.resume:
+            group = zarr.open_group(str(self.tmp), mode="r+")
+            names = ["activity"] + (["baseline", "iterations", "converged"] if self.full else [])
+            self.arrays = {k: group[k] for k in names}
+            return
         group = zarr.open_group(str(self.tmp), mode="w")
         make = group.create_array if hasattr(group, "create_array") else group.create_dataset
         rows = max(1, min(n, (1 << 20) // max(t, 1)))
@@ -382,6 +462,34 @@ def _default_output(src: Input) -> Path:
     return base.with_name(f"{name or 'traces'}_activity.npy")
 
 
+def _fingerprint(src: Input, attrs: dict[str, Any], chunk: int, full: bool) -> dict[str, Any]:
+    """What must match for an interrupted run to be resumed instead of restarted."""
+    st = src.path.stat()
+    stamp: list[Any] = [st.st_size, st.st_mtime_ns]
+    if src.path.is_dir():  # a zarr store: its files change when it is rewritten
+        stamp += sorted(
+            [str(q.relative_to(src.path)), q.stat().st_size, q.stat().st_mtime_ns]
+            for q in src.path.rglob("*")
+            if q.is_file()
+        )[:10_000]
+    return {
+        "input": str(src.path.resolve()),
+        "stamp": stamp,
+        "shape": list(src.shape),
+        "chunk": chunk,
+        "full": full,
+        "parameters": attrs["parameters"],
+        "sampling_rate_hz": attrs["sampling_rate_hz"],
+        "calab_version": attrs["calab_version"],
+    }
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def _cmd_deconvolve(args: argparse.Namespace) -> int:
     from calab import __version__
     from calab.deconvolution import run_deconvolution_full
@@ -390,7 +498,7 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
     from calab.io.export import load_export_params
 
     params = load_export_params(args.params)
-    src = open_input(args)
+    src = open_lazy(args)
     fs = src.fs if src.fs is not None else params["fs"]
     if not math.isclose(fs, params["fs"], rel_tol=1e-9):
         print(
@@ -414,15 +522,55 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
             k: params[k] for k in ("tau_rise", "tau_decay", "lambda_", "fs", "filter_enabled")
         },
     }
-    writer = writer_cls(out, (n, t), args.full, attrs)
+    # An interrupted run (Ctrl-C, kill, power loss) leaves its partial output and a progress
+    # file; the same command resumes it without redoing the chunks already written.
+    progress_path = _resumable_name(out, ".json")
+    stats_path = _resumable_name(out, ".stats.npy")
+    partial = _resumable_name(out)
+    fingerprint = _fingerprint(src, attrs, chunk, args.full)
+    done: set[int] = set()
+    if progress_path.exists():
+        try:
+            saved = json.loads(progress_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            saved = {}
+        if (
+            saved.get("fingerprint") == fingerprint
+            and partial.exists()
+            and stats_path.exists()
+            and not args.force
+        ):
+            done = {int(x) for x in saved.get("done", [])}
+            print(
+                f"calab: resuming {out.name}: {len(done)} of {-(-n // chunk)} chunks already "
+                "written",
+                file=sys.stderr,
+            )
+        elif not args.force:
+            raise CLIError(
+                f"an unfinished run with other inputs or settings left {partial}; pass --force "
+                "to start over (it is deleted)"
+            )
+    if not done:
+        for p in (partial, progress_path, stats_path):
+            _remove(p)
+    writer = writer_cls(out, (n, t), args.full, attrs, bool(done))
+    stats: Any = np.lib.format.open_memmap(
+        stats_path,
+        mode="r+" if done else "w+",
+        dtype=None if done else "<f8",
+        shape=None if done else (n, 3),
+    )
+    if not done:
+        _write_json(progress_path, {"fingerprint": fingerprint, "done": []})
     info_tmp = _partial_name(info_path)
-    baseline = np.empty(n)
-    iterations = np.empty(n, dtype=np.int64)
-    converged = np.empty(n, dtype=bool)
     ids = src.meta.get("cell_ids")
     try:
         with _progress(n, args.quiet, "deconvolve") as bar:
+            bar.update(sum(min(chunk, n - s) for s in done))
             for start in range(0, n, chunk):
+                if start in done:
+                    continue
                 stop = min(n, start + chunk)
                 block = np.asarray(src.data[start:stop], dtype=np.float64)
                 bad = nan_rows(block)
@@ -444,10 +592,17 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
                     n_threads=args.threads,
                 )
                 writer.write(start, res)
-                baseline[start:stop] = res.baseline
-                iterations[start:stop] = res.iterations
-                converged[start:stop] = res.converged
+                writer.flush()
+                stats[start:stop, 0] = res.baseline
+                stats[start:stop, 1] = res.iterations
+                stats[start:stop, 2] = res.converged
+                stats.flush()
+                done.add(start)
+                _write_json(progress_path, {"fingerprint": fingerprint, "done": sorted(done)})
                 bar.update(stop - start)
+        baseline = np.array(stats[:, 0])
+        iterations = np.array(stats[:, 1]).astype(np.int64)
+        converged = np.array(stats[:, 2]).astype(bool)
         if args.full:
             info = dict(attrs)
             info.update(
@@ -463,9 +618,24 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
         writer.commit()
         if args.full:
             os.replace(info_tmp, info_path)
+        del stats
+        for p in (progress_path, stats_path):
+            _remove(p)
+    except KeyboardInterrupt:
+        writer.close()
+        info_tmp.unlink(missing_ok=True)
+        print(
+            f"calab: interrupted; {len(done)} of {-(-n // chunk)} chunks are saved in "
+            f"{partial.name}: run the same command again to resume (or delete the "
+            f"{partial.name}* files)",
+            file=sys.stderr,
+        )
+        raise
     except BaseException:
         writer.abort()
         info_tmp.unlink(missing_ok=True)
+        for p in (progress_path, stats_path):
+            _remove(p)
         raise
     n_bad = int((~converged).sum())
     if n_bad:

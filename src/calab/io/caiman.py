@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -52,28 +53,44 @@ def _scalar(ds: Any) -> Any:
     return arr.reshape(()).item()
 
 
-def read_caiman(
-    path: PathLike,
-    *,
-    trace: TraceKind = "C",
-    accepted_only: bool = True,
-    fs: float | None = None,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Like :func:`load_caiman` but without the finiteness check (used by ``calab info``)."""
-    if trace not in ("C", "C+YrA"):
-        raise ValueError(f"trace must be 'C' or 'C+YrA', got {trace!r}")
-    h5py = require("h5py")
-    p = existing_path(path, "CaImAn file")
-    if p.is_dir():
-        raise IsADirectoryError(f"expected a CaImAn .hdf5 file, got the folder {p}")
-    try:
-        f = h5py.File(p, "r")
-    except OSError as exc:
-        raise OSError(
-            f"cannot read {p} as HDF5 ({exc}); the file may be truncated, corrupt or "
-            "not a CaImAn .hdf5 file"
-        ) from None
-    try:
+class CaimanRows:
+    """A CaImAn HDF5 file opened for reading rows lazily (bounded memory).
+
+    ``rows(start, stop)`` returns traces ``start:stop`` of the selected components as float64;
+    ``shape``, ``fs``, ``cell_ids``, ``meta`` describe the whole selection. Close when done.
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        *,
+        trace: TraceKind = "C",
+        accepted_only: bool = True,
+        fs: float | None = None,
+    ) -> None:
+        if trace not in ("C", "C+YrA"):
+            raise ValueError(f"trace must be 'C' or 'C+YrA', got {trace!r}")
+        h5py = require("h5py")
+        p = existing_path(path, "CaImAn file")
+        if p.is_dir():
+            raise IsADirectoryError(f"expected a CaImAn .hdf5 file, got the folder {p}")
+        try:
+            self._f: Any = h5py.File(p, "r")
+        except OSError as exc:
+            raise OSError(
+                f"cannot read {p} as HDF5 ({exc}); the file may be truncated, corrupt or "
+                "not a CaImAn .hdf5 file"
+            ) from None
+        try:
+            self._open(h5py, p, trace, accepted_only, fs)
+        except BaseException:
+            self._f.close()
+            raise
+
+    def _open(
+        self, h5py: Any, p: Path, trace: TraceKind, accepted_only: bool, fs: float | None
+    ) -> None:
+        f = self._f
         where = str(p)
         c_ds = _get(f, "estimates/C", where)
         if not isinstance(c_ds, h5py.Dataset) or c_ds.dtype.kind not in "iuf":
@@ -81,45 +98,49 @@ def read_caiman(
                 f"estimates/C in {where} is not a numeric array (CaImAn stores 'NoneType' "
                 "there before the CNMF fit has run); fit and save the model first"
             )
-        c = traces_matrix(c_ds[()], "estimates/C", where)
+        if c_ds.ndim == 1:
+            traces_matrix(c_ds[()], "estimates/C", where)  # same checks and messages as eager
+        elif c_ds.ndim != 2:
+            traces_matrix(np.empty(c_ds.shape), "estimates/C", where)
+        self._c = c_ds
+        self._yra = None
         if trace == "C+YrA":
             yra = _get(f, "estimates/YrA", where)
             if not isinstance(yra, h5py.Dataset) or yra.dtype.kind not in "iuf":
                 raise ValueError(f"estimates/YrA in {where} holds no residual traces")
-            r = traces_matrix(yra[()], "estimates/YrA", where)
-            if r.shape != c.shape:
+            if yra.shape != c_ds.shape:
                 raise ValueError(
-                    f"estimates/YrA has shape {r.shape} but estimates/C has shape {c.shape} "
-                    f"in {where}"
+                    f"estimates/YrA has shape {yra.shape} but estimates/C has shape "
+                    f"{c_ds.shape} in {where}"
                 )
-            c = c + r
-        if c.shape[0] == 0 or c.shape[1] == 0:
-            raise ValueError(f"estimates/C in {where} is empty (shape {c.shape})")
-        cell_ids = np.arange(c.shape[0])
+            self._yra = yra
+        shape = (1, c_ds.shape[0]) if c_ds.ndim == 1 else tuple(c_ds.shape)
+        if shape[0] == 0 or shape[1] == 0:
+            raise ValueError(f"estimates/C in {where} is empty (shape {shape})")
+        cell_ids = np.arange(shape[0])
         if accepted_only and "idx_components" in f["estimates"]:
             ds = f["estimates/idx_components"]
             idx = np.asarray(ds[()]) if ds.dtype.kind in "iub" else None
             if idx is not None and idx.ndim == 1:
                 if idx.dtype.kind == "b":
-                    if idx.size != c.shape[0]:
+                    if idx.size != shape[0]:
                         raise ValueError(
                             f"estimates/idx_components in {where} is a mask of {idx.size} "
-                            f"entries for {c.shape[0]} components"
+                            f"entries for {shape[0]} components"
                         )
                     idx = np.flatnonzero(idx)
                 idx = np.asarray(idx, dtype=np.int64)
-                if idx.size and (idx.min() < 0 or idx.max() >= c.shape[0]):
+                if idx.size and (idx.min() < 0 or idx.max() >= shape[0]):
                     raise ValueError(
                         f"estimates/idx_components in {where} indexes component {idx.max()} "
-                        f"but estimates/C has only {c.shape[0]}"
+                        f"but estimates/C has only {shape[0]}"
                     )
                 if idx.size == 0:
                     raise ValueError(
                         f"no accepted components in {where} (estimates/idx_components is "
                         "empty); pass accepted_only=False to load all of them"
                     )
-                cell_ids = np.sort(idx)
-                c = np.ascontiguousarray(c[cell_ids])
+                cell_ids = np.unique(idx)
         if fs is None:
             fr = None
             if "params" in f and "data" in f["params"] and "fr" in f["params/data"]:
@@ -129,12 +150,49 @@ def read_caiman(
                     f"{where} stores no frame rate (params/data/fr); pass fs= (--fs on the "
                     "command line) with the sampling rate in Hz"
                 )
-            fs_ = sampling_rate(fr, f"params/data/fr in {where}")
+            self.fs = sampling_rate(fr, f"params/data/fr in {where}")
         else:
-            fs_ = sampling_rate(fs, "fs")
-    finally:
-        f.close()
-    meta = make_meta("caiman", fs_, c, cell_ids=cell_ids.tolist(), trace=trace, path=str(p))
+            self.fs = sampling_rate(fs, "fs")
+        self.cell_ids = cell_ids
+        self.shape = (int(cell_ids.size), int(shape[1]))
+        self._all = cell_ids.size == shape[0]
+        self.meta_extra = {"trace": trace, "path": str(p)}
+
+    def _read(self, ds: Any, start: int, stop: int) -> np.ndarray:
+        if ds.ndim == 1:
+            return np.asarray(ds[()], dtype=np.float64)[None, :]
+        if self._all:
+            return np.asarray(ds[start:stop], dtype=np.float64)
+        return np.asarray(ds[self.cell_ids[start:stop], :], dtype=np.float64)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Traces of selected components ``start:stop``, shape (stop - start, n_frames)."""
+        c = self._read(self._c, start, stop)
+        if self._yra is not None:
+            c = c + self._read(self._yra, start, stop)
+        return c
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> CaimanRows:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_caiman(
+    path: PathLike,
+    *,
+    trace: TraceKind = "C",
+    accepted_only: bool = True,
+    fs: float | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Like :func:`load_caiman` but without the finiteness check (used by ``calab info``)."""
+    with CaimanRows(path, trace=trace, accepted_only=accepted_only, fs=fs) as src:
+        c = np.ascontiguousarray(src.rows(0, src.shape[0]))
+        meta = make_meta("caiman", src.fs, c, cell_ids=src.cell_ids.tolist(), **src.meta_extra)
     return c, meta
 
 

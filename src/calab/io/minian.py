@@ -58,10 +58,11 @@ def _open_dataset(store: Path) -> Any:
         raise OSError(f"cannot read the zarr store {store}: {exc}") from None
 
 
-def read_minian(
-    path: PathLike, fs: float | None, *, variable: str = "C"
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Like :func:`load_minian` but without the finiteness check; ``fs`` may be None."""
+def open_minian(path: PathLike, *, variable: str = "C") -> tuple[Any, str]:
+    """The variable as a lazy xarray DataArray with dims (unit_id, frame), and its store.
+
+    Nothing is read but metadata; ``da.isel(unit_id=slice(a, b)).values`` reads rows.
+    """
     store = find_store(path, variable)
     ds = _open_dataset(store)
     names = [str(n) for n in ds.data_vars]
@@ -90,16 +91,29 @@ def read_minian(
     if extra:
         da = da.isel({d: 0 for d in extra})
     da = da.transpose(UNIT_DIM, FRAME_DIM)
-    traces = traces_matrix(da.values, str(da.name), where)
-    if traces.shape[0] == 0 or traces.shape[1] == 0:
-        raise ValueError(f"{da.name} in {where} is empty (shape {traces.shape})")
+    if da.dtype.kind not in "iuf":
+        raise ValueError(f"{da.name} in {where} must hold real numbers, got dtype {da.dtype}")
+    if da.shape[0] == 0 or da.shape[1] == 0:
+        raise ValueError(f"{da.name} in {where} is empty (shape {tuple(da.shape)})")
+    return da, where
+
+
+def unit_ids(da: Any) -> np.ndarray:
+    """The unit_id coordinate of a Minian DataArray (or 0..n-1 without one)."""
     if UNIT_DIM in da.coords:
-        ids = np.asarray(da.coords[UNIT_DIM].values)
-    else:
-        ids = np.arange(traces.shape[0])
+        return np.asarray(da.coords[UNIT_DIM].values)
+    return np.arange(da.shape[0])
+
+
+def read_minian(
+    path: PathLike, fs: float | None, *, variable: str = "C"
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Like :func:`load_minian` but without the finiteness check; ``fs`` may be None."""
+    da, where = open_minian(path, variable=variable)
+    traces = traces_matrix(da.values, str(da.name), where)
     fs_ = None if fs is None else sampling_rate(fs, "fs")
     meta = make_meta(
-        "minian", fs_, traces, cell_ids=ids.tolist(), variable=str(da.name), path=where
+        "minian", fs_, traces, cell_ids=unit_ids(da).tolist(), variable=str(da.name), path=where
     )
     return traces, meta
 
