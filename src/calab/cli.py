@@ -105,9 +105,10 @@ def _open_npy(path: Path) -> np.ndarray:
 class _LazyRows:
     """Row access to a file that is read chunk by chunk (``data[a:b]`` reads rows a..b)."""
 
-    def __init__(self, shape: tuple[int, int], read: Any) -> None:
+    def __init__(self, shape: tuple[int, int], read: Any, storage_rows: int | None = None):
         self.shape = shape
         self._read = read
+        self.storage_rows = storage_rows  # rows per chunk of the file, if it is chunked
 
     def __getitem__(self, rows: slice) -> np.ndarray:
         start, stop, _ = rows.indices(self.shape[0])
@@ -137,7 +138,8 @@ def open_lazy(args: argparse.Namespace) -> Input:
 
         meta = {"source": "minian", "cell_ids": unit_ids(da).tolist(), "path": where}
         shape = (int(da.shape[0]), int(da.shape[1]))
-        return Input(_LazyRows(shape, read), args.fs, fmt, path, meta)
+        rows = da.attrs.get("_calab_unit_chunk")
+        return Input(_LazyRows(shape, read, rows), args.fs, fmt, path, meta)
     return open_input(args)  # .npy and tuning files are memory-mapped; suite2p is small
 
 
@@ -462,6 +464,16 @@ def _default_output(src: Input) -> Path:
     return base.with_name(f"{name or 'traces'}_activity.npy")
 
 
+def _default_chunk(src: Input) -> int:
+    """Cells per block: about 16 MB of float64 traces, whole storage chunks where possible."""
+    n, t = src.shape
+    budget = max(1, 2_000_000 // max(t, 1))
+    rows = getattr(src.data, "storage_rows", None)
+    if rows and rows <= budget:
+        budget = (budget // rows) * rows
+    return max(1, min(n, budget))
+
+
 def _fingerprint(src: Input, attrs: dict[str, Any], chunk: int, full: bool) -> dict[str, Any]:
     """What must match for an interrupted run to be resumed instead of restarted."""
     st = src.path.stat()
@@ -492,7 +504,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def _cmd_deconvolve(args: argparse.Namespace) -> int:
     from calab import __version__
-    from calab.deconvolution import run_deconvolution_full
+    from calab.deconvolution import _solve as solve
     from calab.filter import bandpass_filter
     from calab.io._common import nan_rows
     from calab.io.export import load_export_params
@@ -512,7 +524,7 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
     targets = [out, info_path] if args.full else [out]
     _check_writable(targets, args.force, [src.path, Path(args.params)])
     n, t = src.shape
-    chunk = args.chunk_size or max(1, min(n, max(64, 4_000_000 // max(t, 1))))
+    chunk = args.chunk_size or _default_chunk(src)
     attrs = {
         "calab_version": __version__,
         "source": str(src.path),
@@ -583,13 +595,18 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
                     )
                 if params["filter_enabled"]:
                     block = bandpass_filter(block, params["tau_rise"], params["tau_decay"], fs)
-                res = run_deconvolution_full(
+                res, _ = solve(
                     block,
                     fs,
                     params["tau_rise"],
                     params["tau_decay"],
                     params["lambda_"],
+                    max_iters=None,
+                    tol=None,
                     n_threads=args.threads,
+                    method="active-set",
+                    warm_start=None,
+                    reconvolution=False,  # not written: save the memory and the time
                 )
                 writer.write(start, res)
                 writer.flush()

@@ -48,12 +48,13 @@ def find_store(path: PathLike, variable: str) -> Path:
 def _open_dataset(store: Path) -> Any:
     xr = require("xarray")
     require("zarr")
+    # chunks=None: lazily indexed arrays read straight from zarr (no dask graph or threads).
     try:
-        return xr.open_zarr(store, consolidated=True)
+        return xr.open_zarr(store, consolidated=True, chunks=None)
     except Exception:  # no consolidated metadata: read the plain metadata instead
         pass
     try:
-        return xr.open_zarr(store, consolidated=False)
+        return xr.open_zarr(store, consolidated=False, chunks=None)
     except Exception as exc:
         raise OSError(f"cannot read the zarr store {store}: {exc}") from None
 
@@ -88,9 +89,12 @@ def open_minian(path: PathLike, *, variable: str = "C") -> tuple[Any, str]:
                 f"{da.name} in {where} has dimensions {dims}; the extra dimension {d!r} has "
                 f"size {da.sizes[d]}, select one entry first (e.g. with xarray's .isel)"
             )
+    stored = da.encoding.get("chunks")
     if extra:
         da = da.isel({d: 0 for d in extra})
     da = da.transpose(UNIT_DIM, FRAME_DIM)
+    if stored is not None and len(stored) == len(dims):
+        da.attrs["_calab_unit_chunk"] = int(dict(zip(dims, stored, strict=True))[UNIT_DIM])
     if da.dtype.kind not in "iuf":
         raise ValueError(f"{da.name} in {where} must hold real numbers, got dtype {da.dtype}")
     if da.shape[0] == 0 or da.shape[1] == 0:
