@@ -43,6 +43,7 @@ DRIVE = """([moves]) => {
   const slider = root.querySelector('[data-testid=param-lambda]');
   const lam0 = Number(slider.value);
   root.calabTimings.length = 0;
+  root.calabBreakdown.length = 0;
   root.dataset.benchDone = '0';
   let i = 0;
   const step = () => {
@@ -122,15 +123,18 @@ def measure(size: str, moves: int, nodelay: bool) -> dict[str, float]:
                 browser.close()  # CDP: disconnects only; the page keeps measuring alone
                 time.sleep(2.0)
                 timings: list[float] = []
+                parts: list[dict[str, float]] = []
                 for _ in range(600):
                     browser = pw.chromium.connect_over_cdp(cdp)
                     page = browser.contexts[0].pages[0]
                     done = page.evaluate(
                         """() => { const r = document.querySelector('[data-testid=calab-tuner]');
-                          return [r.dataset.benchDone, JSON.stringify(r.calabTimings)]; }"""
+                          return [r.dataset.benchDone, JSON.stringify(r.calabTimings),
+                                  JSON.stringify(r.calabBreakdown)]; }"""
                     )
                     if done[0] == "1":
                         timings = json.loads(done[1])
+                        parts = json.loads(done[2])
                         browser.close()
                         break
                     browser.close()
@@ -140,8 +144,14 @@ def measure(size: str, moves: int, nodelay: bool) -> dict[str, float]:
             browser_proc.wait(10)
             lab.stop()
     timings.sort()
+    med = statistics.median
     return {
         "moves": len(timings),
+        # Where the time goes (medians): the reply's arrival after the input (kernel messaging +
+        # solve + transport), the solve alone, and drawing after arrival.
+        "reply_ms": med(p["recv"] for p in parts),
+        "solve_ms": med(p["solve"] for p in parts),
+        "draw_ms": med(p["draw"] for p in parts),
         "median_ms": statistics.median(timings),
         "p90_ms": timings[int(0.9 * (len(timings) - 1))],
         "min_ms": timings[0],
@@ -162,6 +172,12 @@ def main() -> None:
         print(
             f"{size:>12} cells x frames  nodelay={args.nodelay!s:5}  moves={r['moves']}  "
             f"median={r['median_ms']:.1f} ms  p90={r['p90_ms']:.1f} ms  min={r['min_ms']:.1f} ms",
+            flush=True,
+        )
+        print(
+            f"{'':>12} of which (medians): reply arrives {r['reply_ms']:.1f} ms after the input "
+            f"(kernel solve {r['solve_ms']:.1f} ms), drawing {r['draw_ms']:.1f} ms, then the "
+            "next animation frame",
             flush=True,
         )
 

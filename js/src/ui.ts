@@ -90,6 +90,10 @@ export function mountTuner(el: HTMLElement, t: Transport): () => void {
   // ---- DOM --------------------------------------------------------------------------------
   const root = h("div", { class: "calab-tuner", "data-testid": "calab-tuner", "data-rev": "0" });
   (root as unknown as { calabTimings: number[] }).calabTimings = timings;
+  // Latency breakdown per answered request (bench/widget_latency.py): reply arrival after the
+  // input, kernel solve time, and drawing time (arrival to drawn), all in ms.
+  const breakdown: { recv: number; solve: number; draw: number }[] = [];
+  (root as unknown as { calabBreakdown: typeof breakdown }).calabBreakdown = breakdown;
   const controls = h("div", { class: "calab-controls" });
   const grid = h("div", { class: "calab-grid" });
   const legend = h("div", { class: "calab-legend" });
@@ -623,6 +627,7 @@ export function mountTuner(el: HTMLElement, t: Transport): () => void {
 
   // ---- messages from the kernel -----------------------------------------------------------
   function onView(header: ViewHeader, buffers: DataView[]): void {
+    const tRecv = performance.now();
     if (header.id < reqId) {
       stale += 1; // a newer request is on its way; its answer will replace this one
       return;
@@ -650,6 +655,9 @@ export function mountTuner(el: HTMLElement, t: Transport): () => void {
     const t0 = inputTimes.get(header.id);
     if (t0 !== undefined) {
       inputTimes.delete(header.id);
+      const drawn = performance.now();
+      breakdown.push({ recv: tRecv - t0, solve: header.solve_ms, draw: drawn - tRecv });
+      if (breakdown.length > 1000) breakdown.shift();
       // Measured after the browser has painted the redrawn canvases.
       requestAnimationFrame(() => timings.push(performance.now() - t0));
     }

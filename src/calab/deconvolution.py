@@ -204,34 +204,10 @@ def run_deconvolution(
     activity : ndarray of float64, same shape as ``traces``
         Scaled neural activity (not spike counts).
     """
-    if is_lazy(traces):
-        return _lazy(
-            traces,
-            fs,
-            tau_r,
-            tau_d,
-            lam,
-            max_iters=max_iters,
-            tol=tol,
-            n_threads=n_threads,
-            method=method,
-            warm_start=warm_start,
-            full=False,
-        )
-    res, was_1d = _solve(
-        traces,
-        fs,
-        tau_r,
-        tau_d,
-        lam,
-        max_iters=max_iters,
-        tol=tol,
-        n_threads=n_threads,
-        method=method,
-        warm_start=warm_start,
-        reconvolution=False,
-    )
-    return res.activity[0] if was_1d else res.activity
+    return _run(
+        traces, fs, tau_r, tau_d, lam, False,
+        max_iters=max_iters, tol=tol, n_threads=n_threads, method=method, warm_start=warm_start,
+    )  # fmt: skip
 
 
 def run_deconvolution_full(
@@ -257,39 +233,36 @@ def run_deconvolution_full(
         ``activity``, ``baseline``, ``reconvolution`` (``K s + b``), ``iterations``,
         ``converged``; scalars for 1-D input, arrays over cells for 2-D input.
     """
-    if is_lazy(traces):
-        return _lazy(
-            traces,
-            fs,
-            tau_r,
-            tau_d,
-            lam,
-            max_iters=max_iters,
-            tol=tol,
-            n_threads=n_threads,
-            method=method,
-            warm_start=warm_start,
-            full=True,
-        )
-    res, was_1d = _solve(
-        traces,
-        fs,
-        tau_r,
-        tau_d,
-        lam,
-        max_iters=max_iters,
-        tol=tol,
-        n_threads=n_threads,
-        method=method,
-        warm_start=warm_start,
-        reconvolution=True,
+    return _run(
+        traces, fs, tau_r, tau_d, lam, True,
+        max_iters=max_iters, tol=tol, n_threads=n_threads, method=method, warm_start=warm_start,
+    )  # fmt: skip
+
+
+def squeeze(res: DeconvolutionResult) -> DeconvolutionResult:
+    """The single row of a one-cell result, with scalar baseline/iterations/converged."""
+    return DeconvolutionResult(
+        res.activity[0],
+        float(res.baseline[0]),
+        res.reconvolution[0] if res.reconvolution is not None else None,
+        int(res.iterations[0]),
+        bool(res.converged[0]),
     )
-    if was_1d:
-        return DeconvolutionResult(
-            res.activity[0],
-            float(res.baseline[0]),
-            res.reconvolution[0],
-            int(res.iterations[0]),
-            bool(res.converged[0]),
-        )
-    return res
+
+
+def _run(
+    traces: Any,
+    fs: float,
+    tau_r: float,
+    tau_d: float,
+    lam: float,
+    full: bool,
+    **kwargs: Any,
+) -> Any:
+    """Both public functions: lazy inputs to :mod:`calab.lazy`, arrays to the Rust solver."""
+    if is_lazy(traces):
+        return _lazy(traces, fs, tau_r, tau_d, lam, full=full, **kwargs)
+    res, was_1d = _solve(traces, fs, tau_r, tau_d, lam, reconvolution=full, **kwargs)
+    if not full:
+        return res.activity[0] if was_1d else res.activity
+    return squeeze(res) if was_1d else res

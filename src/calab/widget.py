@@ -26,14 +26,16 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from calab import _protocol as P
-from calab.deconvolution import DeconvolutionResult, run_deconvolution_full
+from calab.deconvolution import DeconvolutionResult, run_deconvolution_full, squeeze
 from calab.filter import bandpass_filter
 from calab.tuning import LatestOnly, Params, TuningEngine, ViewRequest, ViewResult
 from calab.tuning.session import (
     choose_cells,
+    first_window,
     make_request,
     overview_message,
     spectrum_message,
+    start_values,
     view_message,
 )
 
@@ -153,16 +155,11 @@ class TuneWidget(anywidget.AnyWidget):
         # Validate everything before the widget exists, so nothing renders on bad input.
         self._ready = False
         engine = TuningEngine(traces, fs, truth=truth)
-        start = Params(float(tau_rise), float(tau_decay), 0.0, bool(filter_enabled))
-        start.validated(engine.fs)
         if isinstance(n_shown, bool) or not isinstance(n_shown, int) or n_shown < 1:
             raise ValueError(f"n_shown must be an integer >= 1, got {n_shown!r}")
         n_show = min(n_shown, engine.n_cells)
-        first = [int(c) for c in engine.most_active()[:n_show]]
-        if lam is None:
-            lam = 0.01 * engine.lambda_max(first, start)
-        Params(start.tau_rise, start.tau_decay, float(lam)).validated(engine.fs)
-        span = min(engine.n_frames, max(64, round(30 * engine.fs)))
+        start, first = start_values(engine, tau_rise, tau_decay, lam, filter_enabled, n_show)
+        _, span = first_window(engine)
         self._engine = engine
         self._was_1d = np.ndim(traces) == 1
         self._overview_sent: tuple[tuple[int, ...], int] | None = None
@@ -171,7 +168,7 @@ class TuneWidget(anywidget.AnyWidget):
         super().__init__(
             tau_rise=start.tau_rise,
             tau_decay=start.tau_decay,
-            lam=float(lam),
+            lam=start.lam,
             filter_enabled=start.filter_enabled,
             fs=engine.fs,
             n_cells=engine.n_cells,
@@ -384,13 +381,7 @@ class TuneWidget(anywidget.AnyWidget):
             *(np.concatenate([getattr(r, f) for r in parts]) for f in DeconvolutionResult._fields)
         )
         if self._was_1d:
-            return DeconvolutionResult(
-                res.activity[0],
-                float(res.baseline[0]),
-                res.reconvolution[0],
-                int(res.iterations[0]),
-                bool(res.converged[0]),
-            )
+            return squeeze(res)
         return res
 
     def close(self) -> None:

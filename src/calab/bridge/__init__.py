@@ -19,7 +19,8 @@ from urllib.parse import urlencode, urlsplit
 
 from calab.bridge.server import STATIC_DIR, BridgeServer
 from calab.bridge.session import BridgeSession
-from calab.tuning import Params, TuningEngine
+from calab.tuning import TuningEngine
+from calab.tuning.session import start_values
 
 logger = logging.getLogger(__name__)
 
@@ -78,11 +79,7 @@ def start(
 ) -> TuneSession:
     """Start a bridge server without blocking (``tune`` = ``start`` + open + ``wait``)."""
     engine = TuningEngine(traces, fs, truth=truth)
-    Params(float(tau_rise), float(tau_decay), 0.0, bool(filter_enabled)).validated(engine.fs)
-    first = [int(c) for c in engine.most_active()[:4]]
-    if lam is None:
-        lam = 0.01 * engine.lambda_max(first, Params(float(tau_rise), float(tau_decay), 0.0))
-    Params(float(tau_rise), float(tau_decay), float(lam)).validated(engine.fs)
+    params, _ = start_values(engine, tau_rise, tau_decay, lam, filter_enabled, 4)
     if port is not None and (isinstance(port, bool) or not 0 <= int(port) <= 65535):
         raise ValueError(f"port must be 0..65535 (0 or None for a free port), got {port!r}")
     allowed_origin = None
@@ -98,10 +95,10 @@ def start(
         )
     session = BridgeSession(
         engine,
-        tau_rise=float(tau_rise),
-        tau_decay=float(tau_decay),
-        lam=float(lam),
-        filter_enabled=bool(filter_enabled),
+        tau_rise=params.tau_rise,
+        tau_decay=params.tau_decay,
+        lam=params.lam,
+        filter_enabled=params.filter_enabled,
         metadata=metadata,
     )
     secret = secrets.token_urlsafe(32)

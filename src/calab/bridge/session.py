@@ -21,6 +21,7 @@ from calab.tuning import Params, Superseded, TuningEngine
 from calab.tuning.session import (
     Message,
     choose_cells,
+    first_window,
     make_request,
     overview_message,
     spectrum_message,
@@ -87,8 +88,8 @@ class BridgeSession:
             "columns": max(1, min(int(columns), n_show)),
             "seed": 0,
             "selected_cell": -1,
-            "window_start": 0,
-            "window_stop": min(engine.n_frames, max(64, round(30 * engine.fs))),
+            "window_start": first_window(engine)[0],
+            "window_stop": first_window(engine)[1],
             "plot_width": 600,
             "request_id": 0,
             "pinned": None,

@@ -247,6 +247,7 @@ class TuningEngine:
         self._filtered: _LRU = _LRU(64)
         self._warm: dict[tuple[int, str], tuple[int, int, np.ndarray]] = {}
         self._pin_cache: _LRU = _LRU(256)
+        self._snr: _LRU = _LRU(4096)  # SNR of a window's signal: independent of lambda
         self._overview: _LRU = _LRU(256)
         self._lam_max: _LRU = _LRU(64)
         self._timing: _LRU = _LRU(64)
@@ -424,8 +425,15 @@ class TuningEngine:
         r2 = 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else 0.0
         peak = float(act.max()) if act.size else 0.0
         sparsity = float(np.mean(act <= 1e-9 * max(peak, 1e-300)))
+        snr_key = (cell, start, stop, p.filter_enabled) + (
+            (p.tau_rise, p.tau_decay) if p.filter_enabled else ()
+        )
+        snr = self._snr.get(snr_key)
+        if snr is None:
+            snr = float(activity_snr(y)[0])
+            self._snr.put(snr_key, snr)
         metrics = {
-            "snr": float(activity_snr(y)[0]),
+            "snr": snr,
             "r2": r2,
             "sparsity": sparsity,
             "baseline": sol["baseline"],

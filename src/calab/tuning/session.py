@@ -19,6 +19,32 @@ from calab.tuning.engine import Params, TuningEngine, ViewRequest, ViewResult
 Message = tuple[dict[str, Any], list[bytes]]
 
 
+def start_values(
+    engine: TuningEngine,
+    tau_rise: float,
+    tau_decay: float,
+    lam: float | None,
+    filter_enabled: bool,
+    n_show: int,
+) -> tuple[Params, list[int]]:
+    """Validated start parameters and the first cells shown (the most active ones).
+
+    ``lam=None`` starts at 1 % of the lambda that zeroes all activity of those cells.
+    """
+    start = Params(float(tau_rise), float(tau_decay), 0.0, bool(filter_enabled))
+    start.validated(engine.fs)
+    first = [int(c) for c in engine.most_active()[: max(1, min(n_show, engine.n_cells))]]
+    if lam is None:
+        lam = 0.01 * engine.lambda_max(first, start)
+    params = Params(start.tau_rise, start.tau_decay, float(lam), start.filter_enabled)
+    return params.validated(engine.fs), first
+
+
+def first_window(engine: TuningEngine) -> tuple[int, int]:
+    """The frames shown first: 30 s (at least 64 frames), or the whole recording."""
+    return 0, min(engine.n_frames, max(64, round(30 * engine.fs)))
+
+
 def choose_cells(engine: TuningEngine, mode: str, n_shown: int, seed: int) -> list[int]:
     """Cells to show: the most active ones, or a seeded random draw."""
     k = max(1, min(int(n_shown), engine.n_cells))
