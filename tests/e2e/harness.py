@@ -103,8 +103,9 @@ class LabServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-def start_lab(tmp: Path, *, tcp_nodelay: bool = False) -> LabServer:
-    """Start JupyterLab on 127.0.0.1 with its own root, port, token and Jupyter dirs in ``tmp``."""
+def start_lab(tmp: Path, *, tcp_nodelay: bool = False, app: str = "lab") -> LabServer:
+    """Start JupyterLab (``app="notebook"``: Notebook 7) on 127.0.0.1 with its own root, port,
+    token and Jupyter dirs in ``tmp``."""
     root = tmp / "root"
     root.mkdir(parents=True, exist_ok=True)
     cfg = tmp / "config"
@@ -133,14 +134,16 @@ def start_lab(tmp: Path, *, tcp_nodelay: bool = False) -> LabServer:
         sys.executable,
         "-m",
         "jupyter",
-        "lab",
+        app,
         "--no-browser",
         "--ip=127.0.0.1",
         f"--port={port}",
         f"--ServerApp.token={token}",
         f"--ServerApp.root_dir={root}",
         "--allow-root",
-        "--LabApp.expose_app_in_browser=True",
+        "--LabApp.expose_app_in_browser=True"
+        if app == "lab"
+        else "--JupyterNotebookApp.expose_app_in_browser=True",
         "--ServerApp.open_browser=False",
     ]
     with log.open("wb") as fh:
@@ -200,10 +203,15 @@ KERNEL_EXEC = """async (code) => {
 }"""
 
 
-def open_and_run(page: Any, server: LabServer, name: str, timeout_ms: int = 60_000) -> None:
+def open_and_run(
+    page: Any, server: LabServer, name: str, timeout_ms: int = 60_000, app: str = "lab"
+) -> None:
     """Open notebook ``name`` (in the server root) and run all its cells."""
-    # ?reset: ignore the saved workspace, so only this notebook opens and becomes current.
-    page.goto(server.url(f"lab/tree/{name}") + "&reset")
+    if app == "lab":
+        # ?reset: ignore the saved workspace, so only this notebook opens and becomes current.
+        page.goto(server.url(f"lab/tree/{name}") + "&reset")
+    else:
+        page.goto(server.url(f"notebooks/{name}"))
     page.wait_for_function(
         """() => {
           const app = window.jupyterapp;
