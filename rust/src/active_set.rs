@@ -4,9 +4,12 @@
 //! makes s = D c / alpha with D banded (three diagonals). For a guessed support F (frames where
 //! s > 0) the optimal c and baseline b follow from one banded (bandwidth 2) Cholesky solve over
 //! the zero set G: c = z - D_G^T nu with (D_G D_G^T) nu = D_G z, z = y - b - mu w. The gradient on
-//! G is -alpha nu. Block principal pivoting (Kim & Park, with the Judice-Pires single-index
-//! backup rule, which guarantees finite termination) swaps the frames that violate s >= 0 on F
-//! or grad >= 0 on G until none do: then the KKT conditions hold exactly and s is the minimiser.
+//! G is -alpha nu. Block principal pivoting (Kim & Park) swaps the frames that violate s >= 0
+//! on F or grad >= 0 on G until none do: then the KKT conditions hold exactly and s is the
+//! minimiser. If full exchanges stop reducing the violations for BACKUP pivots (ill-conditioned
+//! cases: a slow kernel fitted to fast transients), a monotone phase takes over: Lawson-Hanson
+//! steps from a feasible iterate, adding violating frames in blocks (one at a time after a
+//! zero-length step), so the objective never increases and the phase cannot cycle.
 //! Each pivot costs O(n); 10-25 pivots from a cold start, 1-3 from a warm one.
 //!
 //! The recursion is the untruncated kernel; the contract's kernel stops where it has decayed
