@@ -405,3 +405,16 @@ def test_fuzz_random_requests_leave_the_server_healthy(bridge: TuneSession) -> N
     assert call(bridge, "GET", "/api/v1/health")[0] == 200
     time.sleep(0.2)
     assert threading.active_count() <= threads_before + 2
+
+
+def test_ctrl_c_stops_the_server_and_frees_the_port(traces: np.ndarray) -> None:
+    ports: list[int] = []
+
+    def interrupted(url: str) -> None:
+        ports.append(int(url.split(":")[2].split("/")[0]))
+        raise KeyboardInterrupt  # as if the user pressed Ctrl-C while tune() waits
+
+    with pytest.raises(KeyboardInterrupt):
+        calab.tune(traces, 30.0, lam=0.02, on_url=interrupted)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", ports[0]))
