@@ -317,3 +317,23 @@ def test_info(tmp_path, data):
 
     proc = run("info", "nothing.npy", cwd=tmp_path)
     assert_error(proc, "not found")
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".zarr"])
+def test_info_reads_calabs_own_outputs(tmp_path, suffix):
+    traces, _ = calab.simulate(6, 400, 30.0, 0.05, 0.5, seed=9)
+    np.save(tmp_path / "t.npy", traces)
+    calab.write_export(tmp_path / "params.json", calab.export_dict(**PARAMS))
+    out = f"act{suffix}"
+    run = subprocess.run(
+        [*CMD, "deconvolve", "t.npy", "--params", "params.json", "-o", out],
+        cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    info = subprocess.run(
+        [*CMD, "info", out, "--json"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert info.returncode == 0, info.stderr
+    got = json.loads(info.stdout)
+    assert (got["format"], got["num_cells"], got["num_timepoints"]) == ("calab", 6, 400)
+    assert got["sampling_rate_hz"] == 30.0 and got["nan_count"] == 0

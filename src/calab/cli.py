@@ -59,8 +59,45 @@ def _is_minian(p: Path) -> bool:
     return any(q.name.endswith(".zarr") for q in p.iterdir())
 
 
+def _is_calab_output(path: Path) -> bool:
+    """An .h5 or .zarr written by ``calab deconvolve`` (a root ``activity`` array)."""
+    try:
+        if path.is_dir():
+            from calab.io._deps import require
+
+            zarr = require("zarr")
+            group = zarr.open_group(str(path), mode="r")
+            return "activity" in group and "calab_version" in group.attrs
+        from calab.io._deps import require
+
+        h5py = require("h5py")
+        with h5py.File(path, "r") as f:
+            return "activity" in f and "estimates" not in f
+    except (OSError, ValueError, KeyError, TypeError, ImportError):
+        return False
+
+
+def _open_calab_output(path: Path) -> Input:
+    """Activity written by ``calab deconvolve`` (.h5 or .zarr), read lazily."""
+    from calab.io._deps import require
+
+    if path.is_dir():
+        zarr = require("zarr")
+        group = zarr.open_group(str(path), mode="r")
+        data, attrs = group["activity"], dict(group.attrs)
+    else:
+        h5py = require("h5py")
+        f = h5py.File(path, "r")  # kept open while the command runs
+        data, attrs = f["activity"], dict(f.attrs)
+    fs = attrs.get("sampling_rate_hz")
+    return Input(data, float(fs) if fs else None, "calab", path, {"source": "calab"})
+
+
 def detect_format(path: Path) -> str:
-    """Guess the input format: npy, tuning, caiman, minian or suite2p."""
+    """Guess the input format: npy, tuning, caiman, minian, suite2p or calab (our output)."""
+    if path.exists() and path.suffix.lower() in (".h5", ".hdf5", ".zarr"):
+        if _is_calab_output(path):
+            return "calab"
     if path.is_dir():
         if _is_suite2p(path):
             return "suite2p"
@@ -158,6 +195,11 @@ def open_input(args: argparse.Namespace, *, check: bool = True) -> Input:
     if fmt == "npy":
         arr = _open_npy(path)
         return Input(arr, fs, fmt, path, {"source": "npy"})
+    if fmt == "calab":
+        src = _open_calab_output(path)
+        if fs is not None:
+            src.fs = fs
+        return src
     if fmt == "tuning":
         npy_path, _ = tuning_paths(path)
         if not npy_path.is_file():
