@@ -171,6 +171,9 @@ export function timeAxis(
     ctx.lineTo(x, y - 10);
     ctx.stroke();
     const label = step < 1 ? t.toFixed(Math.min(3, Math.ceil(-Math.log10(step)))) : t.toFixed(0);
+    // Keep the labels at either edge inside the canvas instead of cutting them in half.
+    const half = ctx.measureText(label).width / 2;
+    ctx.textAlign = x - half < x0 ? "left" : x + half > x0 + w ? "right" : "center";
     ctx.fillText(label, x, y);
   }
   ctx.restore();

@@ -86,7 +86,7 @@ mod python {
 
     /// Deconvolves each row of `traces` (n_cells, n_frames); see calab.run_deconvolution_full.
     #[pyfunction]
-    #[pyo3(signature = (traces, fs, tau_rise, tau_decay, lam, method="active-set", max_iters=200, tol=1e-9, n_threads=None, init=None, reconvolution=false))]
+    #[pyo3(signature = (traces, fs, tau_rise, tau_decay, lam, method="active-set", max_iters=1000, tol=1e-9, n_threads=None, init=None, reconvolution=false))]
     #[allow(clippy::too_many_arguments)]
     fn deconvolve<'py>(
         py: Python<'py>,

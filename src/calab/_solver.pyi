@@ -15,7 +15,7 @@ def deconvolve(
     tau_decay: float,
     lam: float,
     method: str = "active-set",
-    max_iters: int = 200,
+    max_iters: int = 1000,
     tol: float = 1e-9,
     n_threads: int | None = None,
     init: npt.NDArray[np.float64] | None = None,
