@@ -20,7 +20,8 @@ use crate::kernel::Model;
 use crate::workspace::{Outcome, Workspace};
 
 #[allow(clippy::too_many_arguments)]
-/// Result of the pivoting phase: `Ok` when the KKT conditions hold, `Err` after `max_iters`.
+/// `Ok` when the KKT conditions hold; `Err` (a feasible iterate) after `max_iters`, or when
+/// pivoting stalls and `monotone` is false.
 pub fn solve(
     m: &Model,
     y: &[f64],
@@ -28,6 +29,7 @@ pub fn solve(
     max_iters: usize,
     tol: f64,
     init: Option<&[f64]>,
+    monotone: bool,
     s_out: &mut [f64],
     ws: &mut Workspace,
 ) -> Result<Outcome, Outcome> {
@@ -227,8 +229,15 @@ pub fn solve(
             } else if backup >= 1 {
                 backup -= 1;
             } else {
-                // Pivoting oscillates (ill-conditioned: slow kernel, model mismatch). Continue
-                // monotonically from its iterate made feasible.
+                // Pivoting oscillates (ill-conditioned: slow kernel, model mismatch). Either
+                // stop here (the caller continues from a larger lambda) or continue
+                // monotonically from the iterate made feasible.
+                if !monotone {
+                    for k in 0..nm {
+                        s_out[k] = if free[k] { sv[k].max(0.0) } else { 0.0 };
+                    }
+                    return finish(s_out, nm, baseline, iterations, false);
+                }
                 mode = Mode::Monotone { single: false };
                 for k in 0..nm {
                     let v = if free[k] { sv[k].max(0.0) } else { 0.0 };

@@ -50,10 +50,7 @@ pub fn solve_trace<T: Copy + Into<f64>>(
     let result = match opts.method {
         Method::ActiveSet => {
             // Err: the pivot cap was reached; `out` then holds a feasible (non-negative) iterate.
-            let mut outcome =
-                match active_set::solve(m, &y[..n], lam, opts.max_iters, opts.tol, init, out, ws) {
-                    Ok(o) | Err(o) => o,
-                };
+            let mut outcome = solve_active_set(m, &y[..n], lam, opts, init, out, ws);
             // The pivoting used the untruncated AR(2) kernel; re-fit b on the contract's
             // truncated kernel so the baseline optimality condition holds exactly.
             let (ks, work) = (&mut ws.fa[..n], &mut ws.fb[..n]);
@@ -83,6 +80,66 @@ pub fn solve_trace<T: Copy + Into<f64>>(
         baseline: result.baseline * scale,
         ..result
     }
+}
+
+/// Lambda multipliers of the continuation used when the direct solve does not finish.
+const CONTINUATION: [f64; 3] = [16.0, 4.0, 1.0];
+/// Pivots the direct solve (pivoting, then the monotone phase) gets before the continuation.
+const DIRECT_BUDGET: usize = 100;
+
+/// Active set with a fallback. Pivoting can oscillate on ill-conditioned cases (e.g. a slow
+/// kernel fitted to fast transients); the monotone phase then guarantees progress but can be
+/// slow. If the direct solve has not finished after `DIRECT_BUDGET` pivots, solve again from a
+/// larger lambda down to the target, each stage warm-started from the previous one (pivoting
+/// handles sparser problems well, and a warm start from a nearby lambda needs few pivots).
+/// `iterations` counts every pivot and never exceeds `max_iters`; `converged` is true only
+/// for a KKT point at the requested lambda.
+fn solve_active_set(
+    m: &Model,
+    y: &[f64],
+    lam: f64,
+    opts: &Options,
+    init: Option<&[f64]>,
+    out: &mut [f64],
+    ws: &mut Workspace,
+) -> Outcome {
+    let n = y.len();
+    let direct_budget = if lam > 0.0 {
+        DIRECT_BUDGET.min(opts.max_iters)
+    } else {
+        opts.max_iters
+    };
+    let first = active_set::solve(m, y, lam, direct_budget, opts.tol, init, true, out, ws);
+    let (Ok(first) | Err(first)) = first;
+    if first.converged || first.iterations >= opts.max_iters {
+        return first;
+    }
+    let mut spent = first.iterations;
+    let mut outcome = first;
+    let mut warm = std::mem::take(&mut ws.fa);
+    let mut have_warm = false;
+    for (stage, f) in CONTINUATION.into_iter().enumerate() {
+        if spent >= opts.max_iters {
+            // Out of pivots before the target lambda: `out` is feasible, not the answer.
+            outcome.converged = false;
+            break;
+        }
+        let w = if have_warm { Some(&warm[..n]) } else { None };
+        let budget = opts.max_iters - spent;
+        let r = active_set::solve(m, y, lam * f, budget, opts.tol, w, true, out, ws);
+        let (Ok(r) | Err(r)) = r;
+        spent += r.iterations;
+        let last = stage + 1 == CONTINUATION.len();
+        outcome = Outcome {
+            iterations: spent,
+            converged: r.converged && last,
+            ..r
+        };
+        warm[..n].copy_from_slice(out);
+        have_warm = true;
+    }
+    ws.fa = warm;
+    outcome
 }
 
 /// First (cell, frame) holding NaN or +-Inf, scanning cells in parallel.
