@@ -31,6 +31,7 @@ from calab.filter import bandpass_filter
 from calab.tuning import LatestOnly, Params, TuningEngine, ViewRequest, ViewResult
 from calab.tuning.session import (
     choose_cells,
+    export_for,
     first_window,
     make_request,
     overview_message,
@@ -302,19 +303,7 @@ class TuneWidget(anywidget.AnyWidget):
         )
 
     def _export_dict(self, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-        from calab.io.export import export_dict
-
-        p = self._params()
-        meta = {"num_cells": self._engine.n_cells, "num_timepoints": self._engine.n_frames}
-        meta.update(metadata or {})
-        return export_dict(
-            tau_rise=p.tau_rise,
-            tau_decay=p.tau_decay,
-            lam=p.lam,
-            fs=self._engine.fs,
-            filter_enabled=p.filter_enabled,
-            metadata=meta,
-        )
+        return export_for(self._engine, self._params(), metadata)
 
     @property
     def params(self) -> dict[str, Any]:

@@ -16,11 +16,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from calab import _protocol as P
-from calab.io.export import export_dict, params_from_export
+from calab.io.export import params_from_export
 from calab.tuning import Params, Superseded, TuningEngine
 from calab.tuning.session import (
     Message,
     choose_cells,
+    export_for,
     first_window,
     make_request,
     overview_message,
@@ -239,17 +240,7 @@ class BridgeSession:
         )
 
     def export_now(self) -> dict[str, Any]:
-        p = self.params_now()
-        meta = {"num_cells": self.engine.n_cells, "num_timepoints": self.engine.n_frames}
-        meta.update(self.metadata)
-        return export_dict(
-            tau_rise=p.tau_rise,
-            tau_decay=p.tau_decay,
-            lam=p.lam,
-            fs=self.engine.fs,
-            filter_enabled=p.filter_enabled,
-            metadata=meta,
-        )
+        return export_for(self.engine, self.params_now(), self.metadata)
 
     def finish(self, export: Mapping[str, Any]) -> dict[str, Any]:
         """End the session with an export JSON (from our page or a CaTune app)."""

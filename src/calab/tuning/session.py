@@ -40,6 +40,24 @@ def start_values(
     return params.validated(engine.fs), first
 
 
+def export_for(
+    engine: TuningEngine, p: Params, metadata: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The CaTune export JSON for parameters ``p`` tuned on ``engine``'s recording."""
+    from calab.io.export import export_dict
+
+    meta: dict[str, Any] = {"num_cells": engine.n_cells, "num_timepoints": engine.n_frames}
+    meta.update(metadata or {})
+    return export_dict(
+        tau_rise=p.tau_rise,
+        tau_decay=p.tau_decay,
+        lam=p.lam,
+        fs=engine.fs,
+        filter_enabled=p.filter_enabled,
+        metadata=meta,
+    )
+
+
 def first_window(engine: TuningEngine) -> tuple[int, int]:
     """The frames shown first: 30 s (at least 64 frames), or the whole recording."""
     return 0, min(engine.n_frames, max(64, round(30 * engine.fs)))
