@@ -34,6 +34,7 @@ from e2e.harness import (  # noqa: E402
     ensure_chromium,
     free_port,
     open_and_run,
+    python_notebook,
     start_lab,
 )
 
@@ -62,21 +63,12 @@ DRIVE = """([moves]) => {
 
 
 def notebook(n_cells: int, n_frames: int) -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
-        nbformat.v4.new_code_cell(
-            "import calab\n"
-            f"traces, _ = calab.simulate({n_cells}, {n_frames}, 30.0, seed=0)\n"
-            "w = calab.TuneWidget(traces, fs=30.0, n_shown=5, columns=1)\n"
-            "w"
-        )
-    ]
-    return nb
+    return python_notebook(
+        "import calab\n"
+        f"traces, _ = calab.simulate({n_cells}, {n_frames}, 30.0, seed=0)\n"
+        "w = calab.TuneWidget(traces, fs=30.0, n_shown=5, columns=1)\n"
+        "w"
+    )
 
 
 def measure(size: str, moves: int, nodelay: bool) -> dict[str, float]:

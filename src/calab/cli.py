@@ -380,40 +380,49 @@ class _NpyWriter(_Writer):
             self.out = None
 
 
-class _H5Writer(_Writer):
+_FIELDS = {"activity": "<f8", "baseline": "<f8", "iterations": "<i8", "converged": bool}
+
+
+class _ArrayWriter(_Writer):
+    """Writers of named arrays (``self.arrays``): activity, and with --full the per-cell stats."""
+
+    arrays: dict[str, Any]
+
+    def names(self) -> list[str]:
+        return list(_FIELDS) if self.full else ["activity"]
+
+    def activity_rows(self) -> int:
+        n, t = self.shape
+        return max(1, min(n, (1 << 20) // max(t, 1)))
+
+    def write(self, start: int, res: Any) -> None:
+        stop = start + res.activity.shape[0]
+        for name, arr in self.arrays.items():
+            arr[start:stop] = getattr(res, name)
+
+
+class _H5Writer(_ArrayWriter):
     def __init__(self, *a: Any) -> None:
         super().__init__(*a)
         from calab.io._deps import require
 
         h5py = require("h5py")
         n, t = self.shape
+        self.f: Any = h5py.File(self.tmp, "a" if self.resume else "w")
         if self.resume:
-            self.f: Any = h5py.File(self.tmp, "a")
-            self.activity = self.f["activity"]
-            if self.full:
-                self.baseline = self.f["baseline"]
-                self.iterations = self.f["iterations"]
-                self.converged = self.f["converged"]
+            self.arrays = {k: self.f[k] for k in self.names()}
             return
-        self.f = h5py.File(self.tmp, "w")
-        rows = max(1, min(n, (1 << 20) // max(t, 1)))
-        self.activity = self.f.create_dataset(
-            "activity", shape=self.shape, dtype="<f8", chunks=(rows, t)
-        )
-        if self.full:
-            self.baseline = self.f.create_dataset("baseline", shape=(n,), dtype="<f8")
-            self.iterations = self.f.create_dataset("iterations", shape=(n,), dtype="<i8")
-            self.converged = self.f.create_dataset("converged", shape=(n,), dtype=bool)
+        self.arrays = {
+            k: self.f.create_dataset(
+                k,
+                shape=self.shape if k == "activity" else (n,),
+                dtype=_FIELDS[k],
+                chunks=(self.activity_rows(), t) if k == "activity" else None,
+            )
+            for k in self.names()
+        }
         for k, v in self.attrs.items():
             self.f.attrs[k] = json.dumps(v) if isinstance(v, dict | list) else v
-
-    def write(self, start: int, res: Any) -> None:
-        stop = start + res.activity.shape[0]
-        self.activity[start:stop] = res.activity
-        if self.full:
-            self.baseline[start:stop] = res.baseline
-            self.iterations[start:stop] = res.iterations
-            self.converged[start:stop] = res.converged
 
     def flush(self) -> None:
         self.f.flush()
@@ -424,7 +433,7 @@ class _H5Writer(_Writer):
             self.f = None
 
 
-class _ZarrWriter(_Writer):
+class _ZarrWriter(_ArrayWriter):
     def __init__(self, *a: Any) -> None:
         super().__init__(*a)
         from calab.io._deps import require
@@ -433,29 +442,20 @@ class _ZarrWriter(_Writer):
         n, t = self.shape
         if self.resume:
             group = zarr.open_group(str(self.tmp), mode="r+")
-            names = ["activity"] + (["baseline", "iterations", "converged"] if self.full else [])
-            self.arrays = {k: group[k] for k in names}
+            self.arrays = {k: group[k] for k in self.names()}
             return
         group = zarr.open_group(str(self.tmp), mode="w")
         make = group.create_array if hasattr(group, "create_array") else group.create_dataset
-        rows = max(1, min(n, (1 << 20) // max(t, 1)))
         self.arrays = {
-            "activity": make("activity", shape=self.shape, chunks=(rows, t), dtype="<f8")
+            k: make(
+                k,
+                shape=self.shape if k == "activity" else (n,),
+                chunks=(self.activity_rows(), t) if k == "activity" else (max(1, n),),
+                dtype=_FIELDS[k],
+            )
+            for k in self.names()
         }
-        if self.full:
-            chunk = (max(1, n),)
-            self.arrays["baseline"] = make("baseline", shape=(n,), chunks=chunk, dtype="<f8")
-            self.arrays["iterations"] = make("iterations", shape=(n,), chunks=chunk, dtype="<i8")
-            self.arrays["converged"] = make("converged", shape=(n,), chunks=chunk, dtype=bool)
         group.attrs.update(self.attrs)
-
-    def write(self, start: int, res: Any) -> None:
-        stop = start + res.activity.shape[0]
-        self.arrays["activity"][start:stop] = res.activity
-        if self.full:
-            self.arrays["baseline"][start:stop] = res.baseline
-            self.arrays["iterations"][start:stop] = res.iterations
-            self.arrays["converged"][start:stop] = res.converged
 
 
 def _writer_for(path: Path) -> type[_Writer]:

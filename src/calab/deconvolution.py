@@ -73,6 +73,23 @@ def _options(
     return int(max_iters), float(tol)
 
 
+def _checked(
+    fs: Any,
+    tau_r: Any,
+    tau_d: Any,
+    lam: Any,
+    method: str,
+    max_iters: int | None,
+    tol: float | None,
+    n_threads: int | None,
+) -> tuple[float, float, float, float, int, float]:
+    """Validated (tau_rise, tau_decay, fs, lam, max_iters, tol) shared by both paths."""
+    tr, td, f = model_params(tau_r, tau_d, fs)
+    lam_ = lam_value(lam)
+    iters, tol_ = _options(method, max_iters, tol, n_threads)
+    return tr, td, f, lam_, iters, tol_
+
+
 def _lazy(
     traces: Any,
     fs: float,
@@ -88,9 +105,9 @@ def _lazy(
     full: bool,
 ) -> Any:
     """Validate eagerly, then build the lazy (dask / xarray) computation."""
-    tr, td, f = model_params(tau_r, tau_d, fs)
-    lam_ = lam_value(lam)
-    iters, tol_ = _options(method, max_iters, tol, n_threads)
+    tr, td, f, lam_, iters, tol_ = _checked(
+        fs, tau_r, tau_d, lam, method, max_iters, tol, n_threads
+    )
     if warm_start is not None:
         raise ValueError("warm_start is not supported for dask or xarray input; pass numpy arrays")
     kwargs = dict(
@@ -120,9 +137,9 @@ def _solve(
     warm_start: Any,
     reconvolution: bool,
 ) -> tuple[DeconvolutionResult, bool]:
-    tr, td, f = model_params(tau_r, tau_d, fs)
-    lam_ = lam_value(lam)
-    iters, tol_ = _options(method, max_iters, tol, n_threads)
+    tr, td, f, lam_, iters, tol_ = _checked(
+        fs, tau_r, tau_d, lam, method, max_iters, tol, n_threads
+    )
     data, was_1d = traces_2d(traces)
     if was_1d:
         check_finite(data[0])  # names the frame; 2-D input is checked (in parallel) in Rust

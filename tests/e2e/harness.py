@@ -183,6 +183,20 @@ except Exception:
 """
 
 
+def python_notebook(*cells: str) -> Any:
+    """A notebook of code cells with a python3 kernelspec (no kernel-selection dialog)."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    return nb
+
+
 def launch_browser(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 

@@ -9,7 +9,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from e2e.harness import KERNEL_EXEC, REPO, LabServer, open_and_run
+from e2e.harness import KERNEL_EXEC, REPO, LabServer, open_and_run, python_notebook
 
 pytestmark = pytest.mark.e2e
 
@@ -133,23 +133,12 @@ def test_sliders_drive_kernel_and_plots(lab: LabServer, page: Any) -> None:
 
 
 def test_two_widgets_are_independent(lab: LabServer, page: Any) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
-        nbformat.v4.new_code_cell(
-            "import calab\n"
-            "w = calab.TuneWidget(*calab.simulate(3, 3000, 30.0, seed=1)[:1], fs=30.0, n_shown=2)\n"
-            "w"
-        ),
-        nbformat.v4.new_code_cell(
-            "w2 = calab.TuneWidget(calab.simulate(5, 4000, 20.0, seed=2)[0], fs=20.0, n_shown=3)\n"
-            "w2"
-        ),
-    ]
+    nb = python_notebook(
+        "import calab\n"
+        "w = calab.TuneWidget(*calab.simulate(3, 3000, 30.0, seed=1)[:1], fs=30.0, n_shown=2)\n"
+        "w",
+        "w2 = calab.TuneWidget(calab.simulate(5, 4000, 20.0, seed=2)[0], fs=20.0, n_shown=3)\nw2",
+    )
     nbformat.write(nb, lab.root / "two.ipynb")
     open_and_run(page, lab, "two.ipynb")
     roots = page.locator(TUNER)
