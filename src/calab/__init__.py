@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from calab.batch import deconvolve_file
 from calab.bridge import tune
 from calab.deconvolution import DeconvolutionResult, run_deconvolution, run_deconvolution_full
 from calab.filter import bandpass_filter
@@ -36,6 +37,7 @@ __all__ = [
     "bandpass_filter",
     "build_kernel",
     "compute_lipschitz",
+    "deconvolve_file",
     "deconvolve_from_export",
     "export_dict",
     "kernel_timing",
