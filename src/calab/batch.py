@@ -18,6 +18,7 @@ against its digest; a damaged or truncated partial is never trusted.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import math
@@ -411,12 +412,12 @@ def output_lock(out: Path) -> Iterator[Path]:
     while True:
         try:
             fd = os.open(path, flags, 0o644)
-        except PermissionError:
-            raise PermissionError(
-                f"cannot write in {out.parent} (permission denied); choose an output folder "
-                "you can write to"
-            ) from None
         except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise PermissionError(
+                    f"cannot write in {out.parent} ({(exc.strerror or 'denied').lower()}); choose an output "
+                    "folder you can write to"
+                ) from None
             if os.path.islink(path):
                 raise ValueError(
                     f"{path} is a symbolic link; calab does not follow it: delete it"

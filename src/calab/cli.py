@@ -461,7 +461,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger = logging.getLogger("calab")
     logger.addHandler(stream)
     quiet = bool(getattr(args, "quiet", False))
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.setLevel(logging.WARNING)
+    batch_log = logging.getLogger("calab.batch")  # notes on resume and stale locks
+    batch_log.setLevel(logging.WARNING if quiet else logging.INFO)
     old_show = warnings.showwarning
     warnings.showwarning = _warning_printer(quiet)
     try:

@@ -208,7 +208,7 @@ def detect_format(path: PathLike) -> str:
     path = Path(path).expanduser()
     name = path.name
     if not os.path.lexists(path):
-        if path.with_name(name + ".npy").is_file():
+        if os.path.lexists(path.with_name(name + ".npy")):
             return "tuning"
         raise FileNotFoundError(f"input not found: {path}")
     require_regular(path)
@@ -274,8 +274,9 @@ def _open_tuning(path: Path, fs: float | None) -> Source:
     from calab.io.tuning import read_tuning_metadata, tuning_paths
 
     npy_path, meta_path = tuning_paths(path)
-    if not npy_path.is_file():
+    if not os.path.lexists(npy_path):
         raise FileNotFoundError(f"tuning data not found: {npy_path}")
+    require_regular(npy_path, "tuning data")
     require_regular(meta_path, "tuning metadata")
     meta = read_tuning_metadata(path)
     arr = open_npy(npy_path)

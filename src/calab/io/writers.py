@@ -241,7 +241,9 @@ def open_npy_exactly(path: Path, shape: tuple[int, ...], dtype: str = "<f8") -> 
     """
     arr = np.lib.format.open_memmap(path, mode="r")  # ValueError if shorter than its header says
     if arr.dtype != np.dtype(dtype) or arr.shape != tuple(shape):
-        raise ValueError(f"{path} holds {arr.dtype} {arr.shape}, expected {dtype} {tuple(shape)}")
+        raise ValueError(
+            f"{path} holds {arr.dtype} of shape {arr.shape}, expected {dtype} {tuple(shape)}"
+        )
     expected = arr.offset + arr.nbytes
     del arr
     size = os.path.getsize(path)
