@@ -414,9 +414,10 @@ def output_lock(out: Path) -> Iterator[Path]:
             fd = os.open(path, flags, 0o644)
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                why = (exc.strerror or "permission denied").lower()
                 raise PermissionError(
-                    f"cannot write in {out.parent} ({(exc.strerror or 'denied').lower()}); choose an output "
-                    "folder you can write to"
+                    f"cannot write in {out.parent} ({why}); choose an output folder you can "
+                    "write to"
                 ) from None
             if os.path.islink(path):
                 raise ValueError(
