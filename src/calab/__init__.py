@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from calab.baseline import drift_baseline
 from calab.batch import deconvolve_file
 from calab.bridge import tune
 from calab.deconvolution import DeconvolutionResult, run_deconvolution, run_deconvolution_full
@@ -39,6 +40,7 @@ __all__ = [
     "compute_lipschitz",
     "deconvolve_file",
     "deconvolve_from_export",
+    "drift_baseline",
     "export_dict",
     "kernel_timing",
     "load_caiman",

@@ -1,8 +1,7 @@
 """Batch deconvolution: one chunk loop for arrays and files, with resume and locking.
 
-- :func:`solve` is "filter, then solve" with a parameter set: the one place that does it.
-- :func:`iter_chunks` is the chunk loop: it reads a block of cells, checks it, solves it and
-  hands the result to the caller.
+- :func:`iter_chunks` is the chunk loop: it reads a block of cells, checks it, solves it with
+  :func:`calab.params.solve_block` (the one "filter, then solve") and hands the result over.
 - :func:`deconvolve_rows` runs the loop over an array (what ``TuneWidget.deconvolve`` and
   :func:`calab.deconvolve_from_export` do).
 - :func:`deconvolve_file` runs it from a file to a file, as ``calab deconvolve`` does: it
@@ -35,7 +34,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from calab.deconvolution import DeconvolutionResult, run_deconvolution, run_deconvolution_full
+from calab._validate import traces_2d
 from calab.io._common import PathLike
 from calab.io.open import ReadOptions, Source, open_rows
 from calab.io.writers import (
@@ -50,13 +49,13 @@ from calab.io.writers import (
     write_text_atomic,
     writer_for,
 )
+from calab.params import DeconvolutionResult, Params, SolverOptions, solve_block, squeeze
 
 log = logging.getLogger(__name__)
 
 #: Test hook, read only here: after this many chunks are recorded, the run waits for a signal
 #: (so tests interrupt it at a known point instead of racing a clock).
 PAUSE_ENV = "CALAB_TEST_PAUSE_AFTER_CHUNKS"
-PARAM_KEYS = ("tau_rise", "tau_decay", "lambda_", "fs", "filter_enabled")
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -99,19 +98,21 @@ def export_params(params: Any) -> dict[str, Any]:
 
     Parameters
     ----------
-    params : str, path-like or dict
-        A CaTune export JSON file, a parsed export (with ``parameters``), or the dict
+    params : str, path-like, dict or Params
+        A CaTune export JSON file, a parsed export (with ``parameters``), the dict
         :func:`calab.load_export_params` returns (``tau_rise``, ``tau_decay``, ``lambda_``,
-        ``fs``, ``filter_enabled``).
+        ``fs``, ``filter_enabled``) or a :class:`calab.params.Params`.
 
     Returns
     -------
     dict
-        ``{'tau_rise', 'tau_decay', 'lambda_', 'fs', 'filter_enabled'}`` (seconds, Hz).
+        ``{'tau_rise', 'tau_decay', 'lambda_', 'fs', 'filter_enabled'}`` (seconds, Hz), plus
+        calab's extras when set; validated.
     """
-    from calab._validate import lam_value, model_params
     from calab.io.export import load_export_params, params_from_export
 
+    if isinstance(params, Params):
+        return params.to_export()
     if not isinstance(params, Mapping):
         if not isinstance(params, str | os.PathLike):
             raise TypeError(
@@ -121,24 +122,15 @@ def export_params(params: Any) -> dict[str, Any]:
         return load_export_params(params)
     if "parameters" in params or "schema_version" in params:
         return params_from_export(params)
-    missing = [k for k in PARAM_KEYS if k not in params]
-    if missing:
-        raise ValueError(
-            f"params lacks {', '.join(missing)}; pass the dict load_export_params returns "
-            f"({', '.join(PARAM_KEYS)}) or a CaTune export"
-        )
-    tr, td, fs = model_params(params["tau_rise"], params["tau_decay"], params["fs"])
-    enabled = params["filter_enabled"]
-    if not isinstance(enabled, bool | np.bool_):
-        raise TypeError(f"params['filter_enabled'] must be True or False, got {enabled!r}")
-    lam = lam_value(params["lambda_"])
-    return {
-        "tau_rise": tr,
-        "tau_decay": td,
-        "lambda_": lam,
-        "fs": fs,
-        "filter_enabled": bool(enabled),
-    }
+    return Params.from_export(params).to_export()
+
+
+def as_params(params: Any, fs: float | None = None) -> Params:
+    """:func:`export_params` as a :class:`calab.params.Params`, solved at ``fs`` if given."""
+    if isinstance(params, Params) and fs is None:
+        return params
+    p = export_params(params)
+    return Params.from_export(p if fs is None else {**p, "fs": fs})
 
 
 def check_chunk_cells(chunk_cells: Any) -> int | None:
@@ -156,32 +148,13 @@ def check_chunk_cells(chunk_cells: Any) -> int | None:
     return int(chunk_cells)
 
 
-def solve(
-    traces: Any, params: Mapping[str, Any], *, fs: float | None = None, full: bool = True, **kw: Any
-) -> Any:
-    """Band-pass the traces when the parameters say so, then deconvolve them.
-
-    Parameters
-    ----------
-    traces : array_like, shape (n_cells, n_frames) or (n_frames,)
-        Also a dask array or xarray DataArray (solved lazily).
-    params : dict
-        ``tau_rise``, ``tau_decay`` (seconds), ``lambda_``, ``fs`` (Hz), ``filter_enabled``.
-    fs : float, optional
-        Sampling rate of ``traces`` in Hz (default ``params['fs']``).
-    full : bool
-        Return the :class:`calab.DeconvolutionResult` (True) or the activity alone.
-    **kw
-        Solver options of :func:`calab.run_deconvolution` (``n_threads``, ``max_iters``, ...).
-    """
-    from calab.filter import bandpass_filter
-
-    rate = params["fs"] if fs is None else fs
-    data = traces
-    if params["filter_enabled"]:
-        data = bandpass_filter(traces, params["tau_rise"], params["tau_decay"], rate)
-    run = run_deconvolution_full if full else run_deconvolution
-    return run(data, rate, params["tau_rise"], params["tau_decay"], params["lambda_"], **kw)
+def _rows_of(params: Params, start: int, stop: int) -> Params:
+    """The parameters of cells ``start..stop`` (a per-cell lambda is sliced)."""
+    if isinstance(params.lam, float):
+        return params
+    params.lam_for(-1 if params.lam.shape[0] < stop else params.lam.shape[0])
+    return Params(params.fs, params.tau_rise, params.tau_decay, params.lam[start:stop],
+                  params.filter_enabled, params.baseline, params.baseline_window_s)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- the chunk loop
@@ -208,27 +181,31 @@ def _labels(ids: Any, rows: list[int]) -> str:
 
 def iter_chunks(
     rows: Any,
-    params: Mapping[str, Any],
+    params: Params,
+    options: SolverOptions | None = None,
     *,
-    fs: float | None = None,
     chunk_cells: int | None = None,
     skip: frozenset[int] | set[int] = frozenset(),
     ids: Any = None,
     where: str = "traces",
     progress: bool = False,
     dtype: Any = None,
-    **kw: Any,
+    warm_start: Any = None,
+    full: bool = False,
 ) -> Iterator[tuple[int, int, DeconvolutionResult]]:
     """Solve ``rows`` a block of cells at a time; yield ``(start, stop, result)`` per block.
+
+    Each block is checked for NaN/Inf (naming the cells), then filtered and solved by
+    :func:`calab.params.solve_block`.
 
     Parameters
     ----------
     rows : row-sliceable, shape (n_cells, n_frames)
         An array, a memmap or a lazy reader (``rows[a:b]`` reads cells ``a..b``).
-    params : dict
-        As :func:`solve` takes.
-    fs : float, optional
-        Sampling rate in Hz (default ``params['fs']``).
+    params : Params
+        Model parameters (a per-cell lambda is sliced per block).
+    options : SolverOptions, optional
+        Solver settings.
     chunk_cells : int, optional
         Cells per block (default: all at once).
     skip : set of int
@@ -241,8 +218,10 @@ def iter_chunks(
         Show a progress bar (tqdm) over cells.
     dtype : dtype, optional
         Convert each block to this dtype before solving.
-    **kw
-        Solver options; a ``warm_start`` array is sliced per block.
+    warm_start : array_like, shape (n_cells, n_frames), optional
+        Activity of a previous solve, sliced per block.
+    full : bool
+        Also compute the reconvolution.
 
     Raises
     ------
@@ -253,7 +232,8 @@ def iter_chunks(
 
     n = int(rows.shape[0])
     chunk = check_chunk_cells(chunk_cells) or max(n, 1)
-    warm = kw.pop("warm_start", None)
+    if not isinstance(params.lam, float):
+        params.lam_for(n)
     starts = range(0, n, chunk)
     done_rows = sum(min(chunk, n - s) for s in starts if s in skip)
     finished = 0
@@ -277,17 +257,16 @@ def iter_chunks(
                     f"{where}: traces of cells {cells} hold NaN or Inf; drop or interpolate "
                     "them first"
                 )
-            if warm is not None:
-                kw["warm_start"] = np.asarray(warm)[start:stop]
-            res = solve(block, params, fs=fs, full=True, **kw)
-            broken = ~(np.isfinite(res.activity).all(axis=1) & np.isfinite(res.baseline))
+            init = None if warm_start is None else np.asarray(warm_start[start:stop])
+            res = solve_block(block, _rows_of(params, start, stop), options, init, full)
+            base = np.asarray(res.baseline).reshape(stop - start, -1)
+            broken = ~(np.isfinite(res.activity).all(axis=1) & np.isfinite(base).all(axis=1))
             if broken.any():
                 cells = _labels(ids, [start + int(i) for i in np.flatnonzero(broken)])
-                rate = params["fs"] if fs is None else fs
                 raise ValueError(
                     f"the solver returned NaN or Inf for cells {cells} of {where} with "
-                    f"tau_rise={params['tau_rise']:g} s, tau_decay={params['tau_decay']:g} s, "
-                    f"fs={rate:g} Hz; the kernel cannot be represented at these values "
+                    f"tau_rise={params.tau_rise:g} s, tau_decay={params.tau_decay:g} s, "
+                    f"fs={params.fs:g} Hz; the kernel cannot be represented at these values "
                     "(check the time constants and the sampling rate)"
                 )
             yield start, stop, res
@@ -305,7 +284,8 @@ def deconvolve_rows(
     progress: bool = True,
     full: bool = True,
     ids: Any = None,
-    **kw: Any,
+    options: SolverOptions | None = None,
+    warm_start: Any = None,
 ) -> Any:
     """Deconvolve an array a block of cells at a time (the loop of :func:`deconvolve_file`).
 
@@ -313,7 +293,7 @@ def deconvolve_rows(
     ----------
     rows : array_like, shape (n_cells, n_frames) or (n_frames,)
         Traces; a dask array or xarray DataArray is solved lazily instead (dask chunks).
-    params : str, path-like or dict
+    params : str, path-like, dict or Params
         As :func:`export_params` takes.
     fs : float, optional
         Sampling rate of ``rows`` in Hz (default: the parameters' ``fs``).
@@ -322,40 +302,51 @@ def deconvolve_rows(
     progress : bool
         Show a progress bar over cells.
     full : bool
-        Return a :class:`calab.DeconvolutionResult` (True) or the activity alone.
+        Return a :class:`calab.DeconvolutionResult` with the reconvolution (True) or the
+        activity alone.
     ids : sequence, optional
         Cell ids named in error messages.
-    **kw
-        Solver options of :func:`calab.run_deconvolution`.
+    options : SolverOptions, optional
+        Solver settings (method, max_iters, tol, n_threads).
+    warm_start : array_like, same shape as ``rows``, optional
+        Activity from a previous solve.
 
     Returns
     -------
     DeconvolutionResult or ndarray
         Shaped like ``rows`` (1-D input gives 1-D/scalar fields).
     """
-    from calab.deconvolution import squeeze
-    from calab.lazy import is_lazy
+    from calab.lazy import deconvolve_lazy, is_lazy
 
-    p = export_params(params)
+    p = as_params(params, fs)
+    opts = options if options is not None else SolverOptions()
     if is_lazy(rows):
-        return solve(rows, p, fs=fs, full=full, **kw)
-    data = rows if hasattr(rows, "shape") and hasattr(rows, "__getitem__") else np.asarray(rows)
-    was_1d = len(data.shape) == 1
-    if was_1d:
-        data = np.asarray(data)[np.newaxis, :]
-        if kw.get("warm_start") is not None:
-            kw["warm_start"] = np.asarray(kw["warm_start"])[np.newaxis, :]
-    if len(data.shape) != 2 or data.shape[0] == 0:
-        return solve(rows, p, fs=fs, full=full, **kw)  # the solver's own shape errors
-    n, t = int(data.shape[0]), int(data.shape[1])
-    out: dict[str, np.ndarray] = {}
+        if warm_start is not None:
+            raise ValueError("warm_start is not supported for dask or xarray input")
+        return deconvolve_lazy(rows, p, opts, full)
+    data, was_1d = traces_2d(rows)
+    init = None
+    if warm_start is not None:
+        if np.shape(warm_start) != np.shape(rows):
+            raise ValueError(
+                f"warm_start has shape {np.shape(warm_start)} but traces have shape "
+                f"{np.shape(rows)}; pass the activity of a previous solve of the same traces"
+            )
+        init, _ = traces_2d(warm_start, "warm_start")
+    n = data.shape[0]
+    out: dict[str, Any] = {}
     for start, stop, res in iter_chunks(
-        data, p, fs=fs, chunk_cells=chunk_cells, ids=ids, progress=progress, **kw
-    ):
+        data, p, opts, chunk_cells=chunk_cells, ids=ids, progress=progress, warm_start=init,
+        full=full,
+    ):  # fmt: skip
         for name in DeconvolutionResult._fields:
-            value = np.asarray(getattr(res, name))
+            value = getattr(res, name)
+            if value is None:
+                out[name] = None
+                continue
+            value = np.asarray(value)
             if name not in out:
-                out[name] = np.empty((n, t) if value.ndim == 2 else (n,), dtype=value.dtype)
+                out[name] = np.empty((n, *value.shape[1:]), dtype=value.dtype)
             out[name][start:stop] = value
     result = DeconvolutionResult(*(out[f] for f in DeconvolutionResult._fields))
     if was_1d:
@@ -715,11 +706,11 @@ def deconvolve_file(
 
     p = export_params(params)
     chunk_arg = check_chunk_cells(chunk_cells)
-    if n_threads is not None and (
-        isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral) or n_threads < 1
-    ):
+    solver = SolverOptions(n_threads=n_threads)
+    if p.get("baseline", "constant") != "constant":
         raise ValueError(
-            f"n_threads must be an integer >= 1 or None (all cores), got {n_threads!r}"
+            "deconvolve_file writes one baseline value per cell; baseline='drift' is available "
+            "in memory (calab.run_deconvolution_full) but not for file outputs"
         )
     opts = ReadOptions(**options)
     params_file = None if isinstance(params, Mapping) else Path(params).expanduser()
@@ -741,7 +732,7 @@ def deconvolve_file(
         with output_lock(out):
             check_outputs(targets, inputs, force)  # again, now that no other run can write
             return _run(src, p, rate, out, info_path, writer_cls, chunk_arg, force, full,
-                        progress, n_threads, opts, __version__)  # fmt: skip
+                        progress, solver, opts, __version__)  # fmt: skip
 
 
 def _run(
@@ -755,7 +746,7 @@ def _run(
     force: bool,
     full: bool,
     progress: bool,
-    n_threads: int | None,
+    solver: SolverOptions,
     opts: ReadOptions,
     version: str,
 ) -> BatchResult:
@@ -766,7 +757,7 @@ def _run(
         "source": str(src.path),
         "format": src.format,
         "sampling_rate_hz": rate,
-        "parameters": {k: p[k] for k in PARAM_KEYS},
+        "parameters": p,
     }
     partial = _Partial(out, _fingerprint(src, attrs, chunk, full, opts), writer_cls)
     partial.open((n, t), full, attrs, force)
@@ -777,8 +768,9 @@ def _run(
     ids = src.meta.get("cell_ids")
     try:
         for start, stop, res in iter_chunks(
-            src.data, p, fs=rate, chunk_cells=chunk, skip=set(partial.done), ids=ids,
-            where=str(src.path), progress=progress, dtype=np.float64, n_threads=n_threads,
+            src.data, Params.from_export({**p, "fs": rate}), solver, chunk_cells=chunk,
+            skip=set(partial.done), ids=ids, where=str(src.path), progress=progress,
+            dtype=np.float64,
         ):  # fmt: skip
             partial.add(start, stop, res)
         stats = np.array(partial.stats)
@@ -829,5 +821,4 @@ __all__ = [
     "export_params",
     "iter_chunks",
     "output_lock",
-    "solve",
 ]
