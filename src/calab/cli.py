@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from calab.io.open import PIPELINE_FORMATS
+from calab.params import max_threads
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -66,6 +67,7 @@ def _positive(what: str) -> Callable[[str], float]:
 
 
 COUNT = _number(int, "an integer", 1)
+THREADS = _number(int, "an integer", 1, max_threads())
 PORT = _number(int, "a port number", 0, 65535)
 PLANE = _number(int, "an integer", 0)
 COEF = _number(float, "a number", 0)
@@ -382,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or notes")
-    p.add_argument("--threads", type=COUNT, metavar="N", help="solver threads (default: all)")
+    p.add_argument("--threads", type=THREADS, metavar="N", help="solver threads (default: all)")
     p.add_argument("--chunk-size", type=COUNT, metavar="N", help="cells per solver batch")
     _add_input_options(p)
     p.set_defaults(handler=_cmd_deconvolve)

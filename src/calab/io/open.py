@@ -289,6 +289,8 @@ def _open_tuning(path: Path, fs: float | None) -> Source:
 
 
 def _resolve(path: PathLike, format: str | None) -> tuple[Path, str]:
+    if not os.fspath(path).strip():
+        raise FileNotFoundError("input not found: the path is empty; give a file or folder")
     p = Path(path).expanduser()
     if format is not None and format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
