@@ -415,6 +415,13 @@ def test_deconvolve_rows_in_chunks_equals_one_call(data):
     np.testing.assert_array_equal(one.activity, deconvolve_rows(data[2:3], params).activity[0])
     act = deconvolve_rows(data, params, chunk_cells=5, full=False, progress=False)
     np.testing.assert_array_equal(act, whole.activity)
+    fista = deconvolve_rows(data, params, chunk_cells=4, method="fista", max_iters=50)
+    want = calab.run_deconvolution_full(
+        calab.bandpass_filter(data, 0.05, 0.5, 30.0), 30.0, 0.05, 0.5, 0.02, 50, method="fista"
+    )
+    np.testing.assert_array_equal(fista.activity, want.activity)
+    warm = deconvolve_rows(data, params, chunk_cells=4, warm_start=whole.activity, full=False)
+    np.testing.assert_allclose(warm, whole.activity, atol=1e-8)
     with pytest.raises(
         ValueError, match=r"chunk_cells must be an integer >= 1 \(cells per solver call\), got 0"
     ):

@@ -286,6 +286,7 @@ def deconvolve_rows(
     ids: Any = None,
     options: SolverOptions | None = None,
     warm_start: Any = None,
+    **solver_kwargs: Any,
 ) -> Any:
     """Deconvolve an array a block of cells at a time (the loop of :func:`deconvolve_file`).
 
@@ -310,6 +311,9 @@ def deconvolve_rows(
         Solver settings (method, max_iters, tol, n_threads).
     warm_start : array_like, same shape as ``rows``, optional
         Activity from a previous solve.
+    **solver_kwargs
+        Instead of ``options``: :class:`calab.params.SolverOptions` fields (``method``,
+        ``max_iters``, ``tol``, ``n_threads``).
 
     Returns
     -------
@@ -319,7 +323,9 @@ def deconvolve_rows(
     from calab.lazy import deconvolve_lazy, is_lazy
 
     p = as_params(params, fs)
-    opts = options if options is not None else SolverOptions()
+    if options is not None and solver_kwargs:
+        raise TypeError("pass either options= or solver keywords, not both")
+    opts = options if options is not None else SolverOptions(**solver_kwargs)
     if is_lazy(rows):
         if warm_start is not None:
             raise ValueError("warm_start is not supported for dask or xarray input")
