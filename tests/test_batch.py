@@ -25,15 +25,6 @@ from calab.batch import (
     output_lock,
 )
 
-
-@pytest.fixture
-def data(tmp_path):
-    traces, _ = calab.simulate(6, 300, 30.0, 0.05, 0.5, seed=4)
-    np.save(tmp_path / "traces.npy", traces)
-    calab.write_export(tmp_path / "params.json", calab.export_dict(**PARAMS))
-    return traces
-
-
 # ----------------------------------------------------------------------------- calab deconvolve
 
 

@@ -16,17 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _cli_run import CMD, PARAMS, assert_error, digest, files, run
+from _cli_run import CMD, assert_error, digest, files, run
 
 import calab
-
-
-@pytest.fixture
-def data(tmp_path):
-    traces, _ = calab.simulate(6, 300, 30.0, 0.05, 0.5, seed=4)
-    np.save(tmp_path / "traces.npy", traces)
-    calab.write_export(tmp_path / "params.json", calab.export_dict(**PARAMS))
-    return traces
 
 
 def test_version_and_help():
@@ -43,36 +35,6 @@ def test_version_and_help():
 def test_no_command_is_a_usage_error():
     proc = run()
     assert proc.returncode == 2 and "choose a command" in proc.stderr
-
-
-def test_deconvolve_npy_matches_the_api(tmp_path, data):
-    before = digest(tmp_path / "traces.npy")
-    proc = run("deconvolve", "traces.npy", "--params", "params.json", "-o", "act.npy", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "act.npy"
-    assert proc.stderr == ""  # no progress bar when stderr is not a terminal
-    got = np.load(tmp_path / "act.npy")
-    want = calab.deconvolve_from_export(data, tmp_path / "params.json")
-    np.testing.assert_array_equal(got, want)
-    assert digest(tmp_path / "traces.npy") == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["act.npy", "params.json", "traces.npy"]
-
-
-def test_deconvolve_default_output_and_force(tmp_path, data):
-    proc = run("deconvolve", "traces.npy", "--params", "params.json", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    out = tmp_path / "traces_activity.npy"
-    first = digest(out)
-    np.save(out, np.zeros(3))
-    stamp = digest(out)
-    proc = run("deconvolve", "traces.npy", "--params", "params.json", cwd=tmp_path)
-    assert_error(proc, "already exists; pass --force")
-    assert digest(out) == stamp
-    proc = run("deconvolve", "traces.npy", "--params", "params.json", "--force", cwd=tmp_path)
-    assert proc.returncode == 0 and digest(out) == first
-    proc = run("deconvolve", "traces.npy", "--params", "params.json", "-o", "traces.npy",
-               "--force", cwd=tmp_path)  # fmt: skip
-    assert_error(proc, "is an input file")
 
 
 def test_convert_each_pipeline(tmp_path, data):

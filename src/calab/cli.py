@@ -223,14 +223,22 @@ def _info_export(args: argparse.Namespace) -> int:
         info = {"file": str(path), "format": "export", "schema_version": version, **params}
         print(json.dumps(info, allow_nan=False))
         return 0
-    print(f"file:          {path}")
-    print(f"format:        CaTune export (schema {version})")
-    print(f"tau_rise:      {params['tau_rise']:g} s")
-    print(f"tau_decay:     {params['tau_decay']:g} s")
-    print(f"lambda:        {params['lambda_']:g}")
-    print(f"sampling rate: {params['fs']:g} Hz")
-    print(f"filter:        {'on' if params['filter_enabled'] else 'off'}")
+    _print_fields(
+        ("file", path),
+        ("format", f"CaTune export (schema {version})"),
+        ("tau_rise", f"{params['tau_rise']:g} s"),
+        ("tau_decay", f"{params['tau_decay']:g} s"),
+        ("lambda", f"{params['lambda_']:g}"),
+        ("sampling rate", f"{params['fs']:g} Hz"),
+        ("filter", "on" if params["filter_enabled"] else "off"),
+    )
     return 0
+
+
+def _print_fields(*fields: tuple[str, Any]) -> None:
+    """``name:  value`` lines with the values aligned."""
+    for name, value in fields:
+        print(f"{name + ':':<15}{value}")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -254,17 +262,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, allow_nan=False))
         return 0
-    print(f"file:          {info['file']}")
-    print(f"format:        {src.format}")
-    print(f"shape:         {n} cells x {t} timepoints")
-    print(f"dtype:         {info['dtype']}")
-    if fs:
-        print(f"sampling rate: {fs:g} Hz")
-        print(f"duration:      {t / fs:.3f} s")
-    else:
-        print("sampling rate: unknown (pass --fs)")
-        print("duration:      unknown")
-    print(f"NaN count:     {info['nan_count']}")
+    _print_fields(
+        ("file", info["file"]),
+        ("format", src.format),
+        ("shape", f"{n} cells x {t} timepoints"),
+        ("dtype", info["dtype"]),
+        ("sampling rate", f"{fs:g} Hz" if fs else "unknown (pass --fs)"),
+        ("duration", f"{t / fs:.3f} s" if fs else "unknown"),
+        ("NaN count", info["nan_count"]),
+    )
     return 0
 
 

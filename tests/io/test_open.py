@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,22 +15,8 @@ import pytest
 import calab
 from calab.io.open import detect_format, open_rows, open_traces, require_regular
 
-_helpers_path = Path(__file__).resolve().parents[1] / "_cli_run.py"
-import importlib.util  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("calab_test_cli_run", _helpers_path)
-assert _spec and _spec.loader
-_h = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_h)
-CMD, PARAMS, assert_error, files, run = _h.CMD, _h.PARAMS, _h.assert_error, _h.files, _h.run
-
-
-@pytest.fixture
-def data(tmp_path):
-    traces, _ = calab.simulate(6, 300, 30.0, 0.05, 0.5, seed=4)
-    np.save(tmp_path / "traces.npy", traces)
-    calab.write_export(tmp_path / "params.json", calab.export_dict(**PARAMS))
-    return traces
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the helpers of tests/
+from _cli_run import CMD, PARAMS, assert_error, files, run  # noqa: E402
 
 
 def test_info(tmp_path, data):

@@ -3,9 +3,9 @@ the refusal of unsafe outputs (inside an input, a folder where a file goes, link
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 
 import h5py
@@ -23,21 +23,8 @@ from calab.io.writers import (
     writer_for,
 )
 
-_spec = importlib.util.spec_from_file_location(
-    "calab_test_cli_run", Path(__file__).resolve().parents[1] / "_cli_run.py"
-)
-assert _spec and _spec.loader
-_h = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_h)
-PARAMS, assert_error, digest, files, run = _h.PARAMS, _h.assert_error, _h.digest, _h.files, _h.run
-
-
-@pytest.fixture
-def data(tmp_path):
-    traces, _ = calab.simulate(6, 300, 30.0, 0.05, 0.5, seed=4)
-    np.save(tmp_path / "traces.npy", traces)
-    calab.write_export(tmp_path / "params.json", calab.export_dict(**PARAMS))
-    return traces
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the helpers of tests/
+from _cli_run import PARAMS, assert_error, digest, files, run  # noqa: E402
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".h5", ".zarr"])
@@ -145,20 +132,15 @@ def test_check_outputs_refuses_outputs_inside_inputs(tmp_path):
 
 def test_force_never_replaces_a_folder_with_a_file(tmp_path, data):
     """Issue 9 item 18: ``--force`` onto a folder named d.npy deleted the folder."""
-    d = tmp_path / "d.npy"
-    d.mkdir()
-    (d / "precious.txt").write_text("data")
-    proc = run("deconvolve", "traces.npy", "-p", "params.json", "-o", "d.npy", "--force",
-               cwd=tmp_path)  # fmt: skip
-    assert_error(proc, "d.npy is a folder; calab replaces only a file there")
-    assert (d / "precious.txt").read_text() == "data"
-    other = tmp_path / "other.zarr"
-    other.mkdir()
-    (other / "precious.txt").write_text("data")
-    proc = run("deconvolve", "traces.npy", "-p", "params.json", "-o", "other.zarr", "--force",
-               cwd=tmp_path)  # fmt: skip
-    assert_error(proc, "is not a zarr store written by calab")
-    assert (other / "precious.txt").read_text() == "data"
+    for name, message in (("d.npy", "d.npy is a folder; calab replaces only a file there"),
+                          ("other.zarr", "is not a zarr store written by calab")):  # fmt: skip
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "precious.txt").write_text("data")
+        proc = run("deconvolve", "traces.npy", "-p", "params.json", "-o", name, "--force",
+                   cwd=tmp_path)  # fmt: skip
+        assert_error(proc, message)
+        assert (folder / "precious.txt").read_text() == "data"
     # a calab output is replaced
     for _ in range(2):
         proc = run("deconvolve", "traces.npy", "-p", "params.json", "-o", "act.zarr", "--force",

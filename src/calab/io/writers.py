@@ -207,6 +207,16 @@ class Writer:
         n, t = self.shape
         return max(1, min(n, (1 << 20) // max(t, 1)))
 
+    def layout(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], Any]]:
+        """``name -> (shape, chunks, dtype)`` of each stored array."""
+        n, t = self.shape
+        return {
+            k: (self.shape, (self.chunk_rows(), t), FIELDS[k])
+            if k == "activity"
+            else ((n,), (max(1, n),), FIELDS[k])
+            for k in self.names()
+        }
+
     def check(self) -> None:
         """Raise ValueError if a reopened file's arrays do not have the expected shapes."""
         n, t = self.shape
@@ -288,19 +298,13 @@ class H5Writer(Writer):
         from calab.io._deps import require
 
         h5py = require("h5py")
-        n, t = self.shape
         self.f: Any = h5py.File(self.path, "r+" if self.resume else "w-")
         if self.resume:
             self.arrays = {k: self.f[k] for k in self.names() if k in self.f}
             return
         self.arrays = {
-            k: self.f.create_dataset(
-                k,
-                shape=self.shape if k == "activity" else (n,),
-                dtype=FIELDS[k],
-                chunks=(self.chunk_rows(), t) if k == "activity" else None,
-            )
-            for k in self.names()
+            k: self.f.create_dataset(k, shape=shape, dtype=dtype, chunks=chunks)
+            for k, (shape, chunks, dtype) in self.layout().items()
         }
         for k, v in self.attrs.items():
             if isinstance(v, dict | list):
@@ -325,30 +329,19 @@ class ZarrWriter(Writer):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        import warnings
-
         from calab.io._deps import require
 
         zarr = require("zarr")
-        n, t = self.shape
         if self.resume:
             group = zarr.open_group(str(self.path), mode="r+")
             self.arrays = {k: group[k] for k in self.names() if k in group}
             return
         group = zarr.open_group(str(self.path), mode="w-")
         make = group.create_array if hasattr(group, "create_array") else group.create_dataset
-        with warnings.catch_warnings():
-            # zarr 3 warns that bool arrays are not yet in its v3 spec; calab reads them back
-            warnings.filterwarnings("ignore", message=".*(bool|Bool).*")
-            self.arrays = {
-                k: make(
-                    k,
-                    shape=self.shape if k == "activity" else (n,),
-                    chunks=(self.chunk_rows(), t) if k == "activity" else (max(1, n),),
-                    dtype=FIELDS[k],
-                )
-                for k in self.names()
-            }
+        self.arrays = {
+            k: make(k, shape=shape, chunks=chunks, dtype=dtype)
+            for k, (shape, chunks, dtype) in self.layout().items()
+        }
         group.attrs.update(json.loads(dumps_json(self.attrs, f"attributes of {self.path}")))
 
 
