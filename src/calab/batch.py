@@ -563,11 +563,16 @@ class _Partial:
                 remove(self.dir)
         if self.writer is None:
             os.mkdir(self.dir, 0o700)
-            self.writer = self.writer_cls(self.data, shape, full, attrs, False)
-            self.stats = np.lib.format.open_memmap(
-                self.stats_path, mode="w+", dtype="<f8", shape=(shape[0], 3)
-            )
-            self.record()
+            try:
+                self.writer = self.writer_cls(self.data, shape, full, attrs, False)
+                self.stats = np.lib.format.open_memmap(
+                    self.stats_path, mode="w+", dtype="<f8", shape=(shape[0], 3)
+                )
+                self.record()
+            except BaseException:
+                self.close()
+                remove(self.dir)
+                raise
 
     def _resume(
         self,
