@@ -237,7 +237,7 @@ def open_npy(path: Path) -> np.ndarray:
     """A ``.npy`` file of traces, memory-mapped, as 2-D ``(n_cells, n_timepoints)``."""
     require_regular(path)
     try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        arr: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise ValueError(f"cannot read {path} as .npy: {exc}") from None
     if arr.dtype.kind not in "iuf":

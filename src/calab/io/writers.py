@@ -45,7 +45,8 @@ def dumps_json(obj: Any, what: str, **kwargs: Any) -> str:
 def write_text_atomic(path: Path, text: str, *, sync: bool = True) -> None:
     """Write ``text`` to a fresh temporary file beside ``path``, then rename it into place.
 
-    ``sync`` waits until the data are on disk before the rename."""
+    ``sync`` waits until the data are on disk before the rename.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -149,8 +150,10 @@ def remove(path: Path) -> None:
 
 
 def commit(tmp: Path, final: Path) -> None:
-    """Move a finished temporary file or folder into place, replacing ``final`` atomically
-    for files (a replaced folder is first moved aside, then deleted)."""
+    """Move a finished temporary file or folder into place, replacing ``final``.
+
+    Files are replaced atomically; a replaced folder is first moved aside, then deleted.
+    """
     if _is_real_dir(final):
         aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
         os.replace(final, aside / "old")
@@ -276,13 +279,16 @@ class NpyWriter(Writer):
         self.arrays = {"activity": out}
 
     def names(self) -> list[str]:
+        """Only the activity: a .npy file holds one array."""
         return ["activity"]
 
     def flush(self) -> None:
+        """Write the mapped rows to the file."""
         if self.arrays:
             self.arrays["activity"].flush()
 
     def close(self) -> None:
+        """Flush and drop the memory map."""
         if self.arrays:
             self.arrays["activity"].flush()
             self.arrays = {}
@@ -312,10 +318,12 @@ class H5Writer(Writer):
             self.f.attrs[k] = v
 
     def flush(self) -> None:
+        """Flush the HDF5 file."""
         if self.f is not None:
             self.f.flush()
 
     def close(self) -> None:
+        """Close the HDF5 file."""
         if self.f is not None:
             self.f.close()
             self.f = None
