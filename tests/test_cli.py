@@ -302,3 +302,12 @@ def test_ctrl_c_outside_deconvolve_says_nothing_was_written(tmp_path, data):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert err.strip().splitlines() == ["calab: interrupted; no output written"]
+
+
+def test_info_of_a_npy_with_its_metadata_sidecar(tmp_path, data):
+    """The CaLab package's ``calab info rec.npy`` reads ``rec_metadata.json`` beside it."""
+    calab.save_for_tuning(data, 20.0, tmp_path / "rec")
+    proc = run("info", "rec.npy", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "sampling rate: 20 Hz" in proc.stdout.splitlines()
+    assert "shape:         6 cells x 300 timepoints" in proc.stdout.splitlines()
