@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 #: Test hook, read only here: after this many chunks are recorded, the run waits for a signal
 #: (so tests interrupt it at a known point instead of racing a clock).
 PAUSE_ENV = "CALAB_TEST_PAUSE_AFTER_CHUNKS"
+#: Keywords of run_deconvolution that belong to the model (Params), not to SolverOptions.
+MODEL_KEYWORDS = ("baseline", "baseline_window_s")
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -125,12 +127,15 @@ def export_params(params: Any) -> dict[str, Any]:
     return Params.from_export(params).to_export()
 
 
-def as_params(params: Any, fs: float | None = None) -> Params:
-    """:func:`export_params` as a :class:`calab.params.Params`, solved at ``fs`` if given."""
-    if isinstance(params, Params) and fs is None:
+def as_params(params: Any, fs: float | None = None, **model: Any) -> Params:
+    """:func:`export_params` as a :class:`calab.params.Params`, solved at ``fs`` if given.
+
+    ``model`` overrides the export's ``baseline`` and ``baseline_window_s``.
+    """
+    if isinstance(params, Params) and fs is None and not model:
         return params
     p = export_params(params)
-    return Params.from_export(p if fs is None else {**p, "fs": fs})
+    return Params.from_export({**p, **({} if fs is None else {"fs": fs}), **model})
 
 
 def check_chunk_cells(chunk_cells: Any) -> int | None:
@@ -250,12 +255,14 @@ def iter_chunks(
                 continue
             stop = min(n, start + chunk)
             block = np.asarray(rows[start:stop], dtype=dtype)
-            bad = np.flatnonzero(~np.isfinite(block).all(axis=1))
+            finite = np.isfinite(block)
+            bad = np.flatnonzero(~finite.all(axis=1))
             if bad.size:
                 cells = _labels(ids, [start + int(i) for i in bad])
+                frame = int(np.argmin(finite[bad[0]]))
                 raise ValueError(
-                    f"{where}: traces of cells {cells} hold NaN or Inf; drop or interpolate "
-                    "them first"
+                    f"{where}: traces of cells {cells} hold NaN or Inf (the first at frame "
+                    f"{frame}); drop or interpolate them first"
                 )
             init = None if warm_start is None else np.asarray(warm_start[start:stop])
             res = solve_block(block, _rows_of(params, start, stop), options, init, full)
@@ -313,7 +320,8 @@ def deconvolve_rows(
         Activity from a previous solve.
     **solver_kwargs
         Instead of ``options``: :class:`calab.params.SolverOptions` fields (``method``,
-        ``max_iters``, ``tol``, ``n_threads``).
+        ``max_iters``, ``tol``, ``n_threads``); also ``baseline`` and ``baseline_window_s``
+        (model options, as :func:`calab.run_deconvolution` takes them).
 
     Returns
     -------
@@ -322,10 +330,11 @@ def deconvolve_rows(
     """
     from calab.lazy import deconvolve_lazy, is_lazy
 
-    p = as_params(params, fs)
+    model = {k: solver_kwargs.pop(k) for k in MODEL_KEYWORDS if k in solver_kwargs}
     if options is not None and solver_kwargs:
         raise TypeError("pass either options= or solver keywords, not both")
     opts = options if options is not None else SolverOptions(**solver_kwargs)
+    p = as_params(params, fs, **model)
     if is_lazy(rows):
         if warm_start is not None:
             raise ValueError("warm_start is not supported for dask or xarray input")

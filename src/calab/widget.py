@@ -26,8 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from calab import _protocol as P
-from calab.deconvolution import DeconvolutionResult, run_deconvolution_full, squeeze
-from calab.filter import bandpass_filter
+from calab.deconvolution import DeconvolutionResult, squeeze
 from calab.tuning import LatestOnly, Params, TuningEngine, ViewRequest, ViewResult
 from calab.tuning.session import (
     choose_cells,
@@ -350,24 +349,14 @@ class TuneWidget(anywidget.AnyWidget):
         DeconvolutionResult
             Fields with a leading ``n_cells`` axis (1-D/scalars if the traces were 1-D).
         """
-        from tqdm.auto import tqdm
+        from calab.batch import deconvolve_rows
+        from calab.params import Params
 
         p = self._params()
-        traces = self._engine.traces
-        n = traces.shape[0]
-        parts: list[DeconvolutionResult] = []
-        starts = range(0, n, max(1, int(chunk_cells)))
-        for a in tqdm(starts, desc="deconvolving", unit="chunk", disable=not progress):
-            y = traces[a : a + chunk_cells]
-            if p.filter_enabled:
-                y = bandpass_filter(y, p.tau_rise, p.tau_decay, self._engine.fs)
-            parts.append(
-                run_deconvolution_full(
-                    y, self._engine.fs, p.tau_rise, p.tau_decay, p.lam, **solver_kwargs
-                )
-            )
-        res = DeconvolutionResult(
-            *(np.concatenate([getattr(r, f) for r in parts]) for f in DeconvolutionResult._fields)
+        fs = self._engine.fs
+        params = Params(fs, p.tau_rise, p.tau_decay, p.lam, p.filter_enabled)
+        res: DeconvolutionResult = deconvolve_rows(
+            self._engine.traces, params, chunk_cells=chunk_cells, progress=progress, **solver_kwargs
         )
         if self._was_1d:
             return squeeze(res)

@@ -256,14 +256,10 @@ def deconvolve_from_export(
     -------
     activity : ndarray, same shape as ``traces``
     """
-    from calab.deconvolution import run_deconvolution
-    from calab.filter import bandpass_filter
+    from calab.batch import deconvolve_rows
 
     if isinstance(params_path, Mapping):
         p = params_from_export(params_path)
     else:
         p = load_export_params(params_path)
-    data = traces
-    if p["filter_enabled"]:
-        data = bandpass_filter(traces, p["tau_rise"], p["tau_decay"], p["fs"])
-    return run_deconvolution(data, p["fs"], p["tau_rise"], p["tau_decay"], p["lambda_"], **kwargs)
+    return deconvolve_rows(traces, p, progress=False, full=False, **kwargs)
