@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -169,7 +168,7 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from calab.batch import output_lock
     from calab.io.tuning import save_for_tuning, tuning_paths
-    from calab.io.writers import check_outputs, commit
+    from calab.io.writers import check_outputs, commit, temp_dir
 
     src = _open(args)
     if src.fs is None:
@@ -184,17 +183,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     for key in ("cell_ids", "trace", "variable", "neuropil_coef"):
         if key in src.meta:
             extra[key] = src.meta[key]
-    with output_lock(npy_path):
+    with output_lock(npy_path), temp_dir(npy_path) as tmp:
         check_outputs([npy_path, meta_path], src.inputs, args.force)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{npy_path.name}.", dir=npy_path.parent))
-        try:
-            tmp_npy, tmp_meta = save_for_tuning(np.asarray(src.data), src.fs, tmp / "t", **extra)
-            commit(tmp_npy, npy_path)
-            commit(tmp_meta, meta_path)
-        finally:
-            for q in tmp.iterdir():
-                q.unlink()
-            tmp.rmdir()
+        tmp_npy, tmp_meta = save_for_tuning(np.asarray(src.data), src.fs, tmp / "t", **extra)
+        commit(tmp_npy, npy_path)
+        commit(tmp_meta, meta_path)
     print(npy_path)
     print(meta_path)
     return 0
@@ -277,7 +270,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_tune(args: argparse.Namespace) -> int:
     from calab.batch import output_lock
     from calab.bridge import tune
-    from calab.io.writers import check_outputs, commit
+    from calab.io.writers import check_outputs, commit, temp_dir
 
     src = _open(args)
     if src.fs is None:
@@ -309,17 +302,11 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         # The export goes to a fresh temporary folder and replaces OUTPUT only once complete:
         # a timeout or a closed page leaves an existing OUTPUT as it was.
         check_outputs([output], src.inputs, args.force)
-        with output_lock(output):
-            tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
-            try:
-                params = run(tmp / "export.json")
-                if params is not None:
-                    check_outputs([output], src.inputs, args.force)
-                    commit(tmp / "export.json", output)
-            finally:
-                for q in tmp.iterdir():
-                    q.unlink()
-                tmp.rmdir()
+        with output_lock(output), temp_dir(output) as tmp:
+            params = run(tmp / "export.json")
+            if params is not None:
+                check_outputs([output], src.inputs, args.force)
+                commit(tmp / "export.json", output)
     if params is None:
         raise CLIError("no parameters were exported (timed out, or the page was closed)")
     print(json.dumps(params), flush=True)
@@ -463,7 +450,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         print("calab: error: choose a command (see calab --help)", file=sys.stderr)
         return 2
-    args.accepted_only = getattr(args, "accepted_only", False)
     stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(_OneLine())
     logger = logging.getLogger("calab")

@@ -14,7 +14,8 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,19 @@ def remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+@contextmanager
+def temp_dir(beside: Path) -> Iterator[Path]:
+    """A fresh private folder (``mkdtemp``) in ``beside``'s folder, deleted afterwards.
+
+    Write there, then :func:`commit` the finished files to their final names.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=f".{beside.name}.", dir=beside.parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def commit(tmp: Path, final: Path) -> None:
@@ -378,6 +392,7 @@ __all__ = [
     "is_calab_zarr",
     "open_npy_exactly",
     "remove",
+    "temp_dir",
     "write_json_atomic",
     "write_text_atomic",
     "writer_for",
