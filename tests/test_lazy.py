@@ -72,6 +72,24 @@ def test_bad_parameters_fail_before_computing(data) -> None:
         calab.run_deconvolution(arr, **PARAMS, warm_start=data[1].activity)
 
 
+def test_per_cell_lambda_is_chunked_with_the_cells(data) -> None:
+    traces, _ = data
+    lam = np.linspace(0.0, 0.2, traces.shape[0])
+    args = dict(fs=30.0, tau_r=0.05, tau_d=0.5, lam=lam)
+    ref = calab.run_deconvolution_full(traces, **args)
+    # Uneven chunks: each chunk must get the lambdas of its own cells.
+    arr = da.from_array(traces, chunks=((5, 7, 12), (1500,)))
+    res = da.compute(*calab.run_deconvolution_full(arr, **args))
+    for got, want in zip(res, ref, strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(calab.run_deconvolution(arr, **args).compute(), ref.activity)
+    xarr = xr.DataArray(traces.T, dims=("frame", "unit_id")).chunk({"unit_id": 5})
+    out = calab.run_deconvolution(xarr, **args)
+    np.testing.assert_array_equal(out.transpose("unit_id", "frame").values, ref.activity)
+    with pytest.raises(ValueError, match=r"^lam has 3 values but the traces have 24 cells"):
+        calab.run_deconvolution(arr, fs=30.0, tau_r=0.05, tau_d=0.5, lam=[0.1, 0.2, 0.3])
+
+
 @pytest.mark.slow
 def test_local_cluster_deconvolves_zarr_store(tmp_path, data) -> None:
     distributed = pytest.importorskip("distributed")

@@ -1,5 +1,8 @@
 //! Many cells at once: rayon over cells, one workspace per worker, deterministic per cell.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
 use rayon::prelude::*;
 
 use crate::kernel::Model;
@@ -76,8 +79,12 @@ pub fn solve_trace<T: Copy + Into<f64>>(
     };
     ws.y = y;
     out.iter_mut().for_each(|v| *v *= scale);
+    let baseline = result.baseline * scale;
+    // A degenerate model or data beyond f64 must never pass as a converged solution.
+    let finite = baseline.is_finite() && out.iter().all(|v| v.is_finite());
     Outcome {
-        baseline: result.baseline * scale,
+        baseline,
+        converged: result.converged && finite,
         ..result
     }
 }
@@ -153,33 +160,71 @@ pub fn find_nonfinite<T: Copy + Into<f64> + Sync>(data: &[T], n: usize) -> Optio
     Some((cell, frame))
 }
 
+/// Most worker threads a call may ask for (the Python API bounds it further by the cores).
+pub const MAX_THREADS: usize = 1024;
+
+/// The pool of `k` threads, built on first use and kept for later calls with the same count.
+fn pool(k: usize) -> Result<Arc<rayon::ThreadPool>, String> {
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    if k == 0 || k > MAX_THREADS {
+        return Err(format!(
+            "n_threads must be between 1 and {MAX_THREADS} (or None for all cores), got {k}"
+        ));
+    }
+    let mut pools = POOLS
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(p) = pools.get(&k) {
+        return Ok(Arc::clone(p));
+    }
+    let p = rayon::ThreadPoolBuilder::new()
+        .num_threads(k)
+        .build()
+        .map_err(|e| format!("could not start {k} threads: {e}"))?;
+    let p = Arc::new(p);
+    pools.insert(k, Arc::clone(&p));
+    Ok(p)
+}
+
 fn with_pool<R: Send>(n_threads: Option<usize>, f: impl FnOnce() -> R + Send) -> Result<R, String> {
     match n_threads {
         None => Ok(f()),
-        Some(k) => rayon::ThreadPoolBuilder::new()
-            .num_threads(k)
-            .build()
-            .map(|pool| pool.install(f))
-            .map_err(|e| format!("could not start {k} threads: {e}")),
+        Some(k) => Ok(pool(k)?.install(f)),
     }
 }
 
-/// Solves every row of `data` (n_cells x n, row-major) into `activity` (same shape).
+/// Solves every row of `data` (n_cells x n, row-major) into `activity` (same shape). `lam`
+/// holds one lambda for every cell (length 1) or one per cell (length n_cells).
 #[allow(clippy::too_many_arguments)]
 pub fn solve_batch<T: Copy + Into<f64> + Sync>(
     m: &Model,
     data: &[T],
     n: usize,
-    lam: f64,
+    lam: &[f64],
     opts: &Options,
     init: Option<&[f64]>,
     activity: &mut [f64],
     n_threads: Option<usize>,
 ) -> Result<Vec<Outcome>, String> {
-    if data.len() == n {
+    let cells = data.len() / n;
+    if lam.len() != 1 && lam.len() != cells {
+        return Err(format!(
+            "lam has {} values but the traces have {cells} cells; pass one lambda per cell or one number",
+            lam.len()
+        ));
+    }
+    let lam_of = |i: usize| if lam.len() == 1 { lam[0] } else { lam[i] };
+    if cells == 1 {
         let mut ws = Workspace::new(n);
         return Ok(vec![solve_trace(
-            m, data, lam, opts, init, activity, &mut ws,
+            m,
+            data,
+            lam_of(0),
+            opts,
+            init,
+            activity,
+            &mut ws,
         )]);
     }
     with_pool(n_threads, || {
@@ -191,7 +236,7 @@ pub fn solve_batch<T: Copy + Into<f64> + Sync>(
                 |ws, (i, out)| {
                     let row = &data[i * n..(i + 1) * n];
                     let s0 = init.map(|s| &s[i * n..(i + 1) * n]);
-                    solve_trace(m, row, lam, opts, s0, out, ws)
+                    solve_trace(m, row, lam_of(i), opts, s0, out, ws)
                 },
             )
             .collect()
@@ -374,8 +419,8 @@ mod tests {
         let o = opts(Method::ActiveSet, 200, 1e-9);
         let mut a1 = vec![0.0; data.len()];
         let mut a2 = vec![0.0; data.len()];
-        let r1 = solve_batch(&m, &data, n, 0.01, &o, None, &mut a1, Some(1)).unwrap();
-        let r2 = solve_batch(&m, &data, n, 0.01, &o, None, &mut a2, Some(2)).unwrap();
+        let r1 = solve_batch(&m, &data, n, &[0.01], &o, None, &mut a1, Some(1)).unwrap();
+        let r2 = solve_batch(&m, &data, n, &[0.01], &o, None, &mut a2, Some(2)).unwrap();
         assert_eq!(a1, a2);
         assert_eq!(r1, r2);
     }
