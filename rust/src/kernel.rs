@@ -1,4 +1,11 @@
-//! The CaTune calcium kernel and its AR(2) form (see CONTRACTS.md).
+//! The CaTune calcium kernel and its AR(2) form.
+//!
+//! h[i] = exp(-i / (fs tau_decay)) - exp(-i / (fs tau_rise)) for i = 0..L-1, divided by its
+//! maximum (so the peak is 1 and h[0] = 0), truncated at L = max(2, ceil(-ln(1e-6) tau_decay fs))
+//! samples, where it has decayed to 1e-6 of its peak. Its AR(2) form: with d = exp(-dt/tau_decay),
+//! r = exp(-dt/tau_rise), dt = 1/fs, the calcium c = h * s obeys
+//! c[t] = (d + r) c[t-1] - d r c[t-2] + alpha s[t-1] (untruncated). The same definitions are used
+//! by the CaTune web app, so exported parameters mean the same thing.
 
 /// Parameters of the CaTune model, checked once and shared by every solver.
 #[derive(Clone, Copy, Debug, PartialEq)]

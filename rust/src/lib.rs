@@ -1,5 +1,15 @@
 //! calab's solver: pure-Rust numerics in modules, and (with feature `python`) the thin PyO3
 //! wrappers that make up the `calab._solver` extension module.
+//!
+//! The model (per cell): minimise 1/2 ||y - K s - b||^2 + lambda G_dc sum(s) over s >= 0 and a
+//! scalar b, where K convolves with the CaTune kernel h (see `kernel`) and G_dc = sum(h).
+//!
+//! - `kernel`: the kernel, its AR(2) form and the parameter checks.
+//! - `conv`: K s and K^T u as O(n) recursions.
+//! - `active_set` (exact, with `banded` for its linear systems) and `fista` (reference).
+//! - `solve`: policy for one trace (scaling, baseline refit, lambda continuation).
+//! - `batch`: many cells in parallel (rayon), per-cell lambda, thread pools.
+//! - `workspace`: per-thread buffers, so no solver allocates while iterating.
 
 pub mod active_set;
 pub mod banded;
@@ -7,6 +17,9 @@ pub mod batch;
 pub mod conv;
 pub mod fista;
 pub mod kernel;
+pub mod solve;
+#[cfg(any(test, feature = "testing"))]
+pub mod test_util;
 pub mod workspace;
 
 #[cfg(feature = "python")]
@@ -18,8 +31,9 @@ mod python {
     use pyo3::exceptions::{PyTypeError, PyValueError};
     use pyo3::prelude::*;
 
-    use crate::batch::{self, Method, Options};
+    use crate::batch;
     use crate::kernel::{self, Model};
+    use crate::solve::{Method, Options};
 
     fn model(tau_rise: f64, tau_decay: f64, fs: f64) -> PyResult<Model> {
         Model::checked(tau_rise, tau_decay, fs).map_err(PyValueError::new_err)
