@@ -198,3 +198,20 @@ def test_cli_streams_caiman_hdf5_to_hdf5(tmp_path: Any) -> None:
     ref = calab.run_deconvolution(traces[accepted], 30.0, 0.05, 0.5, 0.02)
     with h5py.File(tmp_path / "act.h5", "r") as f:
         np.testing.assert_array_equal(f["activity"][:], ref)
+
+
+def test_drift_baseline_through_dask_and_xarray(data) -> None:
+    traces, _ = data
+    args = dict(PARAMS, baseline="drift", baseline_window_s=10.0)
+    ref = calab.run_deconvolution_full(traces, **args)
+    assert ref.baseline.shape == traces.shape
+    # The drift estimate of a cell may differ in the last bits with the chunk it is in (BLAS).
+    res = da.compute(*calab.run_deconvolution_full(da.from_array(traces, chunks=(7, -1)), **args))
+    for got, want in zip(res, ref, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    xarr = xr.DataArray(traces.T, dims=("frame", "unit_id"))
+    full = calab.run_deconvolution_full(xarr, **args)
+    assert full.baseline.dims == ("frame", "unit_id")
+    np.testing.assert_allclose(
+        full.baseline.transpose("unit_id", "frame").values, ref.baseline, rtol=1e-12
+    )
