@@ -127,13 +127,7 @@ pub fn reconvolve_batch(
 mod tests {
     use super::*;
     use crate::solve::Method;
-    use crate::test_util::{synthetic, Spec};
-
-    const SPEC: Spec = Spec {
-        rate: 0.03,
-        offset: 0.3,
-        noise: 0.2,
-    };
+    use crate::test_util::{synthetic, TEST_TRACE as SPEC};
     const OPTS: Options = Options {
         method: Method::ActiveSet,
         max_iters: 200,

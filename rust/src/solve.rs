@@ -165,13 +165,7 @@ fn solve_active_set(
 mod tests {
     use super::*;
     use crate::fista::objective;
-    use crate::test_util::{synthetic, Spec};
-
-    const SPEC: Spec = Spec {
-        rate: 0.03,
-        offset: 0.3,
-        noise: 0.2,
-    };
+    use crate::test_util::{synthetic, TEST_TRACE as SPEC};
 
     fn opts(method: Method, max_iters: usize, tol: f64) -> Options {
         Options {

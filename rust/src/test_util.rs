@@ -34,6 +34,13 @@ pub struct Spec {
     pub noise: f64,
 }
 
+/// The traces of the unit tests: a spike every 33 frames on average, offset 0.3, noise 0.2.
+pub const TEST_TRACE: Spec = Spec {
+    rate: 0.03,
+    offset: 0.3,
+    noise: 0.2,
+};
+
 /// A synthetic trace of `n` frames: unit spikes (drawn first, one number per frame) through the
 /// model's kernel, plus the offset and noise (three numbers per frame).
 pub fn synthetic(m: &Model, n: usize, seed: u64, spec: Spec) -> Vec<f64> {
