@@ -449,10 +449,9 @@ def test_per_cell_lambda_is_sliced_per_chunk(data):
 
 def test_a_kernel_that_underflows_is_an_error_not_nan(tmp_path, data):
     """Issue 9 item 8: NaN results with converged=True were written, and NaN into the JSON."""
-    calab.write_export(
-        tmp_path / "tiny.json",
-        calab.export_dict(tau_rise=0.0001, tau_decay=0.0005, lam=0.02, fs=1.0),
-    )
+    export = calab.export_dict(**PARAMS)  # then edited by hand, as a careless user would
+    export["parameters"].update(tau_rise_s=0.0001, tau_decay_s=0.0005, sampling_rate_hz=1.0)
+    (tmp_path / "tiny.json").write_text(json.dumps(export))
     proc = run("deconvolve", "traces.npy", "-p", "tiny.json", "-o", "a.npy", "--full",
                "--fs", "1", cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 1 and "Traceback" not in proc.stderr

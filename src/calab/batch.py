@@ -157,7 +157,6 @@ def _rows_of(params: Params, start: int, stop: int) -> Params:
     """The parameters of cells ``start..stop`` (a per-cell lambda is sliced)."""
     if isinstance(params.lam, float):
         return params
-    params.lam_for(-1 if params.lam.shape[0] < stop else params.lam.shape[0])
     return Params(params.fs, params.tau_rise, params.tau_decay, params.lam[start:stop],
                   params.filter_enabled, params.baseline, params.baseline_window_s)  # fmt: skip
 
