@@ -106,7 +106,6 @@ def test_reads_web_app_schema_1_1(tmp_path):
             lambda e: e.update(schema_version="2.0.0"),
             "unknown CaTune export schema_version '2.0.0'",
         ),
-        (lambda e: e.pop("schema_version"), "no schema_version"),
         (lambda e: e.pop("parameters"), "no 'parameters'"),
         (lambda e: e["parameters"].pop("lambda"), "lacks parameters lambda"),
         (lambda e: e["parameters"].update(lambda_="x", **{"lambda": "x"}), "must be a number"),
@@ -122,6 +121,34 @@ def test_invalid_exports(tmp_path, change, message):
     path = tmp_path / "p.json"
     path.write_text(json.dumps(exp))
     with pytest.raises(ValueError, match=message):
+        calab.load_export_params(path)
+
+
+def test_strict_and_lenient_reading(tmp_path):
+    # Exports posted by the tuning page are checked strictly ...
+    exp = web_app_export()
+    exp.pop("schema_version")
+    with pytest.raises(ValueError, match="no schema_version"):
+        params_from_export(exp)
+    exp = web_app_export()
+    exp["parameters"].pop("filter_enabled")
+    with pytest.raises(ValueError, match="lacks parameters filter_enabled"):
+        params_from_export(exp)
+    # ... files are read as leniently as the CaLab package (issue 10): no filter_enabled means
+    # False, no schema_version is read as 1.1.0 with a warning.
+    path = tmp_path / "hand-written.json"
+    path.write_text(json.dumps({"parameters": exp["parameters"]}))
+    with pytest.warns(UserWarning, match="no schema_version; reading it as 1.1.0"):
+        got = calab.load_export_params(path)
+    assert got == {
+        "tau_rise": 0.02,
+        "tau_decay": 0.4,
+        "lambda_": 0.01,
+        "fs": 30.0,
+        "filter_enabled": False,
+    }
+    path.write_text(json.dumps({"settings": {}}))
+    with pytest.raises(ValueError, match="not a CaTune export.*no schema_version"):
         calab.load_export_params(path)
 
 

@@ -63,7 +63,8 @@ def test_wrong_dimensions(tmp_path, values):
 
 def test_missing_variable_lists_stores(tmp_path, values):
     write_minian_var(tmp_path, minian_array(values, name="A"))
-    with pytest.raises(FileNotFoundError, match=r"no C.zarr .* holds: A.zarr"):
+    # Issue 10: a missing variable is a KeyError (as in the CaLab package), listing the stores.
+    with pytest.raises(KeyError, match=r"no C.zarr .* holds: A.zarr"):
         calab.load_minian(tmp_path, fs=30.0)
     with pytest.raises(FileNotFoundError):
         calab.load_minian(tmp_path / "missing", fs=30.0)
@@ -77,10 +78,12 @@ def test_nan_rows_name_unit_ids(tmp_path, values):
         calab.load_minian(tmp_path, fs=30.0)
 
 
-def test_fs_is_required(tmp_path, values):
+def test_fs_is_optional_and_checked(tmp_path, values):
+    # Issue 10: as in the CaLab package, no fs gives sampling_rate_hz None.
     write_minian_var(tmp_path, minian_array(values))
-    with pytest.raises(ValueError, match="no frame rate"):
-        calab.load_minian(tmp_path, fs=None)  # type: ignore[arg-type]
+    out, meta = calab.load_minian(tmp_path)
+    assert meta["sampling_rate_hz"] is None
+    np.testing.assert_array_equal(out, values)
     with pytest.raises(ValueError, match="positive"):
         calab.load_minian(tmp_path, fs=-1.0)
 
