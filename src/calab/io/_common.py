@@ -159,6 +159,19 @@ def write_atomic(path: PathLike, data: bytes | str, *, overwrite: bool) -> Path:
     return p
 
 
+def load_npy(path: PathLike, what: str) -> np.ndarray:
+    """``np.load`` of a regular ``.npy`` file without pickles; any failure to parse it
+    (numpy raises SyntaxError, TokenError, EOFError ... on corrupt headers) becomes an OSError
+    naming the file."""
+    p = require_file(path, what)
+    try:
+        return np.asarray(np.load(p, allow_pickle=False))
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise OSError(f"cannot read {p} as a .npy array ({type(exc).__name__}: {exc})") from None
+
+
 def reject_masked(arr: Any, name: str) -> None:
     """Refuse a numpy masked array: its mask would be silently ignored."""
     if isinstance(arr, np.ma.MaskedArray):

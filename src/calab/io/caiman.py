@@ -76,8 +76,10 @@ def _get(h5py: Any, f: Any, key: str, where: str, *, required: bool = True) -> A
             )
         with _h5(where, sub):
             child = node.get(part)
-        if child is None:  # a soft link to nothing
+        if child is None and isinstance(link, h5py.SoftLink):
             raise KeyError(f"{sub} in {where} is a link to the missing object {link.path}")
+        if child is None:
+            raise OSError(f"cannot read {sub} from {where}: the object is unreadable (corrupt)")
         node = child
     return node
 

@@ -15,6 +15,7 @@ from calab.io._common import (
     PathLike,
     check_finite_rows,
     is_present,
+    load_npy,
     make_meta,
     require_dir,
     require_file,
@@ -48,11 +49,7 @@ def find_plane(folder: PathLike, plane: int = 0) -> Path:
 
 
 def _npy(path: Path) -> np.ndarray:
-    p = require_file(path, path.name)
-    try:
-        return np.asarray(np.load(p, allow_pickle=False))
-    except (ValueError, OSError, EOFError) as exc:
-        raise OSError(f"cannot read {p}: {exc}") from None
+    return load_npy(path, path.name)
 
 
 # What an ``ops.npy`` (``np.save`` of a dict) needs to be rebuilt: numpy arrays, dtypes and
@@ -126,6 +123,10 @@ def read_ops(path: PathLike) -> Any:
         raise ValueError(f"cannot read {p}: {exc}; {hint}") from None
     except OSError as exc:
         raise OSError(f"cannot read {p}: {exc}; {hint}") from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # numpy's header parser: SyntaxError, TokenError, ...
+        raise ValueError(f"cannot read {p}: {type(exc).__name__}: {exc}; {hint}") from None
     if not isinstance(arr, np.ndarray) or arr.shape != tuple(shape):
         raise ValueError(f"cannot read {p}: its data does not match its header; {hint}")
     return arr

@@ -14,6 +14,7 @@ from calab.io._common import (
     PathLike,
     check_finite_rows,
     is_present,
+    load_npy,
     reject_masked,
     require_file,
     sampling_rate,
@@ -171,12 +172,8 @@ def load_tuning_data(path: PathLike) -> tuple[np.ndarray, dict[str, Any]]:
     npy_path, _ = tuning_paths(path)
     if not is_present(npy_path):
         raise FileNotFoundError(f"tuning data not found: {npy_path}")
-    require_file(npy_path, "tuning data")
     meta = read_tuning_metadata(path)
-    try:
-        traces = np.load(npy_path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise OSError(f"cannot read {npy_path}: {exc}") from None
+    traces = load_npy(npy_path, "tuning data")
     if traces.ndim != 2 or traces.dtype.kind not in "iuf":
         raise ValueError(
             f"{npy_path} must hold a 2-D numeric array (n_cells, n_timepoints), got "
