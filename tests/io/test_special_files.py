@@ -124,3 +124,15 @@ def test_export_json_fifo_and_folder(tmp_path):
     )
     assert kind == "no error"
     assert calab.load_export_params(tmp_path / "params.json")["fs"] == 30.0
+
+
+def test_save_for_tuning_replaces_a_fifo_without_opening_it(tmp_path):
+    os.mkfifo(tmp_path / "rec.npy")
+    stem = str(tmp_path / "rec")
+    kind, message = probe(
+        f"import numpy\ncalab.save_for_tuning(numpy.ones((2, 5)), 30.0, {stem!r})"
+    )
+    assert kind == "no error", message
+    data, meta = calab.load_tuning_data(tmp_path / "rec")
+    assert data.shape == (2, 5) and meta["sampling_rate_hz"] == 30.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.npy", "rec_metadata.json"]

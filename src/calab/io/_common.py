@@ -7,8 +7,9 @@ import numbers
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -105,7 +106,9 @@ def existing_path(path: PathLike, what: str) -> Path:
     return p
 
 
-def write_atomic(path: PathLike, data: bytes | str, *, overwrite: bool) -> Path:
+def write_atomic(
+    path: PathLike, data: bytes | str | Callable[[BinaryIO], object], *, overwrite: bool
+) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
 
     The data goes to a new file in the destination folder, created exclusively (never through
@@ -116,8 +119,9 @@ def write_atomic(path: PathLike, data: bytes | str, *, overwrite: bool) -> Path:
     ----------
     path : str or path-like
         Destination file.
-    data : bytes or str
-        The content (str is written as UTF-8).
+    data : bytes, str or callable
+        The content (str is written as UTF-8), or a function writing it to the binary file
+        object it is given (e.g. ``lambda fh: np.save(fh, arr)``).
     overwrite : bool
         Replace an existing file; without it an existing ``path`` raises FileExistsError.
 
@@ -127,7 +131,6 @@ def write_atomic(path: PathLike, data: bytes | str, *, overwrite: bool) -> Path:
         ``path``.
     """
     p = Path(path).expanduser()
-    raw = data.encode("utf-8") if isinstance(data, str) else data
     if p.is_dir():
         raise IsADirectoryError(f"{p} is a folder; refusing to replace it")
     if is_present(p) and not overwrite:
@@ -147,7 +150,10 @@ def write_atomic(path: PathLike, data: bytes | str, *, overwrite: bool) -> Path:
         raise FileExistsError(f"cannot create a temporary file in {folder}")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()
             os.fsync(fh.fileno())
         if not overwrite and is_present(p):  # created meanwhile

@@ -18,6 +18,7 @@ from calab.io._common import (
     reject_masked,
     require_file,
     sampling_rate,
+    write_atomic,
 )
 
 SCHEMA_VERSION = "1.0.0"
@@ -71,7 +72,7 @@ def save_for_tuning(
         Sampling rate in Hz.
     path : str or path-like
         The stem: ``"rec"`` writes ``rec.npy`` and ``rec_metadata.json`` (a trailing ``.npy``
-        is accepted). Existing files are replaced.
+        is accepted). Existing files are replaced, each by an atomic rename.
     metadata : dict, optional
         Extra JSON-serialisable keys, merged at the top level of the metadata file (as the
         CaLab package does). Keys that ``save_for_tuning`` sets itself (``schema_version``,
@@ -116,8 +117,9 @@ def save_for_tuning(
     npy_path, meta_path = tuning_paths(path)
     if npy_path.parent and not npy_path.parent.exists():
         raise FileNotFoundError(f"folder does not exist: {npy_path.parent}")
-    np.save(npy_path, data.astype("<f8", copy=False))
-    meta_path.write_text(text + "\n", encoding="utf-8")
+    # Each file appears whole or not at all (never through a planted link or FIFO).
+    write_atomic(npy_path, lambda fh: np.save(fh, data.astype("<f8", copy=False)), overwrite=True)
+    write_atomic(meta_path, text + "\n", overwrite=True)
     return npy_path, meta_path
 
 
