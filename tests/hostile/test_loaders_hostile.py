@@ -77,15 +77,26 @@ CAIMAN, _ = _template(
 )
 
 
+def load_damaged(template: bytes, name: str, damage, *loads: Callable[[Path], object]) -> None:
+    """Write ``template`` as ``name``, damage it, and check each loader on it."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / name
+        path.write_bytes(template)
+        corrupt(path, *damage)
+        for load in loads:
+            check(lambda load=load: load(path), str(path))
+
+
 @FUZZ
 @given(corruption(len(CAIMAN)))
 def test_caiman(damage):
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "res.hdf5"
-        path.write_bytes(CAIMAN)
-        corrupt(path, *damage)
-        check(lambda: calab.load_caiman(path, accepted_only=True), str(path))
-        check(lambda: calab.load_caiman(path, trace="C+YrA"), str(path))
+    load_damaged(
+        CAIMAN,
+        "res.hdf5",
+        damage,
+        lambda p: calab.load_caiman(p, accepted_only=True),
+        lambda p: calab.load_caiman(p, trace="C+YrA"),
+    )
 
 
 def _suite2p(root: Path) -> Path:
@@ -132,11 +143,7 @@ EXPORT = json.dumps(calab.export_dict(tau_rise=0.05, tau_decay=0.5, lam=0.01, fs
 @FUZZ
 @given(corruption(len(EXPORT)))
 def test_export_json(damage):
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "params.json"
-        path.write_bytes(EXPORT)
-        corrupt(path, *damage)
-        check(lambda: calab.load_export_params(path), str(path))
+    load_damaged(EXPORT, "params.json", damage, calab.load_export_params)
 
 
 @pytest.mark.parametrize("depth", [10_000, 200_000])
