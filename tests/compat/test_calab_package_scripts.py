@@ -183,6 +183,12 @@ def test_readme_deconvolution_and_kernel_math(traces):
     result = calab.run_deconvolution_full(traces, fs=30.0, tau_r=0.02, tau_d=0.4, lam=0.01)
     assert result.converged.all() and result.baseline.shape == (4,)
     np.testing.assert_array_equal(calab.run_deconvolution(traces, 30.0, 0.02, 0.4, 0.01), activity)
+    # max_iters as the sixth positional argument, as the CaLab package allows.
+    capped = calab.run_deconvolution_full(traces, 30.0, 0.02, 0.4, 0.01, 1)
+    assert capped.iterations.max() <= 1
+    np.testing.assert_array_equal(
+        calab.run_deconvolution(traces, 30.0, 0.02, 0.4, 0.01, 1000), activity
+    )
     filtered = calab.bandpass_filter(traces[0], tau_rise=0.02, tau_decay=0.4, fs=100.0)
     assert filtered.shape == traces[0].shape
     kernel = calab.build_kernel(tau_rise=0.02, tau_decay=0.4, fs=30.0)

@@ -13,6 +13,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from calab._validate import as_real_array
+
 PathLike = str | os.PathLike[str]
 
 _KINDS = (
@@ -178,16 +180,6 @@ def load_npy(path: PathLike, what: str) -> np.ndarray:
         raise OSError(f"cannot read {p} as a .npy array ({type(exc).__name__}: {exc})") from None
 
 
-def reject_masked(arr: Any, name: str) -> None:
-    """Refuse a numpy masked array: its mask would be silently ignored."""
-    if isinstance(arr, np.ma.MaskedArray):
-        raise TypeError(
-            f"{name} is a masked array; calab does not honour masks. Fill the masked values "
-            f"(e.g. {name}.filled(np.nan) then drop or interpolate those cells) or pass "
-            f"np.ma.getdata({name}) if the mask does not matter"
-        )
-
-
 def sampling_rate(fs: Any, where: str) -> float:
     """Validate a sampling rate in Hz."""
     if isinstance(fs, bool | np.bool_) or not isinstance(fs, numbers.Real):
@@ -200,8 +192,7 @@ def sampling_rate(fs: Any, where: str) -> float:
 
 def traces_matrix(arr: Any, name: str, where: str) -> np.ndarray:
     """Return ``arr`` as a C-ordered float64 2-D array or raise a clear error."""
-    reject_masked(arr, name)
-    a = np.asarray(arr)
+    a = as_real_array(arr, name)
     if a.dtype.kind not in "iuf":
         raise TypeError(f"{name} in {where} must hold real numbers, got dtype {a.dtype}")
     if a.ndim != 2:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from calab._validate import lam_value, model_params
-from calab.io._common import PathLike, is_present, reject_masked, require_file, write_atomic
+from calab._validate import as_real_array, lam_value, model_params
+from calab.io._common import PathLike, is_present, require_file, write_atomic
 
 SCHEMA_VERSION = "1.2.0"
 READABLE_SCHEMAS = ("1.1.0", "1.2.0")
@@ -287,7 +287,7 @@ def deconvolve_from_export(
 
     if not isinstance(return_full, bool | np.bool_):
         raise TypeError(f"return_full must be True or False, got {return_full!r}")
-    reject_masked(traces, "traces")
+    as_real_array(traces, "traces")  # a masked array is refused before any file is read
     if isinstance(params_path, Mapping):
         p = params_from_export(params_path, lenient=True)
     else:

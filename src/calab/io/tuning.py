@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from calab._validate import as_real_array
 from calab.io._common import (
     PathLike,
     check_finite_rows,
     is_present,
     load_npy,
-    reject_masked,
     require_file,
     sampling_rate,
     write_atomic,
@@ -39,8 +39,7 @@ def tuning_paths(path: PathLike) -> tuple[Path, Path]:
 
 
 def _as_rows(traces: Any) -> np.ndarray:
-    reject_masked(traces, "traces")
-    arr = np.asarray(traces)
+    arr = as_real_array(traces, "traces")
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"traces must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim == 1:
