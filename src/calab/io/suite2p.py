@@ -62,6 +62,10 @@ _SAFE_GLOBALS = {
 } | {("numpy", "ndarray"), ("numpy", "dtype"), ("builtins", "complex")}
 
 
+class _Refused(pickle.UnpicklingError):
+    """The pickle names a global outside ``_SAFE_GLOBALS``."""
+
+
 class _OpsUnpickler(pickle.Unpickler):
     """Rebuilds only plain data and numpy arrays; any other global is refused unrun."""
 
@@ -72,7 +76,7 @@ class _OpsUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _SAFE_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(
+        raise _Refused(
             f"{self._source} asks to run {module}.{name} while loading; calab reads only plain "
             "data (dicts, lists, numbers, strings, numpy arrays) from it and runs no code. "
             "Pass fs= (--fs on the command line) with the sampling rate in Hz instead"
@@ -85,48 +89,28 @@ def read_ops(path: PathLike) -> Any:
     ``np.save`` stores a dict as a pickled object array. Unlike ``np.load(allow_pickle=True)``
     this rebuilds only dicts, lists, tuples, numbers, strings, bools, None and numpy arrays,
     dtypes and scalars; a pickle naming anything else (a function or class, as a planted
-    file would) raises ValueError before anything runs.
+    file would) raises ValueError before anything runs. A damaged file raises ValueError
+    naming it.
     """
     p = require_file(path, "suite2p ops file")
     hint = "pass fs= (--fs on the command line) with the sampling rate in Hz instead"
     try:
         with open(p, "rb") as fh:
             version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-            else:
+            if version not in ((1, 0), (2, 0)):
                 raise ValueError(f"unsupported .npy format version {version}")
+            read_header = getattr(np.lib.format, f"read_array_header_{version[0]}_0")
+            shape, _, dtype = read_header(fh)
             if not dtype.hasobject:
                 fh.seek(0)
                 return np.load(fh, allow_pickle=False)
-            try:
-                arr = _OpsUnpickler(fh, p).load()
-            except pickle.UnpicklingError as exc:
-                if "asks to run" in str(exc):
-                    raise ValueError(str(exc)) from None
-                raise ValueError(f"corrupt pickle data ({exc})") from None
-            except (
-                EOFError,
-                AttributeError,
-                ImportError,
-                IndexError,
-                TypeError,
-                KeyError,
-                MemoryError,
-            ) as exc:
-                raise ValueError(f"corrupt pickle data ({type(exc).__name__}: {exc})") from None
-    except ValueError as exc:
-        if str(p) in str(exc):
-            raise
-        raise ValueError(f"cannot read {p}: {exc}; {hint}") from None
+            arr = _OpsUnpickler(fh, p).load()
+    except _Refused as exc:
+        raise ValueError(str(exc)) from None
     except OSError as exc:
         raise OSError(f"cannot read {p}: {exc}; {hint}") from None
-    except MemoryError:
-        raise
-    except Exception as exc:  # numpy's header parser: SyntaxError, TokenError, ...
-        raise ValueError(f"cannot read {p}: {type(exc).__name__}: {exc}; {hint}") from None
+    except Exception as exc:  # damaged header or pickle: numpy and pickle raise many kinds
+        raise ValueError(f"cannot read {p} ({type(exc).__name__}: {exc}); {hint}") from None
     if not isinstance(arr, np.ndarray) or arr.shape != tuple(shape):
         raise ValueError(f"cannot read {p}: its data does not match its header; {hint}")
     return arr
