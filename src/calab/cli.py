@@ -71,6 +71,8 @@ def _is_calab_output(path: Path) -> bool:
         from calab.io._deps import require
 
         h5py = require("h5py")
+        if not path.is_file():  # never open a FIFO or device: the loaders refuse it by name
+            return False
         with h5py.File(path, "r") as f:
             return "activity" in f and "estimates" not in f
     except (OSError, ValueError, KeyError, TypeError, ImportError):
@@ -123,6 +125,9 @@ def detect_format(path: Path) -> str:
 
 
 def _open_npy(path: Path) -> np.ndarray:
+    from calab.io._common import require_file
+
+    require_file(path, "input")  # a FIFO named .npy would block np.load
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:

@@ -136,3 +136,19 @@ def test_save_for_tuning_replaces_a_fifo_without_opening_it(tmp_path):
     data, meta = calab.load_tuning_data(tmp_path / "rec")
     assert data.shape == (2, 5) and meta["sampling_rate_hz"] == 30.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.npy", "rec_metadata.json"]
+
+
+@pytest.mark.parametrize("name", ["res.hdf5", "traces.npy"])
+@pytest.mark.parametrize("command", ["info", "deconvolve"])
+def test_cli_refuses_a_fifo_input(tmp_path, name, command):
+    os.mkfifo(tmp_path / name)
+    exe = Path(sys.executable).with_name("calab")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "calab.cli"]
+    args = [command, str(tmp_path / name), "--fs", "30"]
+    if command == "deconvolve":
+        exp = calab.export_dict(tau_rise=0.05, tau_decay=0.5, lam=0.01, fs=30.0)
+        calab.write_export(tmp_path / "p.json", exp)
+        args += ["--params", str(tmp_path / "p.json"), "-o", str(tmp_path / "o.npy")]
+    proc = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"{name} is a FIFO (named pipe), not a regular file" in proc.stderr
