@@ -160,7 +160,7 @@ class _LazyRows:
 def open_lazy(args: argparse.Namespace) -> Input:
     """Open FILE for streaming: HDF5 and zarr are read a chunk of cells at a time."""
     from calab.io.caiman import CaimanRows
-    from calab.io.minian import open_minian, unit_ids
+    from calab.io.minian import minian_rows, open_minian, unit_ids
 
     path = Path(args.file).expanduser()
     fmt = args.format or detect_format(path)
@@ -176,7 +176,7 @@ def open_lazy(args: argparse.Namespace) -> Input:
         da, where = open_minian(path, variable=args.variable)
 
         def read(a: int, b: int) -> Any:
-            return da.isel(unit_id=slice(a, b)).values
+            return minian_rows(da, a, b)  # errors name the store
 
         meta = {"source": "minian", "cell_ids": unit_ids(da).tolist(), "path": where}
         shape = (int(da.shape[0]), int(da.shape[1]))

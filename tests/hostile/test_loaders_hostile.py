@@ -156,3 +156,27 @@ def test_deeply_nested_export_json(tmp_path, depth):
     path.write_text("[" * depth + "]" * depth)
     with pytest.raises(ValueError, match="params.json"):
         calab.load_export_params(path)
+
+
+def test_cli_names_the_store_of_a_corrupt_chunk(tmp_path):
+    import subprocess
+    import sys
+
+    from numcodecs import Zstd
+
+    store = tmp_path / "C.zarr"
+    files.minian_array(TRACES).to_dataset().to_zarr(
+        store, zarr_format=2, encoding={"C": {"compressors": [Zstd(level=3)], "chunks": (1, 40)}}
+    )
+    chunk = store / "C" / "1.0"
+    chunk.write_bytes(chunk.read_bytes()[:-5])
+    calab.write_export(
+        tmp_path / "p.json", calab.export_dict(tau_rise=0.05, tau_decay=0.5, lam=0.01, fs=30.0)
+    )
+    exe = Path(sys.executable).with_name("calab")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "calab.cli"]
+    args = ["deconvolve", str(tmp_path), "--format", "minian", "--fs", "30"]
+    args += ["--params", str(tmp_path / "p.json"), "-o", str(tmp_path / "out.npy"), "--quiet"]
+    proc = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert f"from the zarr store {store}" in proc.stderr, proc.stderr
