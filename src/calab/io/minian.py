@@ -114,9 +114,9 @@ def _check_chunks(store: Path, names: list[str]) -> None:
                 )
                 raise OSError(
                     f"the zarr store {store} lacks chunk {name}/{key} of {name} (indices "
-                    f"{where}): zarr would fill it with {arr.fill_value!r} without a word. The "
-                    "store is incomplete (an interrupted copy or write); copy it again, or "
-                    "rewrite it with write_empty_chunks=True"
+                    f"{where}): zarr would fill it with {np.asarray(arr.fill_value).item()!r} "
+                    "without a word. The store is incomplete (an interrupted copy or write); "
+                    "copy it again, or rewrite it with write_empty_chunks=True"
                 )
 
 
