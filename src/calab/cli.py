@@ -641,7 +641,7 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
                         f"{src.path}: traces of cells {label} hold NaN or Inf; drop or "
                         "interpolate them first"
                     )
-                res = solve_block(block, solve_params, solve_options)
+                res = solve_block(block, solve_params.for_cells(start, stop), solve_options)
                 writer.write(start, res)
                 writer.flush()
                 stats[start:stop, 0] = res.baseline
