@@ -153,14 +153,6 @@ def check_chunk_cells(chunk_cells: Any) -> int | None:
     return int(chunk_cells)
 
 
-def _rows_of(params: Params, start: int, stop: int) -> Params:
-    """The parameters of cells ``start..stop`` (a per-cell lambda is sliced)."""
-    if isinstance(params.lam, float):
-        return params
-    return Params(params.fs, params.tau_rise, params.tau_decay, params.lam[start:stop],
-                  params.filter_enabled, params.baseline, params.baseline_window_s)  # fmt: skip
-
-
 # ----------------------------------------------------------------------------- the chunk loop
 
 
@@ -264,7 +256,7 @@ def iter_chunks(
                     f"{frame}); drop or interpolate them first"
                 )
             init = None if warm_start is None else np.asarray(warm_start[start:stop])
-            res = solve_block(block, _rows_of(params, start, stop), options, init, full)
+            res = solve_block(block, params.for_cells(start, stop), options, init, full)
             base = np.asarray(res.baseline).reshape(stop - start, -1)
             broken = ~(np.isfinite(res.activity).all(axis=1) & np.isfinite(base).all(axis=1))
             if broken.any():

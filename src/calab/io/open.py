@@ -117,7 +117,8 @@ class Source:
     meta : dict
         ``source`` and, where known, ``cell_ids`` and the loader's other metadata.
     inputs : tuple of Path
-        Every file or folder read; outputs must not be equal to or inside any of them.
+        The files or folders holding the data read (a Minian store, a suite2p plane folder);
+        outputs must not be equal to or inside any of them.
     """
 
     data: Any
@@ -189,6 +190,8 @@ def _is_calab_output(path: Path) -> bool:
             group = zarr.open_group(str(path), mode="r")
             return "activity" in group and "calab_version" in group.attrs
         h5py = require("h5py")
+        if not path.is_file():  # never open a FIFO or a device
+            return False
         with h5py.File(path, "r") as f:
             return "activity" in f and "estimates" not in f
     except (OSError, ValueError, KeyError, TypeError, ImportError):
@@ -343,17 +346,17 @@ def open_rows(
         meta = {"source": "caiman", "cell_ids": src.cell_ids.tolist(), **src.meta_extra}
         return Source(LazyRows(src.shape, src.rows), src.fs, fmt, p, meta, (p,), src.close)
     if fmt == "minian":
-        from calab.io.minian import open_minian, unit_ids
+        from calab.io.minian import minian_rows, open_minian, unit_ids
 
         da, where = open_minian(p, variable=opts.variable)
 
         def read(a: int, b: int) -> Any:
-            return da.isel(unit_id=slice(a, b)).values
+            return minian_rows(da, a, b)  # a corrupt chunk names its store
 
         meta = {"source": "minian", "cell_ids": unit_ids(da).tolist(), "path": where}
         shape = (int(da.shape[0]), int(da.shape[1]))
         rows = LazyRows(shape, read, da.attrs.get("_calab_unit_chunk"), da.dtype)
-        return Source(rows, fs_, fmt, p, meta, (p,))
+        return Source(rows, fs_, fmt, p, meta, (Path(where),))
     return open_traces(p, format=fmt, fs=fs_, **options)
 
 
@@ -387,14 +390,8 @@ def open_traces(
         reader = load_caiman if check else read_caiman
         traces, meta = reader(p, trace=opts.trace, accepted_only=opts.accepted_only, fs=fs_)
     elif fmt == "minian":
-        if check and fs_ is not None:
-            traces, meta = load_minian(p, fs_, variable=opts.variable)
-        else:
-            traces, meta = read_minian(p, fs_, variable=opts.variable)
-            if check:
-                from calab.io._common import check_finite_rows
-
-                check_finite_rows(traces, meta["variable"], meta["path"], meta["cell_ids"])
+        minian_reader = load_minian if check else read_minian
+        traces, meta = minian_reader(p, fs=fs_, variable=opts.variable)
     else:  # suite2p
         kwargs = dict(
             neuropil_coef=opts.neuropil_coef, cells_only=opts.cells_only, fs=fs_, plane=opts.plane
@@ -403,7 +400,9 @@ def open_traces(
             traces, meta = load_suite2p(p, **kwargs)  # type: ignore[arg-type]
         else:
             traces, meta = read_suite2p(p, require_fs=False, **kwargs)  # type: ignore[arg-type]
-    return Source(traces, meta["sampling_rate_hz"], fmt, p, meta, (p,))
+    # Minian and suite2p: the store or plane folder actually read (not the whole output folder)
+    held = Path(meta["path"]) if fmt in ("minian", "suite2p") else p
+    return Source(traces, meta["sampling_rate_hz"], fmt, p, meta, (held,))
 
 
 __all__ = [
