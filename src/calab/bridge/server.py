@@ -94,7 +94,7 @@ class BridgeServer(ThreadingHTTPServer):
         self.connection_timeout = float(timeout)
         self.max_connections = int(max_connections)
         self._slots = threading.BoundedSemaphore(self.max_connections)
-        self._open_lock = threading.Lock()
+        self._open_lock = threading.Condition()
         self.open_connections = 0
         self.refused_connections = 0
         super().__init__(("127.0.0.1", port), BridgeHandler)
@@ -130,6 +130,7 @@ class BridgeServer(ThreadingHTTPServer):
             return
         with self._open_lock:
             self.open_connections += 1
+            self._open_lock.notify_all()
         try:
             super().process_request(request, client_address)
         except BaseException:
@@ -145,7 +146,13 @@ class BridgeServer(ThreadingHTTPServer):
     def _release(self) -> None:
         with self._open_lock:
             self.open_connections -= 1
+            self._open_lock.notify_all()
         self._slots.release()
+
+    def wait_open_connections(self, n: int, timeout: float = 10.0) -> bool:
+        """Wait until exactly ``n`` connections are being served; False on timeout."""
+        with self._open_lock:
+            return self._open_lock.wait_for(lambda: self.open_connections == n, timeout)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """One log line for a client that went away; the traceback only for real faults."""
