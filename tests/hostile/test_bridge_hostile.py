@@ -12,13 +12,13 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from test_bridge import call, post_json, secret_of
 
 import calab
 from calab import _protocol as P
 from calab.bridge import BridgeServer, TuneSession, framing, start
 from calab.bridge.session import BridgeSession
 from calab.tuning import TuningEngine
-from test_bridge import call, post_json, secret_of
 
 pytestmark = pytest.mark.skipif(
     not (calab.bridge.STATIC_DIR / "bridge.js").is_file(),
@@ -194,8 +194,9 @@ def test_concurrent_connections_are_capped(traces: np.ndarray) -> None:
 def test_fuzzed_state_changes_keep_the_state_valid(bridge: TuneSession) -> None:
     """Random values for every key: each is 200 (stored, valid) or 400 (nothing stored)."""
     rng = np.random.default_rng(7)
-    pool = [None, True, -1, 0, 1, 3, 64, 65, 2**53, -0.5, 0.3, 1e308, "x", [], [1, 2], {"a": 1},
-            [0] * 70, {"tau_rise": 0.1, "tau_decay": 0.05, "lam": 1}, "active", "index"]  # fmt: skip
+    pool = [None, True, -1, 0, 1, 3, 64, 65, 2**53, -0.5, 0.3, 1e308, "x", [], [1, 2],
+            {"a": 1}, [0] * 70, {"tau_rise": 0.1, "tau_decay": 0.05, "lam": 1}, "active",
+            "index"]  # fmt: skip
     for i in range(150):
         key = str(rng.choice(P.STATE_KEYS))
         value = pool[int(rng.integers(len(pool)))]
