@@ -213,6 +213,17 @@ class TuneWidget(anywidget.AnyWidget):
             for key, value in self._session.apply(diff).items():
                 setattr(self, key, value)  # the session chose cells: mirror them
 
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        """Take the page's changes; a refused set is logged, undone on the page and answered."""
+        try:
+            super().set_state(sync_data)
+        except (ValueError, TypeError) as exc:  # nothing was stored (traitlets rolled back)
+            logger.warning("calab widget: the page sent a value that was refused: %s", exc)
+            self.send_state([k for k in sync_data if k in P.STATE_KEYS])
+            rid = sync_data.get("request_id")
+            if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid <= 2**53:
+                self.request_id = rid  # the page's cards get a view of the last valid state
+
     def _emit(self, messages: list[Message]) -> None:
         for header, buffers in messages:
             if header["type"] not in (P.MSG_STATE, P.MSG_SUPERSEDED):  # HTTP-only messages
