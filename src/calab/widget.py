@@ -74,9 +74,9 @@ class TuneWidget(anywidget.AnyWidget):
     truth : array_like, shape like ``traces``, optional
         Known spikes (simulated data), drawn when "show true spikes" is ticked.
     n_shown : int
-        Number of cell cards (most active cells first).
+        Number of cell cards (most active cells first), 1 to 64.
     columns : int
-        Columns of the card grid.
+        Columns of the card grid, 1 to 8.
     threaded : bool
         Solve on a worker thread so a newer request supersedes an older one (default). False
         solves synchronously inside each change (scripts, tests).
@@ -84,7 +84,10 @@ class TuneWidget(anywidget.AnyWidget):
     Attributes
     ----------
     tau_rise, tau_decay, lam, filter_enabled
-        The current parameters; assigning them moves the sliders.
+        The current parameters; assigning them moves the sliders. Every state trait is checked
+        by the same rules as the browser page of :func:`calab.tune` (see
+        :mod:`calab.tuning.state`): a bad value raises ``ValueError``/``TypeError`` naming it
+        and the old value stays. ``fs``, ``n_cells``, ``n_frames`` are fixed by the data.
     params : dict
         ``{'tau_rise', 'tau_decay', 'lambda_', 'fs', 'filter_enabled'}`` as
         :func:`calab.load_export_params` returns.
@@ -93,7 +96,7 @@ class TuneWidget(anywidget.AnyWidget):
     ------
     ValueError, TypeError
         Bad traces (NaN/Inf, fewer than 8 frames, no cells, non-numeric) or bad ``fs`` /
-        parameters, before anything is displayed.
+        start values (types and ranges), before anything is displayed.
     """
 
     _esm = _bundle("widget.js")

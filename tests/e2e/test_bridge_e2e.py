@@ -56,8 +56,8 @@ def tune_cli(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]
             proc.stderr.close()
 
 
-def test_tune_page_sliders_and_export(browser: Any, tune_cli: Any) -> None:
-    proc, url, out = tune_cli
+def open_tuner(browser: Any, url: str) -> tuple[Any, Any, Any, list[str]]:
+    """A new browser context on ``url``: (context, page, tuner root, page errors)."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = ctx.new_page()
     errors: list[str] = []
@@ -65,6 +65,12 @@ def test_tune_page_sliders_and_export(browser: Any, tune_cli: Any) -> None:
     page.goto(url)
     root = page.locator("[data-testid=calab-tuner]")
     root.wait_for(timeout=30_000)
+    return ctx, page, root, errors
+
+
+def test_tune_page_sliders_and_export(browser: Any, tune_cli: Any) -> None:
+    proc, url, out = tune_cli
+    ctx, page, root, errors = open_tuner(browser, url)
     assert "bridge_secret" not in page.url  # the secret leaves the address bar
     rev = wait_fresh(page, root)
     assert root.locator("[data-testid=cell-card]").count() >= 1
@@ -121,13 +127,7 @@ def wait_cards(page: Any, root: Any, state: str, min_rev: int) -> None:
 
 def test_bad_parameters_show_an_error_on_the_cards_and_recover(browser: Any, tune_cli: Any) -> None:
     _, url, _ = tune_cli
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = ctx.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(url)
-    root = page.locator("[data-testid=calab-tuner]")
-    root.wait_for(timeout=30_000)
+    ctx, page, root, errors = open_tuner(browser, url)
     rev = wait_fresh(page, root)
 
     # tau_decay below tau_rise (0.05 s): every card says what is wrong, as in the widget.

@@ -8,34 +8,15 @@ import logging
 import socket
 import struct
 import threading
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from test_bridge import call, post_json, secret_of
+from test_bridge import call, post_json, pytestmark, secret_of  # noqa: F401 - skip mark
 
-import calab
 from calab import _protocol as P
-from calab.bridge import BridgeServer, TuneSession, framing, start
+from calab.bridge import BridgeServer, TuneSession, framing
 from calab.bridge.session import BridgeSession
 from calab.tuning import TuningEngine
-
-pytestmark = pytest.mark.skipif(
-    not (calab.bridge.STATIC_DIR / "bridge.js").is_file(),
-    reason="the UI bundle is not built (run `make js`)",
-)
-
-
-@pytest.fixture(scope="module")
-def traces() -> np.ndarray:
-    return calab.simulate(8, 1500, seed=4)[0]
-
-
-@pytest.fixture
-def bridge(traces: np.ndarray) -> Iterator[TuneSession]:
-    session = start(traces, 30.0, tau_rise=0.05, tau_decay=0.5, lam=0.02)
-    yield session
-    session.close()
 
 
 def state(session: TuneSession, changes: dict) -> tuple[int, bytes]:
@@ -65,7 +46,7 @@ def test_deeply_nested_json_is_a_400(bridge: TuneSession) -> None:
         {"columns": 0},
         {"plot_width": -1},
         {"window_stop": 10**9},
-        {"selected_cell": 8},
+        {"selected_cell": 12},
         {"fs": 1e9},
         {"filter_enabled": "no"},
         {"tau_rise": True},

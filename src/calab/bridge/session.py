@@ -91,10 +91,6 @@ class BridgeSession:
         note = "parameters returned to Python; you can close this tab"
         return {"type": P.MSG_EXPORTED, "message": note}
 
-    def export_now(self) -> dict[str, Any]:
-        """The export JSON for the current parameters."""
-        return self.tuning.export(self.metadata)
-
     def finish(self, export: Mapping[str, Any]) -> dict[str, Any]:
         """End the session with an export JSON (from our page or a CaTune app)."""
         try:
