@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 
 from calab._validate import positive
-from calab.baseline import drift_baseline
+from calab.baseline import DEFAULT_WINDOW_S, drift_baseline
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ MAX_SAMPLE_CELLS = 64
 MIN_FRAMES = 200
 MIN_SECONDS = 10.0
 _EULER_GAMMA = 0.5772156649015329
+BASELINE_DECAY_TIMES = 40.0
 
 
 @dataclass(frozen=True)
@@ -152,17 +153,64 @@ def noise_sd(traces: Any, fs: float) -> float | np.ndarray:
     return float(out[0]) if was_1d else out
 
 
+N_BANDS = 16
+
+
 def _noise(data: np.ndarray, fs: float) -> np.ndarray:
+    return _spectrum(data, fs)[0]
+
+
+def _spectrum(data: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First noise estimate, plus mean periodogram in bands over [fs/8, fs/2] for refining.
+
+    Returns (sd (n_cells,), band_power (n_cells, N_BANDS), band_edges (N_BANDS + 1,) in Hz).
+    """
     n = data.shape[1]
     spec = np.fft.rfft(data - data.mean(axis=1, keepdims=True), axis=1)
     freqs = np.fft.rfftfreq(n, 1.0 / fs)
+    power = np.abs(spec) ** 2 / n
     band = (freqs >= fs / 4) & (freqs < fs / 2)
-    power = np.abs(spec[:, band]) ** 2 / n
     with np.errstate(divide="ignore"):
-        logp = np.log(power)
-    mean_log = np.mean(logp, axis=1)
-    out = np.sqrt(np.exp(mean_log + _EULER_GAMMA))
-    return np.where(np.isfinite(out), out, 0.0)
+        mean_log = np.mean(np.log(power[:, band]), axis=1)
+    sd = np.sqrt(np.exp(mean_log + _EULER_GAMMA))
+    sd = np.where(np.isfinite(sd), sd, 0.0)
+    edges = np.linspace(fs / 8, fs / 2, N_BANDS + 1)
+    which = np.digitize(freqs, edges) - 1
+    bands = np.zeros((data.shape[0], N_BANDS))
+    for b in range(N_BANDS):
+        sel = which == b
+        if sel.any():
+            bands[:, b] = power[:, sel].mean(axis=1)
+    return sd, bands, edges
+
+
+def _refine_noise(
+    sd: np.ndarray, bands: np.ndarray, edges: np.ndarray, tau_rise: float, tau_decay: float,
+    fs: float,
+) -> np.ndarray:  # fmt: skip
+    """Noise SD with the calcium's share of the high-frequency power taken out.
+
+    A kernel whose rise is shorter than a frame leaves calcium power up to ``fs / 2``; with
+    spikes roughly white, the periodogram is ``sigma^2 + S |H(f)|^2``. Fitting that line in
+    ``|H|^2`` to the band means (weighted by their relative error) gives ``sigma^2`` as the
+    intercept. Cells where the fit fails keep their first estimate.
+    """
+    d = math.exp(-1.0 / (fs * tau_decay))
+    r = math.exp(-1.0 / (fs * tau_rise))
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    z = np.exp(-2j * np.pi * centres / fs)
+    gain = np.abs(d * z / (1 - d * z) - r * z / (1 - r * z)) ** 2
+    out = sd.copy()
+    design = np.stack([np.ones_like(gain), gain], axis=1)
+    for i in range(bands.shape[0]):
+        p = bands[i]
+        if sd[i] <= 0 or not np.all(p > 0):
+            continue
+        w = 1.0 / p
+        coef, *_ = np.linalg.lstsq(design * w[:, None], p * w, rcond=None)
+        if coef[0] > 0 and coef[1] >= 0:
+            out[i] = math.sqrt(coef[0])
+    return out
 
 
 # --------------------------------------------------------------------------- kernel
@@ -208,6 +256,33 @@ def _detection_kernel(acov: np.ndarray, fs: float) -> tuple[float, float] | None
     tr = -1.0 / (fs * math.log(real[1])) if real.size > 1 else 0.25 / fs
     tr = min(tr, td / 5)
     return tr, td
+
+
+def _fit_rise(acov: np.ndarray, fs: float, tau_decay: float) -> float:
+    """Rise time constant that best explains the autocovariance at short lags, decay given.
+
+    For Poisson spikes through ``h[t] = d**t - r**t`` the autocovariance at lag k >= 1 is
+    ``A d**k + B r**k`` with ``A = 1/(1-d^2) - 1/(1-dr)`` and ``B = 1/(1-r^2) - 1/(1-dr)``:
+    the rise sets how flat the autocovariance is near lag 0. Lags 1..max(3, td*fs/2) are
+    fitted (scale and a constant free, the constant absorbing slow residual drift); the rise
+    is searched on a log grid below the decay.
+    """
+    d = math.exp(-1.0 / (fs * tau_decay))
+    k_max = int(min(acov.size - 1, max(3, round(0.5 * tau_decay * fs))))
+    k = np.arange(1, k_max + 1, dtype=np.float64)
+    y = acov[1 : k_max + 1]
+    best, best_tr = np.inf, tau_decay / 10
+    for tr in np.geomspace(0.05 / fs, tau_decay / 1.5, 120):
+        r = math.exp(-1.0 / (fs * tr))
+        model = d**k * (1 / (1 - d * d) - 1 / (1 - d * r)) + r**k * (
+            1 / (1 - r * r) - 1 / (1 - d * r)
+        )
+        design = np.stack([model, np.ones_like(model)], axis=1)
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        err = float(np.sum((y - design @ coef) ** 2))
+        if err < best:
+            best, best_tr = err, float(tr)
+    return best_tr
 
 
 def _response_kernel(
@@ -312,8 +387,9 @@ def _solve_cells(
     return acts, bases
 
 
-def _kernel(sample: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float]:
-    """Recording-wide (tau_rise, tau_decay) from drift-free sample traces."""
+def _kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float]:
+    """Recording-wide (tau_rise, tau_decay) from sample traces (drift removed here)."""
+    sample = raw - drift_baseline(raw, fs)
     n = sample.shape[1]
     max_lag = int(min(max(10, round(fs)), n // 4))
     acov = _autocov(sample, max_lag)
@@ -330,48 +406,81 @@ def _kernel(sample: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, fl
             "the traces' autocovariance does not decay like calcium transients; cannot "
             "estimate a kernel: pass tau_rise and tau_decay yourself"
         )
-    tr0, td0 = det
-    logger.debug("detection kernel %.4f / %.4f s", tr0, td0)
+    tr_ar, td0 = det
+    tr_fit = _fit_rise(pooled, fs, td0)
+    window = BASELINE_DECAY_TIMES * td0
+    if window > DEFAULT_WINDOW_S:
+        # The maximin must see pauses of a few decay times, else it eats slow calcium.
+        sample = raw - drift_baseline(raw, fs, window)
+    candidates = [(tr_fit, td0)]
+    for tr0 in sorted({tr_ar, tr_fit}):
+        response = _response_taus(sample, noise, fs, tr0, td0)
+        if response is not None:
+            candidates.append(response)
+    if len(candidates) == 1:
+        warnings.warn(
+            "too few clear transients to measure the response; using the kernel from the "
+            "autocovariance",
+            stacklevel=3,
+        )
+        return candidates[0]
+    scores = [_bic(sample, fs, tr, td, noise) for tr, td in candidates]
+    logger.debug("kernel candidates %s, BIC %s", candidates, scores)
+    return candidates[int(np.argmin(scores))]
+
+
+def _response_taus(
+    sample: np.ndarray, noise: np.ndarray, fs: float, tr0: float, td0: float
+) -> tuple[float, float] | None:
+    """Kernel with the timing of the response to activity detected with (tr0, td0)."""
     scale = _lam_scale(tr0, td0, fs)
     act, base = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale)
     if np.count_nonzero(act > 0) < 10:
-        warnings.warn(
-            "too few transients to measure the response; using the autocovariance kernel",
-            stacklevel=3,
-        )
-        return tr0, td0
+        return None
+    n = sample.shape[1]
     n_lags = int(min(math.ceil(max(8 * td0, 2.0) * fs), n // 2))
     h = _response_kernel(sample - base[:, None], act, 1.0 / noise**2, n_lags)
     timing = _peak_and_fwhm(h, fs)
-    if timing is None:
-        warnings.warn(
-            "the measured response has no clear peak and half-width; using the "
-            "autocovariance kernel",
-            stacklevel=3,
+    return None if timing is None else _taus_from_timing(*timing)
+
+
+def _bic(
+    traces: np.ndarray, fs: float, tau_rise: float, tau_decay: float, noise: np.ndarray
+) -> float:
+    """Bayesian information criterion of the deconvolution with this kernel, summed over rows.
+
+    Gaussian likelihood of the residual, one parameter per active frame:
+    ``n log(RSS / n) + log(n) * n_active`` per row.
+    """
+    lam = LAM_NOISE_SDS * noise * _lam_scale(tau_rise, tau_decay, fs)
+    from calab.deconvolution import run_deconvolution_full
+
+    n = traces.shape[1]
+    total = 0.0
+    for i in range(traces.shape[0]):
+        res = run_deconvolution_full(traces[i], fs, tau_rise, tau_decay, float(lam[i]))
+        rss = float(np.sum((traces[i] - res.reconvolution) ** 2))
+        total += n * math.log(max(rss, 1e-300) / n) + math.log(n) * int(
+            np.count_nonzero(res.activity)
         )
-        return tr0, td0
-    return _taus_from_timing(*timing)
+    return total
 
 
 # --------------------------------------------------------------------------- detection
 
 
-def _matched_filter_peak(
-    resid: np.ndarray, tau_rise: float, tau_decay: float, fs: float, noise: np.ndarray
+def _matched_filter_max(
+    resid: np.ndarray, tau_rise: float, tau_decay: float, fs: float
 ) -> np.ndarray:
-    """Largest matched-filter output of each row, in noise SDs of that output."""
+    """Largest output of the matched filter ``K^T (resid - median)`` of each row."""
     from calab.kernel import build_kernel
 
     h = build_kernel(tau_rise, tau_decay, fs)
     n = resid.shape[1]
     x = resid - np.median(resid, axis=1, keepdims=True)
     nfft = 1 << int(math.ceil(math.log2(n + h.size)))
-    out = np.fft.irfft(np.fft.rfft(x, nfft, axis=1) * np.conj(np.fft.rfft(h, nfft)), nfft, axis=1)[
-        :, :n
-    ]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = out.max(axis=1) / (noise * np.linalg.norm(h))
-    return np.where(noise > 0, z, 0.0)
+    spec = np.fft.rfft(x, nfft, axis=1) * np.conj(np.fft.rfft(h, nfft))
+    return np.asarray(np.fft.irfft(spec, nfft, axis=1)[:, :n].max(axis=1))
 
 
 # --------------------------------------------------------------------------- public
@@ -423,61 +532,87 @@ def estimate_parameters(
         return _estimate_lazy(traces, f, max_cells)
     data, _ = _as_2d(traces)
     _check_length(data.shape[1], f)
-    stats = _cell_stats(data, f)
+    stats, resid = _cell_stats(data, f)
+    _check_not_constant(stats.constant)
     sample_idx = _pick_sample(stats, max_cells)
-    tr, td = _kernel(stats.resid[sample_idx], stats.noise[sample_idx], f)
-    return _finish(stats, tr, td, f, len(sample_idx), data.shape[1])
+    tr, td = _kernel(data[sample_idx], stats.noise[sample_idx], f)
+    filter_max = _matched_filter_max(resid, tr, td, f)
+    return _finish(stats, filter_max, tr, td, f, len(sample_idx), data.shape[1])
 
 
 @dataclass(frozen=True)
 class _Stats:
-    noise: np.ndarray
-    drift_span: np.ndarray
-    activity_score: np.ndarray
-    resid: np.ndarray  # drift-free traces (for a lazy input: only the sample rows)
+    """Per-cell figures from one pass over the traces (one chunk of cells or all)."""
+
+    noise: np.ndarray  # first estimate, from the spectrum above fs/4
+    bands: np.ndarray  # (n_cells, N_BANDS) mean periodogram, to refine the noise
+    edges: np.ndarray  # (N_BANDS + 1,) band edges in Hz
+    drift_span: np.ndarray  # 5-95 percentile span of the drift, in noise SDs
+    activity_score: np.ndarray  # 99th percentile above the median of the drift-free trace
     constant: np.ndarray
-    peak_z: np.ndarray | None = None
 
 
-def _cell_stats(data: np.ndarray, fs: float) -> _Stats:
-    noise = _noise(data, fs)
+def _cell_stats(data: np.ndarray, fs: float) -> tuple[_Stats, np.ndarray]:
+    """Figures of each row and the drift-free traces."""
+    noise, bands, edges = _spectrum(data, fs)
     constant = np.ptp(data, axis=1) == 0
+    drift = drift_baseline(data, fs)
+    resid = data - drift
+    lo, hi = np.percentile(drift, [5, 95], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        span = np.where(noise > 0, (hi - lo) / noise, 0.0)
+        top = np.percentile(resid, 99, axis=1) - np.median(resid, axis=1)
+        activity = np.where(noise > 0, top / noise, -np.inf)
+    return _Stats(noise, bands, edges, span, activity, constant), resid
+
+
+def _concat(parts: list[_Stats]) -> _Stats:
+    return _Stats(
+        np.concatenate([p.noise for p in parts]),
+        np.concatenate([p.bands for p in parts]),
+        parts[0].edges,
+        np.concatenate([p.drift_span for p in parts]),
+        np.concatenate([p.activity_score for p in parts]),
+        np.concatenate([p.constant for p in parts]),
+    )
+
+
+def _check_not_constant(constant: np.ndarray) -> None:
     if constant.all():
         raise ValueError(
             "traces are constant (every row has a single value, e.g. all zero); there is "
             "nothing to estimate: pass real fluorescence traces"
         )
-    drift = drift_baseline(data, fs)
-    resid = data - drift
-    lo, hi = np.percentile(drift, [5, 95], axis=1)
-    safe = np.where(noise > 0, noise, np.inf)
-    span = (hi - lo) / safe
-    activity = (np.percentile(resid, 99, axis=1) - np.median(resid, axis=1)) / safe
-    return _Stats(noise, span, activity, resid, constant)
 
 
 def _pick_sample(stats: _Stats, max_cells: int) -> np.ndarray:
+    """Indices (sorted) of the most active non-constant cells."""
     order = np.argsort(-stats.activity_score, kind="stable")
     order = order[~stats.constant[order]]
     return np.sort(order[:max_cells])
 
 
 def _finish(
-    stats: _Stats, tr: float, td: float, fs: float, n_sample: int, n_frames: int
-) -> ParameterEstimate:
-    noise = stats.noise
+    stats: _Stats, filter_max: np.ndarray, tr: float, td: float, fs: float, n_sample: int,
+    n_frames: int,
+) -> ParameterEstimate:  # fmt: skip
+    from calab.kernel import build_kernel
+
+    noise = _refine_noise(stats.noise, stats.bands, stats.edges, tr, td, fs)
+    noise = np.where(stats.constant, 0.0, noise)
     lam = LAM_NOISE_SDS * noise * _lam_scale(tr, td, fs)
-    peak_z = stats.peak_z
-    if peak_z is None:
-        peak_z = _matched_filter_peak(stats.resid, tr, td, fs, noise)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        peak_z = np.where(
+            noise > 0, filter_max / (noise * np.linalg.norm(build_kernel(tr, td, fs))), 0.0
+        )
     no_tr = (peak_z < math.sqrt(2 * math.log(max(n_frames, 2)))) | stats.constant
-    live = ~stats.constant
-    mode = "drift" if float(np.median(stats.drift_span[live])) > DRIFT_NOISE_SDS else "constant"
+    span = stats.drift_span[~stats.constant]
+    mode = "drift" if float(np.median(span)) > DRIFT_NOISE_SDS else "constant"
     return ParameterEstimate(tr, td, lam, noise, mode, no_tr, fs, n_sample)
 
 
-def _estimate_lazy(traces: Any, fs: float, max_cells: int) -> ParameterEstimate:
-    """Two passes over chunks of cells: statistics and sample, then the transient check."""
+def _lazy_rows(traces: Any) -> Any:
+    """The (n_cells, n_frames) dask or numpy array behind a dask array or DataArray."""
     from calab.lazy import _frame_and_cell_dims, is_dataarray
 
     arr = traces
@@ -491,63 +626,46 @@ def _estimate_lazy(traces: Any, fs: float, max_cells: int) -> ParameterEstimate:
             f"traces must be 1-D (n_frames,) or 2-D (n_cells, n_frames), got {arr.ndim}-D "
             f"with shape {arr.shape}"
         )
+    return arr
+
+
+def _estimate_lazy(traces: Any, fs: float, max_cells: int) -> ParameterEstimate:
+    """Two passes over chunks of cells: figures and the sample, then the transient check.
+
+    Memory holds one chunk of cells plus ``max_cells`` sample traces at a time.
+    """
+    arr = _lazy_rows(traces)
     n_cells, n_frames = int(arr.shape[0]), int(arr.shape[1])
     _check_length(n_frames, fs)
-    starts = _chunk_starts(arr)
+    ranges = _chunk_ranges(arr)
     parts: list[_Stats] = []
     keep: list[tuple[float, int, np.ndarray]] = []
-    for a, b in starts:
+    for a, b in ranges:
         block, _ = _as_2d(np.asarray(arr[a:b]))
-        try:
-            st = _cell_stats(block, fs)
-        except ValueError:
-            st = _Stats(
-                np.zeros(b - a), np.zeros(b - a), np.full(b - a, -np.inf), block,
-                np.ones(b - a, dtype=bool),
-            )  # fmt: skip
-        parts.append(_Stats(st.noise, st.drift_span, st.activity_score, block[:0], st.constant))
-        for j in range(b - a):
-            if not st.constant[j]:
-                keep.append((float(st.activity_score[j]), a + j, st.resid[j]))
+        st, _ = _cell_stats(block, fs)
+        parts.append(st)
+        keep.extend(
+            (float(st.activity_score[j]), a + j, block[j])
+            for j in range(b - a)
+            if not st.constant[j]
+        )
         keep.sort(key=lambda t: -t[0])
         del keep[max_cells:]
-    noise = np.concatenate([p.noise for p in parts])
-    constant = np.concatenate([p.constant for p in parts])
-    if constant.all():
-        raise ValueError(
-            "traces are constant (every row has a single value, e.g. all zero); there is "
-            "nothing to estimate: pass real fluorescence traces"
-        )
+    stats = _concat(parts)
+    _check_not_constant(stats.constant)
     keep.sort(key=lambda t: t[1])
     idx = np.array([k[1] for k in keep])
-    sample = np.stack([k[2] for k in keep])
-    tr, td = _kernel(sample, noise[idx], fs)
-    peak = np.empty(n_cells)
-    for a, b in starts:
+    tr, td = _kernel(np.stack([k[2] for k in keep]), stats.noise[idx], fs)
+    filter_max = np.empty(n_cells)
+    for a, b in ranges:
         block, _ = _as_2d(np.asarray(arr[a:b]))
-        resid = block - drift_baseline(block, fs)
-        peak[a:b] = _matched_filter_peak(resid, tr, td, fs, noise[a:b])
-    stats = _Stats(
-        noise,
-        np.concatenate([p.drift_span for p in parts]),
-        np.concatenate([p.activity_score for p in parts]),
-        np.empty((0, n_frames)),
-        constant,
-        peak,
-    )
-    return _finish(stats, tr, td, fs, len(idx), n_frames)
+        filter_max[a:b] = _matched_filter_max(block - drift_baseline(block, fs), tr, td, fs)
+    return _finish(stats, filter_max, tr, td, fs, len(idx), n_frames)
 
 
-def _chunk_starts(arr: Any) -> list[tuple[int, int]]:
-    """Row ranges of the input's chunks over cells (a dask array's own chunking)."""
+def _chunk_ranges(arr: Any) -> list[tuple[int, int]]:
+    """Row ranges of a dask array's chunks over cells (one range for other arrays)."""
     chunks = getattr(arr, "chunks", None)
-    if chunks is not None and isinstance(chunks, tuple) and chunks and isinstance(chunks[0], tuple):
-        sizes = chunks[0]
-    else:
-        sizes = (int(arr.shape[0]),)
-    out = []
-    a = 0
-    for s in sizes:
-        out.append((a, a + int(s)))
-        a += int(s)
-    return out
+    sizes = chunks[0] if isinstance(chunks, tuple) and chunks else (int(arr.shape[0]),)
+    bounds = np.concatenate(([0], np.cumsum(sizes))).astype(int)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
