@@ -21,8 +21,9 @@
    lambda a candidate spike enters the solution only where the data, filtered with the
    kernel (the matched filter), exceed :data:`LAM_NOISE_SDS` noise SDs of that filter's
    output: the same false-alarm level for every cell, bright or dim, and for any kernel.
-5. **Cells with no transients**: the matched-filter output never exceeds the level that
-   noise alone reaches once in ``n_frames`` samples, ``sqrt(2 ln n_frames)`` SDs.
+5. **Cells with no transients**: the drift-free trace averaged over the kernel's width at
+   half maximum (a boxcar stand-in for the matched filter) never exceeds the level that noise
+   alone reaches once in ``n_frames`` samples, ``sqrt(2 ln n_frames)`` SDs of that average.
 
 No constant here was fitted to a particular recording: the thresholds are in noise SDs.
 """
@@ -49,8 +50,8 @@ LAM_NOISE_SDS = 2.0
 DETECT_NOISE_SDS = 3.0
 """Stricter threshold for the events that measure the response kernel."""
 DRIFT_NOISE_SDS = 2.0
-"""Median span of the drift (5th to 95th percentile), in noise SDs, above which drift is removed."""
-MAX_SAMPLE_CELLS = 64
+"""Median peak-to-peak span of the drift, in noise SDs, above which drift is removed."""
+MAX_SAMPLE_CELLS = 32
 """At most this many cells (the most active) measure the recording-wide kernel."""
 MIN_FRAMES = 200
 MIN_SECONDS = 10.0
@@ -374,17 +375,20 @@ def _lam_scale(tau_rise: float, tau_decay: float, fs: float) -> float:
 
 def _solve_cells(
     traces: np.ndarray, fs: float, tau_rise: float, tau_decay: float, lam: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Activity and scalar baseline of each row, each with its own lambda."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Activity, scalar baseline and fit of each row, each with its own lambda, in one batch.
+
+    The CaTune objective is homogeneous: with ``y = c y'`` the solution for ``lam`` is ``c``
+    times the solution for ``lam / c``. Dividing each row by its lambda gives every row
+    lambda 1, solved by one multi-threaded call.
+    """
     from calab.deconvolution import run_deconvolution_full
 
-    acts = np.empty_like(traces)
-    bases = np.empty(traces.shape[0])
-    for i in range(traces.shape[0]):
-        res = run_deconvolution_full(traces[i], fs, tau_rise, tau_decay, float(lam[i]))
-        acts[i] = res.activity
-        bases[i] = res.baseline
-    return acts, bases
+    lam = np.asarray(lam, dtype=np.float64)
+    if not np.all(lam > 0):
+        raise ValueError("internal: every sample cell needs a positive lambda")
+    res = run_deconvolution_full(traces / lam[:, None], fs, tau_rise, tau_decay, 1.0)
+    return res.activity * lam[:, None], res.baseline * lam, res.reconvolution * lam[:, None]
 
 
 def _kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float]:
@@ -434,7 +438,7 @@ def _response_taus(
 ) -> tuple[float, float] | None:
     """Kernel with the timing of the response to activity detected with (tr0, td0)."""
     scale = _lam_scale(tr0, td0, fs)
-    act, base = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale)
+    act, base, _ = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale)
     if np.count_nonzero(act > 0) < 10:
         return None
     n = sample.shape[1]
@@ -453,34 +457,30 @@ def _bic(
     ``n log(RSS / n) + log(n) * n_active`` per row.
     """
     lam = LAM_NOISE_SDS * noise * _lam_scale(tau_rise, tau_decay, fs)
-    from calab.deconvolution import run_deconvolution_full
-
+    act, _, fit = _solve_cells(traces, fs, tau_rise, tau_decay, lam)
     n = traces.shape[1]
-    total = 0.0
-    for i in range(traces.shape[0]):
-        res = run_deconvolution_full(traces[i], fs, tau_rise, tau_decay, float(lam[i]))
-        rss = float(np.sum((traces[i] - res.reconvolution) ** 2))
-        total += n * math.log(max(rss, 1e-300) / n) + math.log(n) * int(
-            np.count_nonzero(res.activity)
-        )
-    return total
+    rss = np.maximum(np.sum((traces - fit) ** 2, axis=1), 1e-300)
+    active = np.count_nonzero(act, axis=1)
+    return float(np.sum(n * np.log(rss / n) + math.log(n) * active))
 
 
 # --------------------------------------------------------------------------- detection
 
 
-def _matched_filter_max(
+def _transient_peak(
     resid: np.ndarray, tau_rise: float, tau_decay: float, fs: float
-) -> np.ndarray:
-    """Largest output of the matched filter ``K^T (resid - median)`` of each row."""
-    from calab.kernel import build_kernel
+) -> tuple[np.ndarray, int]:
+    """Largest mean of each drift-free row over a window as long as the kernel's FWHM.
 
-    h = build_kernel(tau_rise, tau_decay, fs)
-    n = resid.shape[1]
+    A boxcar as wide as the transient is a close, O(n_frames) stand-in for the matched
+    filter. Returned in units of the trace (divide by ``noise / sqrt(width)`` for SDs).
+    """
+    from calab.baseline import boxcar
+    from calab.kernel import kernel_timing
+
+    width = max(1, int(round(kernel_timing(tau_rise, tau_decay, fs)[1] * fs)))
     x = resid - np.median(resid, axis=1, keepdims=True)
-    nfft = 1 << int(math.ceil(math.log2(n + h.size)))
-    spec = np.fft.rfft(x, nfft, axis=1) * np.conj(np.fft.rfft(h, nfft))
-    return np.asarray(np.fft.irfft(spec, nfft, axis=1)[:, :n].max(axis=1))
+    return np.asarray(boxcar(x, width).max(axis=1)), width
 
 
 # --------------------------------------------------------------------------- public
@@ -536,7 +536,7 @@ def estimate_parameters(
     _check_not_constant(stats.constant)
     sample_idx = _pick_sample(stats, max_cells)
     tr, td = _kernel(data[sample_idx], stats.noise[sample_idx], f)
-    filter_max = _matched_filter_max(resid, tr, td, f)
+    filter_max = _transient_peak(resid, tr, td, f)
     return _finish(stats, filter_max, tr, td, f, len(sample_idx), data.shape[1])
 
 
@@ -547,8 +547,10 @@ class _Stats:
     noise: np.ndarray  # first estimate, from the spectrum above fs/4
     bands: np.ndarray  # (n_cells, N_BANDS) mean periodogram, to refine the noise
     edges: np.ndarray  # (N_BANDS + 1,) band edges in Hz
-    drift_span: np.ndarray  # 5-95 percentile span of the drift, in noise SDs
-    activity_score: np.ndarray  # 99th percentile above the median of the drift-free trace
+    drift_span: np.ndarray  # peak-to-peak span of the drift, in noise SDs
+    activity_score: (
+        np.ndarray
+    )  # variance of the drift-free trace beyond the noise, in noise variances
     constant: np.ndarray
 
 
@@ -558,11 +560,12 @@ def _cell_stats(data: np.ndarray, fs: float) -> tuple[_Stats, np.ndarray]:
     constant = np.ptp(data, axis=1) == 0
     drift = drift_baseline(data, fs)
     resid = data - drift
-    lo, hi = np.percentile(drift, [5, 95], axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        span = np.where(noise > 0, (hi - lo) / noise, 0.0)
-        top = np.percentile(resid, 99, axis=1) - np.median(resid, axis=1)
-        activity = np.where(noise > 0, top / noise, -np.inf)
+        span = np.where(noise > 0, np.ptp(drift, axis=1) / noise, 0.0)
+        # Variance beyond the noise, in noise variances: how much signal the cell carries.
+        centred = resid - resid.mean(axis=1, keepdims=True)
+        var = np.einsum("ij,ij->i", centred, centred) / resid.shape[1]
+        activity = np.where(noise > 0, var / noise**2 - 1.0, -np.inf)
     return _Stats(noise, bands, edges, span, activity, constant), resid
 
 
@@ -593,18 +596,20 @@ def _pick_sample(stats: _Stats, max_cells: int) -> np.ndarray:
 
 
 def _finish(
-    stats: _Stats, filter_max: np.ndarray, tr: float, td: float, fs: float, n_sample: int,
+    stats: _Stats,
+    peak: tuple[np.ndarray, int],
+    tr: float,
+    td: float,
+    fs: float,
+    n_sample: int,
     n_frames: int,
 ) -> ParameterEstimate:  # fmt: skip
-    from calab.kernel import build_kernel
-
     noise = _refine_noise(stats.noise, stats.bands, stats.edges, tr, td, fs)
     noise = np.where(stats.constant, 0.0, noise)
     lam = LAM_NOISE_SDS * noise * _lam_scale(tr, td, fs)
+    peak_value, width = peak
     with np.errstate(divide="ignore", invalid="ignore"):
-        peak_z = np.where(
-            noise > 0, filter_max / (noise * np.linalg.norm(build_kernel(tr, td, fs))), 0.0
-        )
+        peak_z = np.where(noise > 0, peak_value * math.sqrt(width) / noise, 0.0)
     no_tr = (peak_z < math.sqrt(2 * math.log(max(n_frames, 2)))) | stats.constant
     span = stats.drift_span[~stats.constant]
     mode = "drift" if float(np.median(span)) > DRIFT_NOISE_SDS else "constant"
@@ -656,11 +661,12 @@ def _estimate_lazy(traces: Any, fs: float, max_cells: int) -> ParameterEstimate:
     keep.sort(key=lambda t: t[1])
     idx = np.array([k[1] for k in keep])
     tr, td = _kernel(np.stack([k[2] for k in keep]), stats.noise[idx], fs)
-    filter_max = np.empty(n_cells)
+    peak = np.empty(n_cells)
+    width = 1
     for a, b in ranges:
         block, _ = _as_2d(np.asarray(arr[a:b]))
-        filter_max[a:b] = _matched_filter_max(block - drift_baseline(block, fs), tr, td, fs)
-    return _finish(stats, filter_max, tr, td, fs, len(idx), n_frames)
+        peak[a:b], width = _transient_peak(block - drift_baseline(block, fs), tr, td, fs)
+    return _finish(stats, (peak, width), tr, td, fs, len(idx), n_frames)
 
 
 def _chunk_ranges(arr: Any) -> list[tuple[int, int]]:
