@@ -101,9 +101,9 @@ def simulate(
     seed: int | None = 0,
     indicator: str | None = None,
     drift: float = 0.0,
-    drift_period_s: float = 120.0,
+    drift_period_s: float = 300.0,
     bleach: float = 0.0,
-    bleach_tau_s: float = 60.0,
+    bleach_tau_s: float = 120.0,
     return_truth: bool = False,
 ) -> Any:
     """Simulate fluorescence traces from Poisson spike trains and the CaTune kernel.
