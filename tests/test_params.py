@@ -108,3 +108,18 @@ def test_max_iters_is_the_sixth_positional_argument() -> None:
     )
     with pytest.raises(TypeError):
         calab.run_deconvolution(y, FS, 0.1, 2.0, 1e-4, 1, 1e-9)  # tol is keyword-only
+
+
+def test_readme_per_cell_and_drift_example_runs() -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = text.index("### Per-cell lambda and drifting baselines")
+    section = text[start : start + text[start:].index("\n### Kernel math")]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    traces, _ = calab.simulate(n_cells=50, n_frames=9000, fs=30.0)
+    namespace: dict[str, Any] = {"np": np, "calab": calab, "traces": traces}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own docs
+    assert namespace["result"].baseline.shape == (50, 9000)
+    assert namespace["result"].converged.all()
