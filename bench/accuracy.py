@@ -67,6 +67,14 @@ BIN_S = 0.1
 LAGS = (0, 1, 2)
 
 
+def write_results(res: dict[str, Any], out: Path | None, stem: str) -> None:
+    """Write a benchmark's results as JSON (default: bench/results/<stem>-<time>.json)."""
+    path = out or C.RESULTS_DIR / f"{stem}-{datetime.now():%Y%m%d-%H%M%S}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=1, default=str))
+    print(f"\nwrote {path}")
+
+
 def binned_score(activity: np.ndarray, spikes: np.ndarray, fs: float) -> tuple[float, np.ndarray]:
     """Issue 12's score: median over cells of the best-lag Pearson r of 100 ms bin sums."""
     width = max(1, int(round(BIN_S * fs)))
@@ -84,17 +92,12 @@ def binned_score(activity: np.ndarray, spikes: np.ndarray, fs: float) -> tuple[f
 
 
 def deconvolve_auto(traces: np.ndarray, fs: float, est: Any) -> np.ndarray:
-    """Deconvolve with the estimate's kernel, baseline mode and per-cell lambda.
-
-    Rows are divided by their lambda and solved with lambda 1 in one batch: the CaTune
-    objective is homogeneous (and so is the maximin drift), so this equals solving each row
-    with its own lambda.
-    """
-    scale = np.where(est.lam > 0, est.lam, 1.0)[:, None]
-    act = calab.run_deconvolution(
-        traces / scale, fs, est.tau_rise, est.tau_decay, 1.0, baseline=est.baseline
+    """Deconvolve with the estimate's kernel, baseline mode and per-cell lambda."""
+    return np.asarray(
+        calab.run_deconvolution(
+            traces, fs, est.tau_rise, est.tau_decay, est.lam, baseline=est.baseline
+        )
     )
-    return np.asarray(act) * scale
 
 
 def oasis_auto(traces: np.ndarray) -> np.ndarray:
@@ -178,11 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         print("OASIS not installed (pip install oasis-deconv): its columns are n/a")
     auto = auto_table(files, not a.no_grid, have_oasis)
     if not a.fixed:
-        out = a.out or C.RESULTS_DIR / f"accuracy-auto-{datetime.now():%Y%m%d-%H%M%S}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"benchmark": "accuracy-auto", "environment": C.environment(),
-                                   "datasets": auto}, indent=1, default=str))  # fmt: skip
-        print(f"\nwrote {out}")
+        res_auto = {"benchmark": "accuracy-auto", "environment": C.environment(), "datasets": auto}
+        write_results(res_auto, a.out, "accuracy-auto")
         return 0
     up_py = None
     if not a.no_upstream:
@@ -274,10 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             for m in methods
         )
         print(f"  {name:<22}{cells}{cols}")
-    out = a.out or C.RESULTS_DIR / f"accuracy-{datetime.now():%Y%m%d-%H%M%S}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1, default=str))
-    print(f"\nwrote {out}")
+    write_results(res, a.out, "accuracy")
     return 0
 
 

@@ -19,7 +19,6 @@ Usage: .venv/bin/python bench/estimate.py [--cells 1000] [--frames 9000] [--repe
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import datetime
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import _common as C  # bench/ is on sys.path when run as a script
 import numpy as np
-from accuracy import deconvolve_auto, oasis_auto
+from accuracy import deconvolve_auto, oasis_auto, write_results
 
 import calab
 from calab.estimate import LAM_NOISE_SDS, ParameterEstimate, _lam_scale
@@ -101,10 +100,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({n_oasis} cells timed, scaled to {a.cells})")  # fmt: skip
     elif n_oasis > 0:
         print("  OASIS automatic: not installed (pip install oasis-deconv)")
-    out = a.out or C.RESULTS_DIR / f"estimate-{datetime.now():%Y%m%d-%H%M%S}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1, default=str))
-    print(f"\nwrote {out}")
+    write_results(res, a.out, "estimate")
     return 0
 
 

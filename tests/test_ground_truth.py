@@ -177,14 +177,8 @@ def test_automatic_parameters_reach_the_targets(
     traces, spikes, fs = _load(_path(ground_truth_dir, filename))
     y = traces.astype(np.float64)
     est = calab.estimate_parameters(y, fs)  # no spike data used
-    # One lambda per cell: rows divided by their lambda and solved at lambda 1 (the objective
-    # and the maximin drift are homogeneous, so this is each row at its own lambda).
-    scale = est.lam[:, None]
-    act = (
-        calab.run_deconvolution(
-            y / scale, fs, est.tau_rise, est.tau_decay, 1.0, baseline=est.baseline
-        )
-        * scale
+    act = calab.run_deconvolution(
+        y, fs, est.tau_rise, est.tau_decay, est.lam, baseline=est.baseline
     )
     score = binned_score(act, spikes.astype(np.float64), fs)
     oasis, grid = AUTO_TARGETS[filename]

@@ -376,19 +376,11 @@ def _lam_scale(tau_rise: float, tau_decay: float, fs: float) -> float:
 def _solve_cells(
     traces: np.ndarray, fs: float, tau_rise: float, tau_decay: float, lam: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Activity, scalar baseline and fit of each row, each with its own lambda, in one batch.
-
-    The CaTune objective is homogeneous: with ``y = c y'`` the solution for ``lam`` is ``c``
-    times the solution for ``lam / c``. Dividing each row by its lambda gives every row
-    lambda 1, solved by one multi-threaded call.
-    """
+    """Activity, scalar baseline and fit of each row, each with its own lambda, in one batch."""
     from calab.deconvolution import run_deconvolution_full
 
-    lam = np.asarray(lam, dtype=np.float64)
-    if not np.all(lam > 0):
-        raise ValueError("internal: every sample cell needs a positive lambda")
-    res = run_deconvolution_full(traces / lam[:, None], fs, tau_rise, tau_decay, 1.0)
-    return res.activity * lam[:, None], res.baseline * lam, res.reconvolution * lam[:, None]
+    res = run_deconvolution_full(traces, fs, tau_rise, tau_decay, np.asarray(lam, dtype=np.float64))
+    return res.activity, res.baseline, res.reconvolution
 
 
 def _kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float]:

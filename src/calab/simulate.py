@@ -80,12 +80,10 @@ def _snr_per_cell(snr: Any, n_cells: int, rng: np.random.Generator) -> np.ndarra
 
 
 def _nonnegative(value: Any, name: str, hint: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number ({hint}), got {type(value).__name__}")
-    v = float(value)
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite number >= 0 ({hint}), got {value!r}")
-    return v
+    """``value`` as a float >= 0, or the TypeError/ValueError of :func:`positive` naming it."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0:
+        return 0.0
+    return positive(value, name, f"{hint}, or 0")
 
 
 def simulate(
