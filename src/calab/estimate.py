@@ -240,7 +240,7 @@ def _detection_kernel(acov: np.ndarray, fs: float) -> tuple[float, float] | None
 
     The recursion ``a[k] = g1 a[k-1] + g2 a[k-2]`` holds for the autocovariance of an AR(2)
     process driven by white noise; using k >= 3 keeps lag 0, where the measurement noise
-    adds its variance, out of the fit. Returns None when the fit has no decaying root.
+    adds its variance, out of the fit. Falls back to an AR(1) fit; None when neither decays.
     """
     max_lag = acov.size - 1
     k = np.arange(3, max_lag + 1)
@@ -252,7 +252,13 @@ def _detection_kernel(acov: np.ndarray, fs: float) -> tuple[float, float] | None
     real = np.sort(np.real(roots[np.abs(np.imag(roots)) < 1e-9]))[::-1]
     real = real[(real > 0) & (real < 1)]
     if real.size == 0:
-        return None
+        # No decaying AR(2) root (one noisy trace, say): the AR(1) fit of lags 1.. instead.
+        k1 = np.arange(2, max_lag + 1)
+        den = float(acov[k1 - 1] @ acov[k1 - 1])
+        g = float(acov[k1] @ acov[k1 - 1]) / den if den > 0 else 0.0
+        if not 0 < g < 1:
+            return None
+        real = np.array([g])
     td = -1.0 / (fs * math.log(real[0]))
     tr = -1.0 / (fs * math.log(real[1])) if real.size > 1 else 0.25 / fs
     tr = min(tr, td / 5)
