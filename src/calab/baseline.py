@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -151,11 +151,30 @@ def drift_baseline(
     data, was_1d = traces_2d(traces)
     x = data.astype(np.float64, copy=False)
     check_finite(x if not was_1d else x[0])
-    n_smooth = _frames(sm, f) if sm > 0 else 1
     n_win = _frames(w, f)
+    coarse = coarse_maximin(x, f, w, sm)
+    base = _extend_edges(_interpolate(coarse.baseline, coarse.frames, x.shape[1]), n_win // 2)
+    return base[0] if was_1d else base
+
+
+class CoarseMaximin(NamedTuple):
+    """The smoothed traces and their maximin baseline at frames ``frames`` (every half window)."""
+
+    smooth: np.ndarray  # (n_cells, n_samples) boxcar-smoothed traces
+    baseline: np.ndarray  # (n_cells, n_samples) maximin of ``smooth``
+    frames: np.ndarray  # (n_samples,) frame index of each sample
+    n_smooth: int  # boxcar length in frames
+
+
+def coarse_maximin(x: np.ndarray, fs: float, window_s: float, smooth_s: float) -> CoarseMaximin:
+    """Maximin on samples of the smoothed traces (validated 2-D float64 ``x``).
+
+    The smoothed trace varies little within half a smoothing window, so the running minimum
+    and maximum run on samples taken every half window: cheap whatever the window.
+    """
+    n_smooth = _frames(smooth_s, fs) if smooth_s > 0 else 1
+    n_win = _frames(window_s, fs)
     smooth = boxcar(x, n_smooth)
-    # The smoothed trace varies little within half a smoothing window: run the maximin on
-    # samples taken every half window (cheap whatever the window) and interpolate back.
     step = max(1, n_smooth // 2)
     n = x.shape[1]
     pos = np.arange(0, n, step)
@@ -166,8 +185,7 @@ def drift_baseline(
     lower = _running_extreme(coarse, n_win_coarse, np.minimum, np.inf)
     upper = _running_extreme(lower, n_win_coarse, np.maximum, -np.inf)
     upper = boxcar(upper, 3 if step > 1 else n_smooth)
-    base = _extend_edges(_interpolate(upper, pos, n), n_win // 2)
-    return base[0] if was_1d else base
+    return CoarseMaximin(coarse, upper, pos, n_smooth)
 
 
 def _interpolate(values: np.ndarray, pos: np.ndarray, n: int) -> np.ndarray:

@@ -21,9 +21,9 @@
    lambda a candidate spike enters the solution only where the data, filtered with the
    kernel (the matched filter), exceed :data:`LAM_NOISE_SDS` noise SDs of that filter's
    output: the same false-alarm level for every cell, bright or dim, and for any kernel.
-5. **Cells with no transients**: the drift-free trace averaged over the kernel's width at
-   half maximum (a boxcar stand-in for the matched filter) never exceeds the level that noise
-   alone reaches once in ``n_frames`` samples, ``sqrt(2 ln n_frames)`` SDs of that average.
+5. **Cells with no transients**: the drift-free trace averaged over 0.5 s (the smoothing of
+   the drift estimate) never exceeds the level that noise alone reaches about once in as many
+   independent samples, ``sqrt(2 ln m)`` SDs of that average (``m`` samples, two per 0.5 s).
 
 No constant here was fitted to a particular recording: the thresholds are in noise SDs.
 """
@@ -440,7 +440,8 @@ def _response_taus(
     if np.count_nonzero(act > 0) < 10:
         return None
     n = sample.shape[1]
-    n_lags = int(min(math.ceil(max(8 * td0, 2.0) * fs), n // 2))
+    # The half maximum falls about ln(2) decay times after the peak: 4 decay times suffice.
+    n_lags = int(min(math.ceil(min(max(4 * td0, 1.0), 10.0) * fs), n // 2))
     h = _response_kernel(sample - base[:, None], act, 1.0 / noise**2, n_lags)
     timing = _peak_and_fwhm(h, fs)
     return None if timing is None else _taus_from_timing(*timing)
@@ -463,22 +464,6 @@ def _bic(
 
 
 # --------------------------------------------------------------------------- detection
-
-
-def _transient_peak(
-    resid: np.ndarray, tau_rise: float, tau_decay: float, fs: float
-) -> tuple[np.ndarray, int]:
-    """Largest mean of each drift-free row over a window as long as the kernel's FWHM.
-
-    A boxcar as wide as the transient is a close, O(n_frames) stand-in for the matched
-    filter. Returned in units of the trace (divide by ``noise / sqrt(width)`` for SDs).
-    """
-    from calab.baseline import boxcar
-    from calab.kernel import kernel_timing
-
-    width = max(1, int(round(kernel_timing(tau_rise, tau_decay, fs)[1] * fs)))
-    x = resid - np.median(resid, axis=1, keepdims=True)
-    return np.asarray(boxcar(x, width).max(axis=1)), width
 
 
 # --------------------------------------------------------------------------- public
@@ -530,12 +515,11 @@ def estimate_parameters(
         return _estimate_lazy(traces, f, max_cells)
     data, _ = _as_2d(traces)
     _check_length(data.shape[1], f)
-    stats, resid = _cell_stats(data, f)
+    stats = _cell_stats(data, f)
     _check_not_constant(stats.constant)
     sample_idx = _pick_sample(stats, max_cells)
     tr, td = _kernel(data[sample_idx], stats.noise[sample_idx], f)
-    filter_max = _transient_peak(resid, tr, td, f)
-    return _finish(stats, filter_max, tr, td, f, len(sample_idx), data.shape[1])
+    return _finish(stats, tr, td, f, len(sample_idx))
 
 
 @dataclass(frozen=True)
@@ -546,25 +530,30 @@ class _Stats:
     bands: np.ndarray  # (n_cells, N_BANDS) mean periodogram, to refine the noise
     edges: np.ndarray  # (N_BANDS + 1,) band edges in Hz
     drift_span: np.ndarray  # peak-to-peak span of the drift, in noise SDs
-    activity_score: (
-        np.ndarray
-    )  # variance of the drift-free trace beyond the noise, in noise variances
+    activity_score: np.ndarray  # variance beyond the noise (smoothed trace), in noise variances
     constant: np.ndarray
+    peak: np.ndarray  # largest value of the smoothed drift-free trace, in its noise SDs
+    n_samples: int  # samples of the smoothed trace (about two per smoothing window)
 
 
-def _cell_stats(data: np.ndarray, fs: float) -> tuple[_Stats, np.ndarray]:
-    """Figures of each row and the drift-free traces."""
+def _cell_stats(data: np.ndarray, fs: float) -> _Stats:
+    """Figures of each row from its spectrum and its coarse maximin (samples every 0.25 s)."""
+    from calab.baseline import DEFAULT_SMOOTH_S, coarse_maximin
+
     noise, bands, edges = _spectrum(data, fs)
     constant = np.ptp(data, axis=1) == 0
-    drift = drift_baseline(data, fs)
-    resid = data - drift
+    coarse = coarse_maximin(data, fs, DEFAULT_WINDOW_S, DEFAULT_SMOOTH_S)
+    resid = coarse.smooth - coarse.baseline  # drift-free, smoothed over 0.5 s
+    resid -= np.median(resid, axis=1, keepdims=True)
+    # Noise SD of the smoothed trace (white noise averaged over n_smooth frames).
+    smooth_sd = noise / math.sqrt(coarse.n_smooth)
     with np.errstate(divide="ignore", invalid="ignore"):
-        span = np.where(noise > 0, np.ptp(drift, axis=1) / noise, 0.0)
+        span = np.where(noise > 0, np.ptp(coarse.baseline, axis=1) / noise, 0.0)
         # Variance beyond the noise, in noise variances: how much signal the cell carries.
-        centred = resid - resid.mean(axis=1, keepdims=True)
-        var = np.einsum("ij,ij->i", centred, centred) / resid.shape[1]
-        activity = np.where(noise > 0, var / noise**2 - 1.0, -np.inf)
-    return _Stats(noise, bands, edges, span, activity, constant), resid
+        var = np.einsum("ij,ij->i", resid, resid) / resid.shape[1]
+        activity = np.where(noise > 0, var / smooth_sd**2 - 1.0, -np.inf)
+        peak = np.where(noise > 0, resid.max(axis=1) / smooth_sd, 0.0)
+    return _Stats(noise, bands, edges, span, activity, constant, peak, resid.shape[1])
 
 
 def _concat(parts: list[_Stats]) -> _Stats:
@@ -575,6 +564,8 @@ def _concat(parts: list[_Stats]) -> _Stats:
         np.concatenate([p.drift_span for p in parts]),
         np.concatenate([p.activity_score for p in parts]),
         np.concatenate([p.constant for p in parts]),
+        np.concatenate([p.peak for p in parts]),
+        parts[0].n_samples,
     )
 
 
@@ -593,22 +584,13 @@ def _pick_sample(stats: _Stats, max_cells: int) -> np.ndarray:
     return np.sort(order[:max_cells])
 
 
-def _finish(
-    stats: _Stats,
-    peak: tuple[np.ndarray, int],
-    tr: float,
-    td: float,
-    fs: float,
-    n_sample: int,
-    n_frames: int,
-) -> ParameterEstimate:  # fmt: skip
+def _finish(stats: _Stats, tr: float, td: float, fs: float, n_sample: int) -> ParameterEstimate:
     noise = _refine_noise(stats.noise, stats.bands, stats.edges, tr, td, fs)
     noise = np.where(stats.constant, 0.0, noise)
     lam = LAM_NOISE_SDS * noise * _lam_scale(tr, td, fs)
-    peak_value, width = peak
-    with np.errstate(divide="ignore", invalid="ignore"):
-        peak_z = np.where(noise > 0, peak_value * math.sqrt(width) / noise, 0.0)
-    no_tr = (peak_z < math.sqrt(2 * math.log(max(n_frames, 2)))) | stats.constant
+    # Noise alone exceeds sqrt(2 ln m) SDs about once in m independent samples.
+    level = math.sqrt(2 * math.log(max(stats.n_samples, 2)))
+    no_tr = (stats.peak < level) | stats.constant
     span = stats.drift_span[~stats.constant]
     mode = "drift" if float(np.median(span)) > DRIFT_NOISE_SDS else "constant"
     return ParameterEstimate(tr, td, lam, noise, mode, no_tr, fs, n_sample)
@@ -633,19 +615,17 @@ def _lazy_rows(traces: Any) -> Any:
 
 
 def _estimate_lazy(traces: Any, fs: float, max_cells: int) -> ParameterEstimate:
-    """Two passes over chunks of cells: figures and the sample, then the transient check.
+    """One pass over chunks of cells (figures and the sample), then the kernel from the sample.
 
     Memory holds one chunk of cells plus ``max_cells`` sample traces at a time.
     """
     arr = _lazy_rows(traces)
-    n_cells, n_frames = int(arr.shape[0]), int(arr.shape[1])
-    _check_length(n_frames, fs)
-    ranges = _chunk_ranges(arr)
+    _check_length(int(arr.shape[1]), fs)
     parts: list[_Stats] = []
     keep: list[tuple[float, int, np.ndarray]] = []
-    for a, b in ranges:
+    for a, b in _chunk_ranges(arr):
         block, _ = _as_2d(np.asarray(arr[a:b]))
-        st, _ = _cell_stats(block, fs)
+        st = _cell_stats(block, fs)
         parts.append(st)
         keep.extend(
             (float(st.activity_score[j]), a + j, block[j])
@@ -659,12 +639,7 @@ def _estimate_lazy(traces: Any, fs: float, max_cells: int) -> ParameterEstimate:
     keep.sort(key=lambda t: t[1])
     idx = np.array([k[1] for k in keep])
     tr, td = _kernel(np.stack([k[2] for k in keep]), stats.noise[idx], fs)
-    peak = np.empty(n_cells)
-    width = 1
-    for a, b in ranges:
-        block, _ = _as_2d(np.asarray(arr[a:b]))
-        peak[a:b], width = _transient_peak(block - drift_baseline(block, fs), tr, td, fs)
-    return _finish(stats, (peak, width), tr, td, fs, len(idx), n_frames)
+    return _finish(stats, tr, td, fs, len(idx))
 
 
 def _chunk_ranges(arr: Any) -> list[tuple[int, int]]:
