@@ -12,6 +12,7 @@ from calab.baseline import drift_baseline
 from calab.batch import deconvolve_file
 from calab.bridge import tune
 from calab.deconvolution import DeconvolutionResult, run_deconvolution, run_deconvolution_full
+from calab.estimate import ParameterEstimate, estimate_parameters
 from calab.filter import bandpass_filter
 from calab.io import (
     deconvolve_from_export,
@@ -34,6 +35,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "DeconvolutionResult",
+    "ParameterEstimate",
     "__version__",
     "bandpass_filter",
     "build_kernel",
@@ -41,6 +43,7 @@ __all__ = [
     "deconvolve_file",
     "deconvolve_from_export",
     "drift_baseline",
+    "estimate_parameters",
     "export_dict",
     "kernel_timing",
     "load_caiman",
