@@ -259,8 +259,12 @@ def test_hand_edited_lambda_is_flagged(tmp_path: Path) -> None:
     exp["parameters"]["lambda"] = 0.5  # changed by hand; calab would still use the per-cell ones
     path = tmp_path / "p.json"
     path.write_text(json.dumps(exp))
-    with pytest.warns(UserWarning, match=r"parameters.lambda \(0.5\).*not the median of calab"):
+    with pytest.warns(UserWarning, match=r"parameters.lambda \(0.5\).*outside the range of calab"):
         assert calab.load_export_params(path)["lambda_per_cell"] == LAMS.tolist()
+    # Another recording-wide summary than the median (e.g. over the active cells) is fine.
+    exp["parameters"]["lambda"] = 0.03
+    path.write_text(json.dumps(exp))
+    assert calab.load_export_params(path)["lambda_"] == 0.03
 
 
 def test_params_from_export_names_lambda_per_cell() -> None:

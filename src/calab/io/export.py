@@ -222,12 +222,13 @@ def _calab_extras(block: Any, lam: float, where: str) -> dict[str, Any]:
                     f"got calab.lambda_per_cell[{i}] = {v!r}"
                 )
         per_cell = [float(v) for v in values]
-        median = float(np.median(per_cell))
-        if not math.isclose(median, lam, rel_tol=1e-6, abs_tol=1e-12):
+        if not min(per_cell) <= lam <= max(per_cell):
+            # Any recording-wide summary (the median written by export_dict, or one over a
+            # subset of cells) lies in this range; outside it, the file was edited by hand.
             warnings.warn(
-                f"parameters.lambda ({lam:g}){where} is not the median of "
-                f"calab.lambda_per_cell ({median:g}); calab uses the per-cell values, CaTune "
-                "uses parameters.lambda",
+                f"parameters.lambda ({lam:g}){where} is outside the range of "
+                f"calab.lambda_per_cell ({min(per_cell):g} to {max(per_cell):g}); calab uses "
+                "the per-cell values, CaTune uses parameters.lambda",
                 UserWarning,
                 stacklevel=4,
             )
