@@ -207,6 +207,13 @@ def test_per_cell_lambda_through_dask(tmp_path: Path, traces: np.ndarray) -> Non
     )
     with pytest.raises(ValueError, match=WRONG_LENGTH):
         calab.deconvolve_from_export(da.from_array(traces[:3]), path)
+    xr = pytest.importorskip("xarray")
+    frame_first = xr.DataArray(traces.T, dims=("frame", "unit_id"))  # cells counted by name
+    got = calab.deconvolve_from_export(frame_first, path)
+    assert got.dims == ("frame", "unit_id")
+    np.testing.assert_array_equal(got.values.T, calab.run_deconvolution(traces, FS, TR, TD, LAMS))
+    with pytest.raises(ValueError, match=WRONG_LENGTH):
+        calab.deconvolve_from_export(frame_first[:, :3], path)
 
 
 def test_wrong_number_of_cells_is_named(tmp_path: Path, traces: np.ndarray) -> None:
