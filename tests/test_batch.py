@@ -461,12 +461,11 @@ def test_a_kernel_that_underflows_is_an_error_not_nan(tmp_path, data):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_the_widget_and_deconvolve_from_export_run_the_chunk_loop(tmp_path, data):
-    """One loop for the CLI, TuneWidget.deconvolve and deconvolve_from_export: the same
-    checks and messages (issue 9 item 15: ``deconvolve(chunk_cells=0)`` said "traces is
-    empty")."""
+def test_the_widget_runs_the_chunk_loop(tmp_path, data):
+    """TuneWidget.deconvolve runs calab deconvolve's chunk loop: the same checks and results
+    (issue 9 item 15: ``deconvolve(chunk_cells=0)`` said "traces is empty")."""
     pytest.importorskip("anywidget")
-    w = calab.TuneWidget(data, 30.0, tau_rise=0.05, tau_decay=0.5, lam=0.02)
+    w = calab.TuneWidget(data, 30.0, tau_rise=0.05, tau_decay=0.5, lam=0.02, threaded=False)
     try:
         with pytest.raises(ValueError, match="chunk_cells must be an integer >= 1"):
             w.deconvolve(chunk_cells=0, progress=False)
@@ -475,9 +474,3 @@ def test_the_widget_and_deconvolve_from_export_run_the_chunk_loop(tmp_path, data
         w.close()
     want = calab.run_deconvolution_full(data, 30.0, 0.05, 0.5, 0.02)
     np.testing.assert_array_equal(res.activity, want.activity)
-    bad = data.copy()
-    bad[3, 17] = np.inf
-    with pytest.raises(ValueError, match=r"cells 3 hold NaN or Inf \(the first at frame 17\)"):
-        calab.deconvolve_from_export(bad, tmp_path / "params.json")
-    with pytest.raises(ValueError, match=r"cells 0 hold NaN or Inf \(the first at frame 17\)"):
-        calab.deconvolve_from_export(bad[3], tmp_path / "params.json")
