@@ -26,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from calab import _protocol as P
+from calab._bundle import missing_bundle_error
 from calab.deconvolution import DeconvolutionResult, run_deconvolution_full, squeeze
 from calab.filter import bandpass_filter
 from calab.tuning import LatestOnly, Params, TuningEngine, ViewRequest, ViewResult
@@ -63,10 +64,7 @@ def _bundle(name: str) -> Path | str:
     if not path.exists():
         if name.endswith(".css"):
             return ""
-        raise FileNotFoundError(
-            f"the widget bundle {path} is missing; build it with `make js` "
-            "(needs node and npm) or install a calab wheel"
-        )
+        raise missing_bundle_error(path)
     return path
 
 
