@@ -10,6 +10,7 @@ import re
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from calab.baseline import drift_baseline
 from calab.bridge import tune
 from calab.deconvolution import DeconvolutionResult, run_deconvolution, run_deconvolution_full
 from calab.filter import bandpass_filter
@@ -63,6 +64,7 @@ __all__ = [
     "build_kernel",
     "compute_lipschitz",
     "deconvolve_from_export",
+    "drift_baseline",
     "export_dict",
     "kernel_timing",
     "load_caiman",

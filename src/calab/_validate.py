@@ -42,13 +42,32 @@ def lam_value(lam: Any) -> float:
     return v
 
 
+def as_real_array(values: Any, name: str) -> np.ndarray:
+    """``np.asarray(values)``, refusing masked arrays and ragged nested lists by name."""
+    if np.ma.isMaskedArray(values):
+        raise TypeError(
+            f"{name} is a masked array; calab does not honour masks. Fill or interpolate the "
+            f"masked frames first (e.g. np.ma.filled({name}, np.nan) then interpolate), "
+            f"or pass {name}.data if the mask does not matter"
+        )
+    try:
+        return np.asarray(values)
+    except ValueError as exc:
+        if "inhomogeneous" not in str(exc) and "sequence" not in str(exc):
+            raise
+        raise ValueError(
+            f"{name} is a ragged list (rows of different lengths); pass a rectangular "
+            "(n_cells, n_frames) array, e.g. trimmed or padded to one length"
+        ) from None
+
+
 def traces_2d(traces: Any, name: str = "traces") -> tuple[np.ndarray, bool]:
     """Return (C-contiguous float32/float64 2-D array, was_1d).
 
     Accepts 1-D (n_frames,) or 2-D (n_cells, n_frames) arrays of any real numeric dtype and
     any memory layout. float32 stays float32 (no copy when contiguous); other types become float64.
     """
-    arr = np.asarray(traces)
+    arr = as_real_array(traces, name)
     if arr.dtype == object or arr.dtype.kind not in "iuf":
         raise TypeError(
             f"{name} must hold real numbers, got dtype {arr.dtype}; "
