@@ -6,7 +6,8 @@ produce a calab whose ``TuneWidget`` and ``calab tune`` fail at first use. Befor
 a wheel, an editable wheel or an sdist, this module makes sure the bundle is there: it is
 shipped in the sdist (so building from it needs no Node.js), and in a clean clone it is built
 with ``npm ci && npm run build`` in js/. When it can be neither found nor built, the build stops
-with an error that says what to install.
+with an error that says what to install. ``CALAB_NPM`` names the npm to run (default: ``npm``
+on PATH).
 
 pyproject.toml names it: ``build-backend = "build_backend"``, ``backend-path = ["js"]``. It lives
 in js/ beside the sources it builds (and ships in the sdist with them), keeping the repository's
@@ -15,11 +16,12 @@ top level as it is.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,24 +85,18 @@ def ensure_bundle() -> None:
         raise BundleError(f"`npm run build` in {JS_DIR} did not write {', '.join(still)}")
 
 
-def build_wheel(
-    wheel_directory: str,
-    config_settings: Mapping[str, Any] | None = None,
-    metadata_directory: str | None = None,
-) -> str:
-    ensure_bundle()
-    return str(maturin.build_wheel(wheel_directory, config_settings, metadata_directory))
+def _after_ensuring_bundle(hook: Callable[..., str]) -> Callable[..., str]:
+    """maturin's build hook ``hook``, run once the UI bundle is in place."""
+
+    @functools.wraps(hook)
+    def build(*args: Any, **kwargs: Any) -> str:
+        ensure_bundle()
+        return hook(*args, **kwargs)
+
+    return build
 
 
-def build_editable(
-    wheel_directory: str,
-    config_settings: Mapping[str, Any] | None = None,
-    metadata_directory: str | None = None,
-) -> str:
-    ensure_bundle()
-    return str(maturin.build_editable(wheel_directory, config_settings, metadata_directory))
-
-
-def build_sdist(sdist_directory: str, config_settings: Mapping[str, Any] | None = None) -> str:
-    ensure_bundle()
-    return str(maturin.build_sdist(sdist_directory, config_settings))
+# The hooks that pack src/calab/static/: wheels (also editable ones) and the sdist.
+build_wheel = _after_ensuring_bundle(maturin.build_wheel)
+build_editable = _after_ensuring_bundle(maturin.build_editable)
+build_sdist = _after_ensuring_bundle(maturin.build_sdist)
