@@ -108,3 +108,27 @@ def test_max_iters_is_the_sixth_positional_argument() -> None:
     )
     with pytest.raises(TypeError):
         calab.run_deconvolution(y, FS, 0.1, 2.0, 1e-4, 1, 1e-9)  # tol is keyword-only
+
+
+def test_readme_per_cell_and_drift_example_runs() -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = text.index("### Per-cell lambda and drifting baselines")
+    section = text[start : start + text[start:].index("\n### Kernel math")]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    traces, _ = calab.simulate(n_cells=50, n_frames=9000, fs=30.0)
+    namespace: dict[str, Any] = {"np": np, "calab": calab, "traces": traces}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own docs
+    assert namespace["result"].baseline.shape == (50, 9000)
+    assert namespace["result"].converged.all()
+
+
+def test_for_cells_slices_a_per_cell_lambda() -> None:
+    p = Params(FS, TR, TD, [0.1, 0.2, 0.3, 0.4])
+    assert p.for_cells(1, 3) == Params(FS, TR, TD, [0.2, 0.3])
+    q = Params(FS, TR, TD, 0.1)
+    assert q.for_cells(5, 9) is q
+    with pytest.raises(ValueError, match=r"cells 2:6 are outside the 4 cells"):
+        p.for_cells(2, 6)

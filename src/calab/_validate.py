@@ -8,6 +8,12 @@ from typing import Any
 
 import numpy as np
 
+#: Smallest tau_decay * fs (frames) accepted: below it exp(-1/(tau_decay fs)) leaves float64's
+#: normal range and the kernel cannot be normalised (rust/src/kernel.rs has the same bound).
+MIN_DECAY_FRAMES = 1.0 / 700.0
+#: Longest kernel accepted, in samples (as rust/src/kernel.rs).
+MAX_KERNEL_LEN = 50_000_000
+
 
 def positive(value: Any, name: str, hint: str) -> float:
     """Return ``value`` as a positive finite float or raise naming ``name``."""
@@ -28,6 +34,19 @@ def model_params(tau_rise: Any, tau_decay: Any, fs: Any) -> tuple[float, float, 
         raise ValueError(
             f"tau_rise ({tr} s) must be smaller than tau_decay ({td} s); "
             "swap them if they were given in the wrong order"
+        )
+    frames = td * fs_
+    if not frames >= MIN_DECAY_FRAMES:
+        raise ValueError(
+            f"tau_decay * fs = {frames:.3g} frames is below 1/700: the kernel would decay to "
+            "nothing within one frame (beyond the range of float64); check the units "
+            "(tau_decay in seconds, fs in Hz)"
+        )
+    length = -math.log(1e-6) * frames
+    if not length <= MAX_KERNEL_LEN:
+        raise ValueError(
+            f"tau_decay * fs = {frames:.3g} gives a kernel of {length:.3g} samples (at most "
+            f"{MAX_KERNEL_LEN}); check the units (tau_decay in seconds, fs in Hz)"
         )
     return tr, td, fs_
 

@@ -13,7 +13,7 @@ import math
 import numbers
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -252,6 +252,20 @@ class Params:
                 "lambda per cell (shape (n_cells,)) or a single number"
             )
         return self.lam
+
+    def for_cells(self, start: int, stop: int) -> Params:
+        """The parameters of cells ``start:stop`` of a recording (a per-cell lambda sliced).
+
+        For a chunk loop over cells, e.g. ``solve_block(traces[a:b], params.for_cells(a, b))``.
+        """
+        if isinstance(self.lam, float):
+            return self
+        if not 0 <= start < stop <= self.lam.size:
+            raise ValueError(
+                f"cells {start}:{stop} are outside the {self.lam.size} cells that lam has "
+                "values for"
+            )
+        return replace(self, lam=self.lam[start:stop])
 
     @classmethod
     def from_export(cls, params: Mapping[str, Any]) -> Params:

@@ -7,19 +7,20 @@ import datetime as _dt
 import json
 import math
 import numbers
-import os
-import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from calab._validate import lam_value, model_params
-from calab.io._common import PathLike
+from calab._validate import as_real_array, lam_value, model_params
+from calab.io._common import PathLike, is_present, require_file, write_atomic
 
 SCHEMA_VERSION = "1.2.0"
 READABLE_SCHEMAS = ("1.1.0", "1.2.0")
+ASSUMED_SCHEMA = "1.1.0"  # what a hand-written export without schema_version is read as
+_MAX_EXPORT_BYTES = 64 * 2**20  # real exports are a few kB
 
 FORMULATION = {
     "model": "Non-negative sparse deconvolution with a scalar baseline, solved exactly "
@@ -117,7 +118,9 @@ def _number(params: Mapping[str, Any], key: str, where: str) -> float:
     return v
 
 
-def params_from_export(export: Mapping[str, Any], *, source: str = "") -> dict[str, Any]:
+def params_from_export(
+    export: Mapping[str, Any], *, source: str = "", lenient: bool = False
+) -> dict[str, Any]:
     """Validate a CaTune export object and return its deconvolution parameters.
 
     Parameters
@@ -126,6 +129,10 @@ def params_from_export(export: Mapping[str, Any], *, source: str = "") -> dict[s
         A parsed export JSON (schema 1.1.0 or 1.2.0).
     source : str
         Where it came from, for error messages.
+    lenient : bool
+        Read hand-written exports as the CaLab package does: a missing
+        ``parameters.filter_enabled`` means False, and a missing ``schema_version`` is read
+        as 1.1.0 with a warning. Everything else is checked as strictly.
 
     Returns
     -------
@@ -143,6 +150,13 @@ def params_from_export(export: Mapping[str, Any], *, source: str = "") -> dict[s
             f"a CaTune export must be a JSON object{where}, got {type(export).__name__}"
         )
     version = export.get("schema_version")
+    if version is None and lenient and isinstance(export.get("parameters"), Mapping):
+        warnings.warn(
+            f"CaTune export{where} has no schema_version; reading it as {ASSUMED_SCHEMA}",
+            UserWarning,
+            stacklevel=3,
+        )
+        version = ASSUMED_SCHEMA
     if version is None:
         raise ValueError(
             f"not a CaTune export{where}: no schema_version (top-level keys: "
@@ -156,6 +170,8 @@ def params_from_export(export: Mapping[str, Any], *, source: str = "") -> dict[s
     params = export.get("parameters")
     if not isinstance(params, Mapping):
         raise ValueError(f"CaTune export{where} has no 'parameters' object")
+    if lenient and "filter_enabled" not in params:
+        params = {**params, "filter_enabled": False}
     required = ("tau_rise_s", "tau_decay_s", "lambda", "sampling_rate_hz", "filter_enabled")
     missing = [k for k in required if k not in params]
     if missing:
@@ -197,26 +213,27 @@ def write_export(path: PathLike, export: dict[str, Any], *, force: bool = False)
     """
     p = Path(path).expanduser()
     params_from_export(export)
-    if p.exists() and not force:
+    if p.is_dir():
+        raise IsADirectoryError(f"{p} is a folder; give the export a file name such as params.json")
+    if is_present(p) and not force:
         raise FileExistsError(f"{p} already exists; pass force=True (--force) to replace it")
     if not p.parent.is_dir():
         raise FileNotFoundError(f"folder does not exist: {p.parent}")
     text = json.dumps(export, indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".partial", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        if not force and p.exists():  # created meanwhile
-            raise FileExistsError(f"{p} already exists; pass force=True (--force) to replace it")
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return write_atomic(p, text, overwrite=force)
 
 
 def load_export_params(path: PathLike) -> dict[str, Any]:
     """Load deconvolution parameters from a CaTune export JSON file.
+
+    Read as leniently as the CaLab package where that is safe: a missing
+    ``parameters.filter_enabled`` means False, and a missing ``schema_version`` is read as
+    1.1.0 with a warning. Other missing or bad fields raise ValueError naming them.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The export JSON file.
 
     Returns
     -------
@@ -225,19 +242,24 @@ def load_export_params(path: PathLike) -> dict[str, Any]:
         ``{'tau_rise': 0.02, 'tau_decay': 0.4, 'lambda_': 0.01, 'fs': 30.0,
         'filter_enabled': False}``.
     """
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise FileNotFoundError(f"CaTune export not found: {p}")
+    p = require_file(path, "CaTune export")
+    with open(p, "rb") as fh:
+        raw = fh.read(_MAX_EXPORT_BYTES + 1)
+    if len(raw) > _MAX_EXPORT_BYTES:
+        raise ValueError(f"{p} is larger than 64 MiB; a CaTune export is a few kB of JSON")
     try:
-        export = json.loads(p.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+        export = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ValueError(f"{p} is not valid JSON ({exc}); expected a CaTune export") from None
-    return params_from_export(export, source=str(p))
+    return params_from_export(export, source=str(p), lenient=True)
 
 
 def deconvolve_from_export(
-    traces: Any, params_path: PathLike | Mapping[str, Any], **kwargs: Any
-) -> np.ndarray:
+    traces: Any,
+    params_path: PathLike | Mapping[str, Any],
+    return_full: bool = False,
+    **kwargs: Any,
+) -> Any:
     """Deconvolve traces with the parameters of a CaTune export.
 
     Applies :func:`calab.bandpass_filter` first when the export has ``filter_enabled``, then
@@ -248,6 +270,9 @@ def deconvolve_from_export(
     traces : array_like, shape (n_cells, n_timepoints) or (n_timepoints,)
     params_path : str, path-like or dict
         The export JSON file, or an already parsed export object.
+    return_full : bool
+        Return :func:`calab.run_deconvolution_full`'s result (activity, baseline,
+        reconvolution, iterations, converged) instead of the activity alone.
     **kwargs
         Passed to :func:`calab.run_deconvolution` (``max_iters``, ``tol``, ``n_threads``,
         ``method``, ``warm_start``).
@@ -255,15 +280,20 @@ def deconvolve_from_export(
     Returns
     -------
     activity : ndarray, same shape as ``traces``
+        Or, with ``return_full=True``, a :class:`calab.DeconvolutionResult`.
     """
-    from calab.deconvolution import run_deconvolution
+    from calab.deconvolution import run_deconvolution, run_deconvolution_full
     from calab.filter import bandpass_filter
 
+    if not isinstance(return_full, bool | np.bool_):
+        raise TypeError(f"return_full must be True or False, got {return_full!r}")
+    as_real_array(traces, "traces")  # a masked array is refused before any file is read
     if isinstance(params_path, Mapping):
-        p = params_from_export(params_path)
+        p = params_from_export(params_path, lenient=True)
     else:
         p = load_export_params(params_path)
     data = traces
     if p["filter_enabled"]:
         data = bandpass_filter(traces, p["tau_rise"], p["tau_decay"], p["fs"])
-    return run_deconvolution(data, p["fs"], p["tau_rise"], p["tau_decay"], p["lambda_"], **kwargs)
+    solve = run_deconvolution_full if return_full else run_deconvolution
+    return solve(data, p["fs"], p["tau_rise"], p["tau_decay"], p["lambda_"], **kwargs)
