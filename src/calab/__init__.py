@@ -13,6 +13,7 @@ from pathlib import Path
 from calab.baseline import drift_baseline
 from calab.bridge import tune
 from calab.deconvolution import DeconvolutionResult, run_deconvolution, run_deconvolution_full
+from calab.estimate import ParameterEstimate, estimate_parameters
 from calab.filter import bandpass_filter
 from calab.io import (
     deconvolve_from_export,
@@ -59,12 +60,14 @@ __version__ = _version()
 
 __all__ = [
     "DeconvolutionResult",
+    "ParameterEstimate",
     "__version__",
     "bandpass_filter",
     "build_kernel",
     "compute_lipschitz",
     "deconvolve_from_export",
     "drift_baseline",
+    "estimate_parameters",
     "export_dict",
     "kernel_timing",
     "load_caiman",

@@ -21,7 +21,6 @@ from calab._bundle import missing_bundle_error
 from calab.bridge.server import STATIC_DIR, BridgeServer
 from calab.bridge.session import BridgeSession
 from calab.tuning import TuningEngine
-from calab.tuning.session import start_values
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +54,8 @@ class TuneSession:
 
     def close(self) -> None:
         """Stop the server and free its port."""
-        self.session.done.set()
         self.server.stop()
+        self.session.close()
 
     def __enter__(self) -> TuneSession:
         return self
@@ -80,7 +79,14 @@ def start(
 ) -> TuneSession:
     """Start a bridge server without blocking (``tune`` = ``start`` + open + ``wait``)."""
     engine = TuningEngine(traces, fs, truth=truth)
-    params, _ = start_values(engine, tau_rise, tau_decay, lam, filter_enabled, 4)
+    session = BridgeSession(
+        engine,
+        tau_rise=tau_rise,
+        tau_decay=tau_decay,
+        lam=lam,
+        filter_enabled=filter_enabled,
+        metadata=metadata,
+    )
     if port is not None and (isinstance(port, bool) or not 0 <= int(port) <= 65535):
         raise ValueError(f"port must be 0..65535 (0 or None for a free port), got {port!r}")
     allowed_origin = None
@@ -91,14 +97,6 @@ def start(
         allowed_origin = f"{parts.scheme}://{parts.netloc}"
     elif not (STATIC_DIR / "bridge.js").is_file():
         raise missing_bundle_error(STATIC_DIR / "bridge.js")
-    session = BridgeSession(
-        engine,
-        tau_rise=params.tau_rise,
-        tau_decay=params.tau_decay,
-        lam=params.lam,
-        filter_enabled=params.filter_enabled,
-        metadata=metadata,
-    )
     secret = secrets.token_urlsafe(32)
     server = BridgeServer(session, secret, port=int(port or 0), allowed_origin=allowed_origin)
     server.start()
