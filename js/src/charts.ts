@@ -3,6 +3,7 @@
 
 import uPlot from "uplot";
 import { fmt, tickLabel } from "./format";
+import { isDecade } from "./scales";
 import { themeKey, type Theme } from "./theme";
 import { firstCrossing } from "./view";
 
@@ -137,8 +138,11 @@ export class SpectrumChart {
       height,
       legend: { show: false },
       cursor: { y: false, points: { show: false }, drag: { x: false, y: false, setScale: false } },
-      scales: { x: { time: false, distr: 3 }, y: { distr: 3 } },
-      axes: [axes(theme, "Frequency (Hz)", true)[0]!, { ...axes(theme, "", true)[1], values: (_u, s) => s.map((v) => (v == null ? "" : v.toExponential(0))) }],
+      scales: { x: { time: false, distr: 3, range: (_u, min, max) => [min, max] }, y: { distr: 3 } },
+      axes: [
+        { ...axes(theme, "Frequency (Hz)", true)[0], values: (_u, s) => s.map((v) => (isDecade(v) ? fmt(v) : "")) },
+        { ...axes(theme, "", true)[1], values: (_u, s) => s.map((v) => (isDecade(v) ? v.toExponential(0) : "")) },
+      ],
       series: [{}, { stroke: theme.series.filtered, width: 1, points: { show: false } }],
       hooks: {
         draw: [

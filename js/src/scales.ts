@@ -103,3 +103,10 @@ export function posToLam(pos: number, lamMax: number): number {
   const lo = lamMax * 1e-4;
   return lo * Math.pow(lamMax / lo, pos);
 }
+
+/** A power of ten (the labelled ticks of a log axis). */
+export function isDecade(v: number | null | undefined): v is number {
+  if (v == null || !(v > 0)) return false;
+  const e = Math.log10(v);
+  return Math.abs(e - Math.round(e)) < 1e-9;
+}

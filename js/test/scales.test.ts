@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bandRange, binTimes, dataRange, lamToPos, posToLam, roundStep, roundTicks } from "../src/scales";
+import { bandRange, binTimes, dataRange, isDecade, lamToPos, posToLam, roundStep, roundTicks } from "../src/scales";
 
 describe("roundTicks", () => {
   it("gives 1-2-5 steps inside the range", () => {
@@ -62,5 +62,12 @@ describe("lambda slider", () => {
     expect(lamToPos(1e-4, 1)).toBeCloseTo(0, 12);
     expect(lamToPos(1e-2, 1)).toBeCloseTo(0.5, 12);
     expect(posToLam(lamToPos(0.0321, 2), 2)).toBeCloseTo(0.0321, 12);
+  });
+});
+
+describe("isDecade", () => {
+  it("labels only powers of ten on log axes", () => {
+    expect([0.01, 0.1, 1, 10, 100].every(isDecade)).toBe(true);
+    expect([0.2, 3, 50, 0, -10, null].some((v) => isDecade(v))).toBe(false);
   });
 });

@@ -141,7 +141,7 @@ KERNEL_SPAN_DECAYS = 5.0
 
 
 def kernel_curve(tau_rise: float, tau_decay: float) -> np.ndarray:
-    """The continuous kernel shape ``exp(-t/tau_decay) - exp(-t/tau_rise)`` scaled to peak 1.
+    """The continuous kernel shape ``exp(-t/tau_decay) - exp(-t/tau_rise)``, largest sample 1.
 
     Sampled at ``KERNEL_POINTS`` even times over ``[0, KERNEL_SPAN_DECAYS * tau_decay]`` seconds,
     the curve whose ``t_peak_s`` and ``fwhm_s`` :func:`calab.kernel.kernel_timing` reports.
@@ -152,9 +152,7 @@ def kernel_curve(tau_rise: float, tau_decay: float) -> np.ndarray:
     """
     t = np.linspace(0.0, KERNEL_SPAN_DECAYS * tau_decay, KERNEL_POINTS)
     h = np.exp(-t / tau_decay) - np.exp(-t / tau_rise)
-    t_peak = tau_rise * tau_decay / (tau_decay - tau_rise) * np.log(tau_decay / tau_rise)
-    peak = np.exp(-t_peak / tau_decay) - np.exp(-t_peak / tau_rise)
-    return (h / peak).astype(np.float32)
+    return (h / h.max()).astype(np.float32)
 
 
 def kernel_length(tau_decay: float, fs: float) -> int:
