@@ -6,7 +6,11 @@ import re
 
 
 def rgb(css: str) -> tuple[float, float, float, float]:
-    """(r, g, b, alpha) of a computed ``rgb()``/``rgba()`` colour."""
+    """(r, g, b, alpha) of a computed ``rgb()``/``rgba()``/``color(srgb ...)`` colour."""
+    srgb = re.match(r"color\(srgb\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)(?:\s*/\s*([\d.]+))?\)", css.strip())
+    if srgb:
+        r, g, b = (255 * float(srgb.group(i)) for i in (1, 2, 3))
+        return r, g, b, float(srgb.group(4)) if srgb.group(4) is not None else 1.0
     m = re.match(r"rgba?\(([\d.]+),\s*([\d.]+),\s*([\d.]+)(?:,\s*([\d.]+))?\)", css.strip())
     if not m:
         raise ValueError(f"not a computed rgb() colour: {css!r}")
@@ -44,7 +48,7 @@ COMPUTED = """(root) => {
   const cs = (el) => getComputedStyle(el);
   const title = root.querySelector('.calab-card-title');
   const button = root.querySelector('[data-testid=pin]');
-  const box = root.querySelector('[data-testid=param-lambda-box]');
+  const box = root.querySelector('input[aria-label="sparsity λ value"]');
   const b = cs(button);
   return {
     root: { color: cs(root).color, background: cs(root).backgroundColor },

@@ -90,13 +90,6 @@ def test_widget_in_marimo(marimo_url: str, browser: Any) -> None:
         state.filter(has_text='"tau_decay": 0.7').wait_for(timeout=30_000)
         assert python_state(page)["tau_decay"] == pytest.approx(read_value(slider))
 
-        # A card's title shows that cell's spectrum.
-        first = root.locator("[data-testid=cell-card]").first
-        cell = first.get_attribute("data-cell")
-        first.locator("[data-testid=card-title]").click()
-        root.get_by_text(f"spectrum of cell {cell}").wait_for(timeout=30_000)
-        assert root.locator("[data-testid=spectrum] canvas").count() == 1
-
         # Buttons and inputs keep a visible frame despite marimo's reset of their CSS.
         c = root.evaluate(COMPUTED)
         bg = c["root"]["background"]
@@ -108,6 +101,14 @@ def test_widget_in_marimo(marimo_url: str, browser: Any) -> None:
         assert c["box"]["borderStyle"] == "solid", c
         assert float(c["box"]["borderWidth"][:-2]) >= 1, c
         assert rgb(c["root"]["background"])[3] == 1.0, c  # an opaque light fallback theme
+
+        # A card's title shows that cell's spectrum.
+        first = root.locator("[data-testid=cell-card]").first
+        cell = first.get_attribute("data-cell")
+        first.locator(".calab-card-title").click()
+        root.get_by_text(f"spectrum of cell {cell}").wait_for(timeout=30_000)
+        assert root.locator("[data-testid=spectrum] canvas").count() == 1
+
         # The cards are not squeezed; nothing scrolls sideways.
         sizes = root.evaluate(
             """el => ({card: el.querySelector('[data-testid=cell-card]').clientWidth,
