@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
+_SRGB = r"color\(srgb\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)(?:\s*/\s*([\d.]+))?\)"
+
 
 def rgb(css: str) -> tuple[float, float, float, float]:
     """(r, g, b, alpha) of a computed ``rgb()``/``rgba()``/``color(srgb ...)`` colour."""
-    srgb = re.match(r"color\(srgb\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)(?:\s*/\s*([\d.]+))?\)", css.strip())
+    srgb = re.match(_SRGB, css.strip())
     if srgb:
         r, g, b = (255 * float(srgb.group(i)) for i in (1, 2, 3))
         return r, g, b, float(srgb.group(4)) if srgb.group(4) is not None else 1.0
