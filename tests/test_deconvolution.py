@@ -405,3 +405,73 @@ def test_recovers_isolated_spike_amplitudes_noise_free() -> None:
     res = calab.run_deconvolution_full(y, fs, tr, td, 1e-6)
     np.testing.assert_allclose(res.activity, s, rtol=0, atol=1e-4)
     assert res.baseline == pytest.approx(2.0, abs=1e-5)
+
+
+def _drifting(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """GCaMP6f-like traces (baseline 1, noise sd 0.2) plus a known slow drift and bleaching."""
+    fs = 30.0
+    y, spikes = calab.simulate(6, 9000, fs, 0.05, 0.5, snr=5.0, seed=seed)
+    t = np.arange(9000) / fs
+    drift = 0.8 * np.sin(2 * np.pi * t / 200.0 + np.arange(6)[:, None]) + 0.5 * np.exp(-t / 100)
+    return y + drift, spikes, 1.0 + drift
+
+
+def test_drift_baseline_follows_a_known_drift() -> None:
+    from calab.baseline import drift_baseline
+
+    y, spikes, true_base = _drifting(3)
+    tr, td, fs, lam = 0.05, 0.5, 30.0, 0.05
+    res = calab.run_deconvolution_full(y, fs, tr, td, lam, baseline="drift")
+    const = calab.run_deconvolution_full(y, fs, tr, td, lam)
+    assert res.baseline.shape == y.shape and np.all(res.converged)
+    # The baseline follows the truth to within the noise sd (0.2) on average.
+    assert np.abs(res.baseline - true_base).mean() < 0.2
+    h = kernel(tr, td, fs)
+    for i in range(y.shape[0]):
+        np.testing.assert_allclose(res.reconvolution[i], conv(res.activity[i], h) + res.baseline[i])
+    # Independent optimality check: the constant-baseline model holds on y minus the drift.
+    drift = drift_baseline(y, fs, None)
+    b = res.baseline - drift
+    np.testing.assert_allclose(b, b[:, :1] * np.ones_like(b), atol=1e-12)
+    for i in range(y.shape[0]):
+        assert_kkt(y[i] - drift[i], res.activity[i], float(b[i, 0]), h, lam)
+
+    # And it recovers the spikes better than a constant baseline can under drift.
+    def score(act: np.ndarray) -> float:
+        return float(np.median([
+            best_lag_corr(gaussian_smooth(act[i], 1.0), gaussian_smooth(spikes[i], 1.0), 3)[0]
+            for i in range(y.shape[0])
+        ]))  # fmt: skip
+
+    assert score(res.activity) > score(const.activity) + 0.05
+    assert abs(res.activity.sum() / spikes.sum() - 1) < abs(const.activity.sum() / spikes.sum() - 1)
+
+
+def test_drift_window_and_1d_and_activity_only() -> None:
+    y, _, _ = _drifting(4)
+    full = calab.run_deconvolution_full(y, 30.0, 0.05, 0.5, 0.05, baseline="drift")
+    act = calab.run_deconvolution(y, 30.0, 0.05, 0.5, 0.05, baseline="drift")
+    np.testing.assert_array_equal(act, full.activity)
+    one = calab.run_deconvolution_full(y[2], 30.0, 0.05, 0.5, 0.05, baseline="drift")
+    assert one.baseline.shape == (9000,) and isinstance(one.converged, bool)
+    # The drift estimate of one cell alone may differ from the batch's in the last bits (BLAS).
+    np.testing.assert_allclose(one.activity, full.activity[2], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(one.baseline, full.baseline[2], rtol=1e-12)
+    short = calab.run_deconvolution_full(
+        y, 30.0, 0.05, 0.5, 0.05, baseline="drift", baseline_window_s=5.0
+    )
+    assert not np.array_equal(short.baseline, full.baseline)
+
+
+def test_constant_baseline_mode_is_the_default_model() -> None:
+    y, _, _ = _drifting(5)
+    default = calab.run_deconvolution_full(y, 30.0, 0.05, 0.5, 0.05)
+    const = calab.run_deconvolution_full(
+        y, 30.0, 0.05, 0.5, 0.05, baseline="constant", baseline_window_s=30.0
+    )
+    for a, b in zip(default, const, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert default.baseline.shape == (6,)
+    h = kernel(0.05, 0.5, 30.0)
+    for i in range(6):
+        assert_kkt(y[i], default.activity[i], float(default.baseline[i]), h, 0.05)

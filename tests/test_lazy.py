@@ -72,6 +72,24 @@ def test_bad_parameters_fail_before_computing(data) -> None:
         calab.run_deconvolution(arr, **PARAMS, warm_start=data[1].activity)
 
 
+def test_per_cell_lambda_is_chunked_with_the_cells(data) -> None:
+    traces, _ = data
+    lam = np.linspace(0.0, 0.2, traces.shape[0])
+    args = dict(fs=30.0, tau_r=0.05, tau_d=0.5, lam=lam)
+    ref = calab.run_deconvolution_full(traces, **args)
+    # Uneven chunks: each chunk must get the lambdas of its own cells.
+    arr = da.from_array(traces, chunks=((5, 7, 12), (1500,)))
+    res = da.compute(*calab.run_deconvolution_full(arr, **args))
+    for got, want in zip(res, ref, strict=True):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(calab.run_deconvolution(arr, **args).compute(), ref.activity)
+    xarr = xr.DataArray(traces.T, dims=("frame", "unit_id")).chunk({"unit_id": 5})
+    out = calab.run_deconvolution(xarr, **args)
+    np.testing.assert_array_equal(out.transpose("unit_id", "frame").values, ref.activity)
+    with pytest.raises(ValueError, match=r"^lam has 3 values but the traces have 24 cells"):
+        calab.run_deconvolution(arr, fs=30.0, tau_r=0.05, tau_d=0.5, lam=[0.1, 0.2, 0.3])
+
+
 @pytest.mark.slow
 def test_local_cluster_deconvolves_zarr_store(tmp_path, data) -> None:
     distributed = pytest.importorskip("distributed")
@@ -180,3 +198,20 @@ def test_cli_streams_caiman_hdf5_to_hdf5(tmp_path: Any) -> None:
     ref = calab.run_deconvolution(traces[accepted], 30.0, 0.05, 0.5, 0.02)
     with h5py.File(tmp_path / "act.h5", "r") as f:
         np.testing.assert_array_equal(f["activity"][:], ref)
+
+
+def test_drift_baseline_through_dask_and_xarray(data) -> None:
+    traces, _ = data
+    args = dict(PARAMS, baseline="drift", baseline_window_s=10.0)
+    ref = calab.run_deconvolution_full(traces, **args)
+    assert ref.baseline.shape == traces.shape
+    # The drift estimate of a cell may differ in the last bits with the chunk it is in (BLAS).
+    res = da.compute(*calab.run_deconvolution_full(da.from_array(traces, chunks=(7, -1)), **args))
+    for got, want in zip(res, ref, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    xarr = xr.DataArray(traces.T, dims=("frame", "unit_id"))
+    full = calab.run_deconvolution_full(xarr, **args)
+    assert full.baseline.dims == ("frame", "unit_id")
+    np.testing.assert_allclose(
+        full.baseline.transpose("unit_id", "frame").values, ref.baseline, rtol=1e-12
+    )

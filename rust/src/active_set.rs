@@ -19,9 +19,10 @@ use crate::banded;
 use crate::kernel::Model;
 use crate::workspace::{Outcome, Workspace};
 
+/// Solves one trace (already scaled, see `solve.rs`) at penalty `lam`, from the support of
+/// `init` (a warm start) or from s = 0. `Ok` when the KKT conditions hold; `Err` with a
+/// feasible iterate in `s_out` after `max_iters` pivots.
 #[allow(clippy::too_many_arguments)]
-/// `Ok` when the KKT conditions hold; `Err` (a feasible iterate) after `max_iters`, or when
-/// pivoting stalls and `monotone` is false.
 pub fn solve(
     m: &Model,
     y: &[f64],
@@ -29,7 +30,6 @@ pub fn solve(
     max_iters: usize,
     tol: f64,
     init: Option<&[f64]>,
-    monotone: bool,
     s_out: &mut [f64],
     ws: &mut Workspace,
 ) -> Result<Outcome, Outcome> {
@@ -43,150 +43,276 @@ pub fn solve(
         });
     }
     let nm = n - 1;
-    let (g1, g2) = m.ar2();
-    let alpha = m.alpha();
-    let inv_alpha = 1.0 / alpha;
-    let mu = lam * m.g_dc;
-    let Workspace {
-        dz,
-        d1,
-        free,
-        free2,
-        gidx,
-        gidx2,
-        l1,
-        l2,
-        dd,
-        uz,
-        u1,
-        nu,
-        tv,
-        sv,
-        be,
-        bc1,
-        bc2,
-        ..
-    } = ws;
-    let (dz, d1) = (&mut dz[..nm], &mut d1[..nm]);
-    let (nu, tv, sv) = (&mut nu[..nm], &mut tv[..nm], &mut sv[..nm]);
-
-    // z0[k] = y[k+1] - mu w[k], w = D^T 1 / alpha; keep only D z0, D 1 and sum(z0).
-    let w_mid = (1.0 - g1 - g2) / alpha;
-    let wk = |k: usize| {
-        if k + 1 == nm {
-            1.0 / alpha
-        } else if k + 2 == nm {
-            (1.0 - g1) / alpha
-        } else {
-            w_mid
-        }
-    };
-    let mut sum_z = 0.0;
-    let (mut zm1, mut zm2) = (0.0, 0.0);
-    for k in 0..nm {
-        let z = y[k + 1] - mu * wk(k);
-        sum_z += z;
-        dz[k] = z - g1 * zm1 - g2 * zm2;
-        d1[k] = match k {
-            0 => 1.0,
-            1 => 1.0 - g1,
-            _ => 1.0 - g1 - g2,
-        };
-        zm2 = zm1;
-        zm1 = z;
-    }
-    let sum_y: f64 = y.iter().sum();
-    let mean_y = sum_y / n as f64;
-    let spread = y.iter().fold(0.0f64, |a, v| a.max((v - mean_y).abs()));
-    let scale = spread + 1e-6 * mean_y.abs() + f64::MIN_POSITIVE;
-    let tol_s = tol * scale;
-    let tol_g = tol * scale * m.g_dc.max(1.0);
-
-    let mut ninf = nm + 1;
-    let mut backup = BACKUP;
-    let mut mode = Mode::Pivot;
+    let mut b = Buffers::new(ws, nm);
+    let p = Problem::new(m, y, lam, tol, b.dz, b.d1);
     let mut iterations = 0;
+    let mut ninf = nm + 1;
     match init {
-        Some(s0) => (0..nm).for_each(|k| free[k] = s0[k] > 0.0),
+        Some(s0) => (0..nm).for_each(|k| b.free[k] = s0[k] > 0.0),
         None => {
-            // Cold start: s = 0 makes the first pivot cheap. There b = mean(y) and the gradient
-            // is g = mu - alpha D^{-T} (y[1..] - b), one backward recursion.
             iterations = 1;
-            let (mut x1, mut x2) = (0.0, 0.0);
-            let mut n_bad = 0;
-            for k in (0..nm).rev() {
-                let x = (y[k + 1] - mean_y) + g1 * x1 + g2 * x2;
-                x2 = x1;
-                x1 = x;
-                let bad = mu - alpha * x < -tol_g;
-                free[k] = bad;
-                n_bad += bad as usize;
-            }
-            if n_bad == 0 {
+            let n_bad = p.cold_start(y, b.free);
+            if n_bad == 0 || iterations >= max_iters {
                 s_out.iter_mut().for_each(|v| *v = 0.0);
-                return Ok(Outcome {
-                    baseline: mean_y,
-                    iterations,
-                    converged: true,
-                });
+                return finish(s_out, nm, p.mean_y, iterations, n_bad == 0);
             }
             ninf = n_bad;
-            if iterations >= max_iters {
-                s_out.iter_mut().for_each(|v| *v = 0.0);
-                return finish(s_out, nm, mean_y, iterations, false);
+        }
+    }
+    let mut kk = zero_set(b.free, nm, b.gidx);
+    let mut backup = BACKUP;
+    let mut mode = Mode::Pivot;
+    loop {
+        iterations += 1;
+        let baseline = b.solve_face(&p, kk);
+        let (n_bad, kk_next) = b.check_kkt(&p, baseline);
+        match &mut mode {
+            Mode::Pivot => {
+                if n_bad == 0 || iterations >= max_iters {
+                    b.feasible_into(s_out);
+                    return finish(s_out, nm, baseline, iterations, n_bad == 0);
+                }
+                if n_bad < ninf {
+                    ninf = n_bad;
+                    backup = BACKUP;
+                } else if backup >= 1 {
+                    backup -= 1;
+                } else {
+                    // Pivoting oscillates (ill-conditioned: slow kernel, model mismatch):
+                    // continue monotonically from the iterate made feasible.
+                    mode = Mode::Monotone { single: false };
+                    b.feasible_into(s_out);
+                    (0..nm).for_each(|k| b.free[k] = s_out[k] > 0.0);
+                    kk = zero_set(b.free, nm, b.gidx);
+                    if iterations >= max_iters {
+                        return finish(s_out, nm, baseline, iterations, false);
+                    }
+                    continue;
+                }
+                // Full exchange: every violating frame changes sides.
+                std::mem::swap(&mut b.free, &mut b.free2);
+                std::mem::swap(&mut b.gidx, &mut b.gidx2);
+                kk = kk_next;
+            }
+            Mode::Monotone { single } => {
+                if b.monotone_step(&p, baseline, s_out, single) {
+                    return finish(s_out, nm, baseline, iterations, true);
+                }
+                if iterations >= max_iters {
+                    s_out[..nm].iter_mut().for_each(|v| *v = v.max(0.0));
+                    return finish(s_out, nm, baseline, iterations, false);
+                }
+                kk = zero_set(b.free, nm, b.gidx);
             }
         }
     }
-    let mut kk = zero_set(free, nm, gidx);
+}
 
-    loop {
-        iterations += 1;
-        // Solve (D_G D_G^T) [nu_z, nu_1] = [D z, D 1] on G (two chains, see banded.rs).
-        for p in 0..kk {
-            uz[p] = dz[gidx[p]];
-            u1[p] = d1[gidx[p]];
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Block principal pivoting (fast, not monotone).
+    Pivot,
+    /// Monotone active set; `single` after a zero-length step (add one frame, as Lawson-Hanson).
+    Monotone { single: bool },
+}
+
+/// Full-exchange pivots allowed without fewer violations before switching to the monotone
+/// phase (Kim & Park use 3; real recordings need more patience).
+const BACKUP: usize = 10;
+
+/// The scalars of one problem: the AR(2) form, the sums the baseline needs, the tolerances.
+struct Problem {
+    n: usize,
+    nm: usize,
+    g1: f64,
+    g2: f64,
+    alpha: f64,
+    inv_alpha: f64,
+    /// lam * G_dc.
+    mu: f64,
+    sum_y: f64,
+    /// sum(z0) with z0[k] = y[k+1] - mu w[k].
+    sum_z: f64,
+    mean_y: f64,
+    /// Feasibility tolerances for s (free frames) and the gradient (zero frames).
+    tol_s: f64,
+    tol_g: f64,
+}
+
+impl Problem {
+    /// Fills `dz` = D z0 and `d1` = D 1, where z0[k] = y[k+1] - mu w[k] and w = D^T 1 / alpha,
+    /// and computes the scalars.
+    fn new(m: &Model, y: &[f64], lam: f64, tol: f64, dz: &mut [f64], d1: &mut [f64]) -> Problem {
+        let n = y.len();
+        let nm = n - 1;
+        let (g1, g2) = m.ar2();
+        let alpha = m.alpha();
+        let mu = lam * m.g_dc;
+        let w_mid = (1.0 - g1 - g2) / alpha;
+        let wk = |k: usize| {
+            if k + 1 == nm {
+                1.0 / alpha
+            } else if k + 2 == nm {
+                (1.0 - g1) / alpha
+            } else {
+                w_mid
+            }
+        };
+        let mut sum_z = 0.0;
+        let (mut zm1, mut zm2) = (0.0, 0.0);
+        for k in 0..nm {
+            let z = y[k + 1] - mu * wk(k);
+            sum_z += z;
+            dz[k] = z - g1 * zm1 - g2 * zm2;
+            d1[k] = match k {
+                0 => 1.0,
+                1 => 1.0 - g1,
+                _ => 1.0 - g1 - g2,
+            };
+            zm2 = zm1;
+            zm1 = z;
         }
-        banded::fill_band(gidx, kk, g1, g2, be, bc1, bc2);
+        let sum_y: f64 = y.iter().sum();
+        let mean_y = sum_y / n as f64;
+        let spread = y.iter().fold(0.0f64, |a, v| a.max((v - mean_y).abs()));
+        let scale = spread + 1e-6 * mean_y.abs() + f64::MIN_POSITIVE;
+        Problem {
+            n,
+            nm,
+            g1,
+            g2,
+            alpha,
+            inv_alpha: 1.0 / alpha,
+            mu,
+            sum_y,
+            sum_z,
+            mean_y,
+            tol_s: tol * scale,
+            tol_g: tol * scale * m.g_dc.max(1.0),
+        }
+    }
+
+    /// Cold start from s = 0, where b = mean(y) and the gradient is
+    /// g = mu - alpha D^{-T} (y[1..] - b): one backward recursion. Marks the frames whose
+    /// gradient is negative as free; returns how many there are (0: s = 0 is optimal).
+    fn cold_start(&self, y: &[f64], free: &mut [bool]) -> usize {
+        let (g1, g2) = (self.g1, self.g2);
+        let (mut x1, mut x2) = (0.0, 0.0);
+        let mut n_bad = 0;
+        for k in (0..self.nm).rev() {
+            let x = (y[k + 1] - self.mean_y) + g1 * x1 + g2 * x2;
+            x2 = x1;
+            x1 = x;
+            let bad = self.mu - self.alpha * x < -self.tol_g;
+            free[k] = bad;
+            n_bad += bad as usize;
+        }
+        n_bad
+    }
+}
+
+/// The active-set buffers of a workspace, borrowed for one solve (length n - 1 each).
+struct Buffers<'a> {
+    dz: &'a mut [f64],
+    d1: &'a mut [f64],
+    /// Free (s > 0) frames, and the next free set if every violator flips.
+    free: &'a mut [bool],
+    free2: &'a mut [bool],
+    /// Zero-set frames (first `kk` entries), and the next zero set.
+    gidx: &'a mut [usize],
+    gidx2: &'a mut [usize],
+    l1: &'a mut [f64],
+    l2: &'a mut [f64],
+    dd: &'a mut [f64],
+    uz: &'a mut [f64],
+    u1: &'a mut [f64],
+    /// Multipliers on the zero set: the z part and the part multiplying b.
+    nu: &'a mut [f64],
+    tv: &'a mut [f64],
+    /// The face minimiser s.
+    sv: &'a mut [f64],
+    be: &'a mut [f64],
+    bc1: &'a mut [f64],
+    bc2: &'a mut [f64],
+}
+
+impl<'a> Buffers<'a> {
+    fn new(ws: &'a mut Workspace, nm: usize) -> Buffers<'a> {
+        Buffers {
+            dz: &mut ws.dz[..nm],
+            d1: &mut ws.d1[..nm],
+            free: &mut ws.free,
+            free2: &mut ws.free2,
+            gidx: &mut ws.gidx,
+            gidx2: &mut ws.gidx2,
+            l1: &mut ws.l1,
+            l2: &mut ws.l2,
+            dd: &mut ws.dd,
+            uz: &mut ws.uz,
+            u1: &mut ws.u1,
+            nu: &mut ws.nu[..nm],
+            tv: &mut ws.tv[..nm],
+            sv: &mut ws.sv[..nm],
+            be: &mut ws.be,
+            bc1: &mut ws.bc1,
+            bc2: &mut ws.bc2,
+        }
+    }
+
+    /// The minimiser on the face whose zero set is `gidx[..kk]`: solves
+    /// (D_G D_G^T) [nu_z, nu_1] = [D z, D 1] on G (two chains, see banded.rs), scatters the
+    /// solution to full length (zero on the free frames) and returns the optimal baseline.
+    fn solve_face(&mut self, p: &Problem, kk: usize) -> f64 {
+        let nm = p.nm;
+        for q in 0..kk {
+            self.uz[q] = self.dz[self.gidx[q]];
+            self.u1[q] = self.d1[self.gidx[q]];
+        }
+        banded::fill_band(self.gidx, kk, p.g1, p.g2, self.be, self.bc1, self.bc2);
         banded::solve_twisted(
             &banded::Band {
-                e: be,
-                c1: bc1,
-                c2: bc2,
+                e: self.be,
+                c1: self.bc1,
+                c2: self.bc2,
             },
             kk,
             &mut banded::Buffers {
-                l1,
-                l2,
-                dd,
-                xa: uz,
-                xb: u1,
+                l1: self.l1,
+                l2: self.l2,
+                dd: self.dd,
+                xa: self.uz,
+                xb: self.u1,
             },
         );
-        // Scatter to full length (nu: the z part, tv: the part multiplying b; zero on the free
-        // frames), with the sums the baseline needs.
         let (mut cz, mut c1) = (0.0, 0.0);
         let mut lo = 0;
-        for p in 0..kk {
-            let gp = gidx[p];
-            for k in lo..gp {
-                nu[k] = 0.0;
-                tv[k] = 0.0;
+        for q in 0..kk {
+            let gq = self.gidx[q];
+            for k in lo..gq {
+                self.nu[k] = 0.0;
+                self.tv[k] = 0.0;
             }
-            let (xz, x1) = (uz[p], u1[p]);
-            cz += xz * d1[gp];
-            c1 += x1 * d1[gp];
-            nu[gp] = xz;
-            tv[gp] = x1;
-            lo = gp + 1;
+            let (xz, x1) = (self.uz[q], self.u1[q]);
+            cz += xz * self.d1[gq];
+            c1 += x1 * self.d1[gq];
+            self.nu[gq] = xz;
+            self.tv[gq] = x1;
+            lo = gq + 1;
         }
         for k in lo..nm {
-            nu[k] = 0.0;
-            tv[k] = 0.0;
+            self.nu[k] = 0.0;
+            self.tv[k] = 0.0;
         }
-        // Baseline: n b = sum(y) - sum(c(b)), with sum(c) = sum(z) - sum_G nu_j (D 1)_j.
-        let baseline = (sum_y - (sum_z - cz)) / (n as f64 - (nm as f64 - c1));
-        // One forward pass: nu = nu_z - b nu_1, s = (D z - b D 1 - D D^T nu) / alpha, the KKT
-        // check, and (speculatively) the next free set and zero list if every violator flips.
+        // n b = sum(y) - sum(c(b)), with sum(c) = sum(z) - sum_G nu_j (D 1)_j.
+        (p.sum_y - (p.sum_z - cz)) / (p.n as f64 - (nm as f64 - c1))
+    }
+
+    /// One forward pass: nu = nu_z - b nu_1, s = (D z - b D 1 - D D^T nu) / alpha into `sv`,
+    /// the KKT check, and (speculatively) the next free set and zero list if every violator
+    /// flips. Returns (number of violations, size of the next zero set).
+    fn check_kkt(&mut self, p: &Problem, baseline: f64) -> (usize, usize) {
+        let (nm, g1, g2) = (p.nm, p.g1, p.g2);
+        let (nu, tv) = (&*self.nu, &*self.tv);
         let nu_at = |k: usize| {
             if k < nm {
                 nu[k] - baseline * tv[k]
@@ -204,67 +330,53 @@ pub fn solve(
             let dtk = tvk - g1 * t1 - g2 * t2;
             t2 = t1;
             t1 = tvk;
-            let s = (dz[k] - baseline * d1[k] - dtk) * inv_alpha;
-            sv[k] = s;
-            let fk = free[k];
-            let bad = if fk { s < -tol_s } else { -alpha * a0 < -tol_g };
+            let s = (self.dz[k] - baseline * self.d1[k] - dtk) * p.inv_alpha;
+            self.sv[k] = s;
+            let fk = self.free[k];
+            let bad = if fk {
+                s < -p.tol_s
+            } else {
+                -p.alpha * a0 < -p.tol_g
+            };
             n_bad += bad as usize;
             let f = fk ^ bad;
-            free2[k] = f;
-            gidx2[kk2] = k;
+            self.free2[k] = f;
+            self.gidx2[kk2] = k;
             kk2 += !f as usize;
             a0 = a1;
             a1 = a2;
         }
-        if mode == Mode::Pivot {
-            if n_bad == 0 || iterations >= max_iters {
-                for k in 0..nm {
-                    s_out[k] = if free[k] { sv[k].max(0.0) } else { 0.0 };
-                }
-                return finish(s_out, nm, baseline, iterations, n_bad == 0);
-            }
-            if n_bad < ninf {
-                ninf = n_bad;
-                backup = BACKUP;
-            } else if backup >= 1 {
-                backup -= 1;
+        (n_bad, kk2)
+    }
+
+    /// `s_out` = the face minimiser clipped to the free frames and to s >= 0.
+    fn feasible_into(&self, s_out: &mut [f64]) {
+        for (k, o) in s_out[..self.sv.len()].iter_mut().enumerate() {
+            *o = if self.free[k] {
+                self.sv[k].max(0.0)
             } else {
-                // Pivoting oscillates (ill-conditioned: slow kernel, model mismatch). Either
-                // stop here (the caller continues from a larger lambda) or continue
-                // monotonically from the iterate made feasible.
-                if !monotone {
-                    for k in 0..nm {
-                        s_out[k] = if free[k] { sv[k].max(0.0) } else { 0.0 };
-                    }
-                    return finish(s_out, nm, baseline, iterations, false);
-                }
-                mode = Mode::Monotone { single: false };
-                for k in 0..nm {
-                    let v = if free[k] { sv[k].max(0.0) } else { 0.0 };
-                    s_out[k] = v;
-                    free[k] = v > 0.0;
-                }
-                kk = zero_set(free, nm, gidx);
-                if iterations >= max_iters {
-                    return finish(s_out, nm, baseline, iterations, false);
-                }
-                continue;
-            }
-            std::mem::swap(free, free2);
-            std::mem::swap(gidx, gidx2);
-            kk = kk2;
-            continue;
+                0.0
+            };
         }
-        // Monotone phase (Lawson-Hanson with block additions): s_out[..nm] holds a feasible
-        // iterate on the face `free`; sv is the minimiser on that face. The objective never
-        // increases, so this phase cannot cycle.
-        let Mode::Monotone { single } = &mut mode else {
-            unreachable!()
-        };
+    }
+
+    /// One Lawson-Hanson step with block additions: `s_out` holds a feasible iterate on the
+    /// face `free`, `sv` the minimiser on that face. The objective never increases, so the
+    /// phase cannot cycle. Returns true when the KKT conditions hold (`s_out` is the answer).
+    // Indexing reads best here: each loop walks four arrays in step.
+    #[allow(clippy::needless_range_loop)]
+    fn monotone_step(
+        &mut self,
+        p: &Problem,
+        baseline: f64,
+        s_out: &mut [f64],
+        single: &mut bool,
+    ) -> bool {
+        let nm = p.nm;
         let mut t = f64::INFINITY;
         for k in 0..nm {
-            if free[k] && sv[k] < 0.0 {
-                t = t.min(s_out[k] / (s_out[k] - sv[k]));
+            if self.free[k] && self.sv[k] < 0.0 {
+                t = t.min(s_out[k] / (s_out[k] - self.sv[k]));
             }
         }
         if t.is_finite() {
@@ -273,66 +385,51 @@ pub fn solve(
                 *single = true;
             }
             for k in 0..nm {
-                if free[k] {
-                    let v = s_out[k] + t * (sv[k] - s_out[k]);
-                    let hits = sv[k] < 0.0 && s_out[k] <= t * (s_out[k] - sv[k]);
+                if self.free[k] {
+                    let v = s_out[k] + t * (self.sv[k] - s_out[k]);
+                    let hits = self.sv[k] < 0.0 && s_out[k] <= t * (s_out[k] - self.sv[k]);
                     if hits || v <= 0.0 {
-                        free[k] = false;
+                        self.free[k] = false;
                         s_out[k] = 0.0;
                     } else {
                         s_out[k] = v;
                     }
                 }
             }
+            return false;
+        }
+        for k in 0..nm {
+            s_out[k] = if self.free[k] { self.sv[k] } else { 0.0 };
+        }
+        // Face minimiser is feasible: add the frames whose gradient is negative.
+        let grad = |k: usize| -p.alpha * (self.nu[k] - baseline * self.tv[k]);
+        let mut worst = (0.0, usize::MAX);
+        let mut n_add = 0;
+        for k in 0..nm {
+            let g = grad(k);
+            if !self.free[k] && g < -p.tol_g {
+                n_add += 1;
+                if g < worst.0 {
+                    worst = (g, k);
+                }
+            }
+        }
+        if n_add == 0 {
+            return true;
+        }
+        if *single {
+            self.free[worst.1] = true;
+            *single = false;
         } else {
             for k in 0..nm {
-                s_out[k] = if free[k] { sv[k] } else { 0.0 };
-            }
-            // Face minimiser is feasible: add the frames whose gradient is negative.
-            let mut worst = (0.0, usize::MAX);
-            let mut n_add = 0;
-            for k in 0..nm {
-                let g = -alpha * (nu[k] - baseline * tv[k]);
-                if !free[k] && g < -tol_g {
-                    n_add += 1;
-                    if g < worst.0 {
-                        worst = (g, k);
-                    }
-                }
-            }
-            if n_add == 0 {
-                return finish(s_out, nm, baseline, iterations, true);
-            }
-            if *single {
-                free[worst.1] = true;
-                *single = false;
-            } else {
-                for k in 0..nm {
-                    if !free[k] && -alpha * (nu[k] - baseline * tv[k]) < -tol_g {
-                        free[k] = true;
-                    }
+                if !self.free[k] && grad(k) < -p.tol_g {
+                    self.free[k] = true;
                 }
             }
         }
-        if iterations >= max_iters {
-            s_out[..nm].iter_mut().for_each(|v| *v = v.max(0.0));
-            return finish(s_out, nm, baseline, iterations, false);
-        }
-        kk = zero_set(free, nm, gidx);
+        false
     }
 }
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// Block principal pivoting (fast, not monotone).
-    Pivot,
-    /// Monotone active set; `single` after a zero-length step (add one frame, as Lawson-Hanson).
-    Monotone { single: bool },
-}
-
-/// Full-exchange pivots allowed without fewer violations before switching to the monotone
-/// phase (Kim & Park use 3; real recordings need more patience).
-const BACKUP: usize = 10;
 
 fn finish(
     s_out: &mut [f64],

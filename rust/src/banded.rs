@@ -276,6 +276,7 @@ pub fn solve_twisted(band: &Band, kk: usize, b: &mut Buffers) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::Lcg;
 
     fn dense_check(gidx: &[usize], g1: f64, g2: f64, xa: &[f64], ra: &[f64]) {
         // Rebuild D_G D_G^T densely and check the residual.
@@ -306,13 +307,8 @@ mod tests {
     fn twisted_matches_single_and_dense() {
         let (d, r) = ((-1.0f64 / 15.0).exp(), (-1.0f64 / 1.5).exp());
         let (g1, g2) = (d + r, -d * r);
-        let mut x = 5u64;
-        let mut rnd = || {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = Lcg::new(5);
+        let mut rnd = || rng.uniform();
         for trial in 0..40 {
             let n = 10 + trial * 7;
             let density = [0.95, 0.7, 0.5, 0.3][trial % 4];
@@ -371,75 +367,5 @@ mod tests {
                 assert!((xb[i] - yb[i]).abs() < 1e-9 * (1.0 + xb[i].abs()));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod timing {
-    use super::*;
-
-    /// `cargo test --release -- --ignored --nocapture banded_timing`: single vs twisted chains.
-    #[test]
-    #[ignore]
-    fn banded_timing() {
-        let (d, r) = ((-1.0f64 / 15.0).exp(), (-1.0f64 / 1.5).exp());
-        let (g1, g2) = (d + r, -d * r);
-        let mut x = 5u64;
-        let mut rnd = || {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 11) as f64 / (1u64 << 53) as f64
-        };
-        let gidx: Vec<usize> = (0..9000).filter(|_| rnd() < 0.88).collect();
-        let kk = gidx.len();
-        let (mut e, mut c1, mut c2) = (vec![0.0; kk], vec![0.0; kk], vec![0.0; kk]);
-        fill_band(&gidx, kk, g1, g2, &mut e, &mut c1, &mut c2);
-        let band = Band {
-            e: &e,
-            c1: &c1,
-            c2: &c2,
-        };
-        let ra: Vec<f64> = (0..kk).map(|_| rnd()).collect();
-        let (mut l1, mut l2, mut dd) = (vec![0.0; kk], vec![0.0; kk], vec![0.0; kk]);
-        let (mut xa, mut xb) = (ra.clone(), ra.clone());
-        let (mut best_s, mut best_t) = (f64::MAX, f64::MAX);
-        for _ in 0..300 {
-            xa.copy_from_slice(&ra);
-            xb.copy_from_slice(&ra);
-            let t = std::time::Instant::now();
-            solve_single(
-                &band,
-                kk,
-                &mut Buffers {
-                    l1: &mut l1,
-                    l2: &mut l2,
-                    dd: &mut dd,
-                    xa: &mut xa,
-                    xb: &mut xb,
-                },
-            );
-            best_s = best_s.min(t.elapsed().as_secs_f64());
-            xa.copy_from_slice(&ra);
-            xb.copy_from_slice(&ra);
-            let t = std::time::Instant::now();
-            solve_twisted(
-                &band,
-                kk,
-                &mut Buffers {
-                    l1: &mut l1,
-                    l2: &mut l2,
-                    dd: &mut dd,
-                    xa: &mut xa,
-                    xb: &mut xb,
-                },
-            );
-            best_t = best_t.min(t.elapsed().as_secs_f64());
-        }
-        eprintln!(
-            "banded {kk} rows: single {:.1} us, twisted {:.1} us",
-            best_s * 1e6,
-            best_t * 1e6
-        );
     }
 }

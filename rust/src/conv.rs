@@ -67,6 +67,7 @@ pub fn adjoint(m: &Model, u: &[f64], out: &mut [f64], work: &mut [f64]) {
 mod tests {
     use super::*;
     use crate::kernel::build_kernel;
+    use crate::test_util::Lcg;
 
     fn direct(h: &[f64], s: &[f64]) -> Vec<f64> {
         (0..s.len())
@@ -75,15 +76,8 @@ mod tests {
     }
 
     fn pseudo_random(n: usize) -> Vec<f64> {
-        let mut x = 12345u64;
-        (0..n)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((x >> 11) as f64 / (1u64 << 53) as f64) - 0.3
-            })
-            .collect()
+        let mut rng = Lcg::new(12345);
+        (0..n).map(|_| rng.uniform() - 0.3).collect()
     }
 
     #[test]

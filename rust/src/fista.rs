@@ -1,5 +1,7 @@
-//! Reference FISTA on the truncated-kernel objective (CONTRACTS.md): step 1/L, non-negative
-//! soft threshold, adaptive (gradient) restart, baseline re-estimated as mean(y - K s).
+//! Reference FISTA on the truncated-kernel objective 1/2 ||y - K s - b||^2 + lambda G_dc sum(s),
+//! s >= 0: step 1/L with L = G_dc^2 (the Lipschitz constant of the smooth part for a
+//! non-negative kernel), non-negative soft threshold, adaptive (gradient) restart
+//! (O'Donoghue & Candes), baseline re-estimated as mean(y - K s) at every iterate.
 
 use crate::conv;
 use crate::kernel::Model;

@@ -1,4 +1,11 @@
-//! The CaTune calcium kernel and its AR(2) form (see CONTRACTS.md).
+//! The CaTune calcium kernel and its AR(2) form.
+//!
+//! h[i] = exp(-i / (fs tau_decay)) - exp(-i / (fs tau_rise)) for i = 0..L-1, divided by its
+//! maximum (so the peak is 1 and h[0] = 0), truncated at L = max(2, ceil(-ln(1e-6) tau_decay fs))
+//! samples, where it has decayed to 1e-6 of its peak. Its AR(2) form: with d = exp(-dt/tau_decay),
+//! r = exp(-dt/tau_rise), dt = 1/fs, the calcium c = h * s obeys
+//! c[t] = (d + r) c[t-1] - d r c[t-2] + alpha s[t-1] (untruncated). The same definitions are used
+//! by the CaTune web app, so exported parameters mean the same thing.
 
 /// Parameters of the CaTune model, checked once and shared by every solver.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -37,15 +44,28 @@ pub fn validate(tau_rise: f64, tau_decay: f64, fs: f64) -> Result<(), String> {
             "tau_rise ({tau_rise} s) must be smaller than tau_decay ({tau_decay} s); swap them if they were given in the wrong order"
         ));
     }
-    let len = kernel_len(tau_decay, fs);
-    if len > 50_000_000 {
+    let frames = tau_decay * fs;
+    if frames < MIN_DECAY_FRAMES {
         return Err(format!(
-            "tau_decay * fs = {} gives a kernel of {len} samples; check the units (seconds and Hz)",
-            tau_decay * fs
+            "tau_decay * fs = {frames:e} frames is below 1/700: the kernel would decay to nothing \
+             within one frame (exp(-700) is the edge of f64); check the units (seconds and Hz)"
+        ));
+    }
+    let len = -(1e-6f64).ln() * frames;
+    if !len.is_finite() || len > MAX_KERNEL_LEN as f64 {
+        return Err(format!(
+            "tau_decay * fs = {frames:e} gives a kernel of {len:e} samples (at most \
+             {MAX_KERNEL_LEN}); check the units (seconds and Hz)"
         ));
     }
     Ok(())
 }
+
+/// Smallest tau_decay * fs accepted: below 1/700 frames, exp(-1 / (tau_decay fs)) leaves the
+/// normal range of f64 and the kernel's peak (which normalises it) is no longer representable.
+pub const MIN_DECAY_FRAMES: f64 = 1.0 / 700.0;
+/// Longest kernel accepted (samples): far beyond any recording, and no allocation of it.
+pub const MAX_KERNEL_LEN: usize = 50_000_000;
 
 /// L = max(2, ceil(-ln(1e-6) * tau_decay * fs)).
 pub fn kernel_len(tau_decay: f64, fs: f64) -> usize {
@@ -101,6 +121,20 @@ impl Model {
             len,
             g_dc: sum / peak,
         }
+    }
+
+    /// [`validate`], then [`Model::new`], refusing a model whose normalisation is not finite
+    /// (tau_rise so close to tau_decay that the difference of exponentials cancels to zero).
+    pub fn checked(tau_rise: f64, tau_decay: f64, fs: f64) -> Result<Model, String> {
+        validate(tau_rise, tau_decay, fs)?;
+        let m = Model::new(tau_rise, tau_decay, fs);
+        if !(m.peak > 0.0 && m.peak.is_normal() && m.g_dc.is_finite() && m.alpha().is_finite()) {
+            return Err(format!(
+                "tau_rise ({tau_rise} s) is too close to tau_decay ({tau_decay} s) at fs = {fs} Hz: \
+                 the kernel exp(-t/tau_decay) - exp(-t/tau_rise) cancels to zero; make tau_rise smaller"
+            ));
+        }
+        Ok(m)
     }
 
     /// AR(2) coefficients g1 = d + r, g2 = -d r.
@@ -169,5 +203,29 @@ mod tests {
             .contains("tau_decay"));
         assert!(validate(0.5, 0.05, 30.0).unwrap_err().contains("smaller"));
         assert!(validate(0.05, 0.5, 30.0).is_ok());
+    }
+
+    #[test]
+    fn degenerate_kernels_are_refused() {
+        // Underflow: the kernel decays within a frame; overflow: an endless kernel.
+        assert!(validate(1e-9, 1.0 / 30.0 / 745.0, 30.0)
+            .unwrap_err()
+            .contains("tau_decay * fs"));
+        assert!(validate(0.05, 0.5, 1e308)
+            .unwrap_err()
+            .contains("tau_decay * fs"));
+        assert!(validate(0.05, 0.5, 1e-300)
+            .unwrap_err()
+            .contains("tau_decay * fs"));
+        // Cancellation (tau_rise one ulp below tau_decay): refused, or a finite normalisation.
+        for &fs in &[1.0, 30.0, 1e4, 1e7] {
+            let td = 0.5f64;
+            let tr = f64::from_bits(td.to_bits() - 1);
+            if let Ok(m) = Model::checked(tr, td, fs) {
+                assert!(m.g_dc.is_finite() && m.alpha().is_finite() && m.peak > 0.0);
+            }
+        }
+        let m = Model::checked(0.05, 0.5, 30.0).unwrap();
+        assert_eq!(m, Model::new(0.05, 0.5, 30.0));
     }
 }

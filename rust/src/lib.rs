@@ -1,5 +1,15 @@
 //! calab's solver: pure-Rust numerics in modules, and (with feature `python`) the thin PyO3
 //! wrappers that make up the `calab._solver` extension module.
+//!
+//! The model (per cell): minimise 1/2 ||y - K s - b||^2 + lambda G_dc sum(s) over s >= 0 and a
+//! scalar b, where K convolves with the CaTune kernel h (see `kernel`) and G_dc = sum(h).
+//!
+//! - `kernel`: the kernel, its AR(2) form and the parameter checks.
+//! - `conv`: K s and K^T u as O(n) recursions.
+//! - `active_set` (exact, with `banded` for its linear systems) and `fista` (reference).
+//! - `solve`: policy for one trace (scaling, baseline refit, lambda continuation).
+//! - `batch`: many cells in parallel (rayon), per-cell lambda, thread pools.
+//! - `workspace`: per-thread buffers, so no solver allocates while iterating.
 
 pub mod active_set;
 pub mod banded;
@@ -7,22 +17,33 @@ pub mod batch;
 pub mod conv;
 pub mod fista;
 pub mod kernel;
+pub mod solve;
+#[cfg(any(test, feature = "testing"))]
+pub mod test_util;
 pub mod workspace;
 
 #[cfg(feature = "python")]
 mod python {
     use numpy::{
-        IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods,
+        IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+        PyUntypedArrayMethods,
     };
     use pyo3::exceptions::{PyTypeError, PyValueError};
     use pyo3::prelude::*;
 
-    use crate::batch::{self, Method, Options};
+    use crate::batch;
     use crate::kernel::{self, Model};
+    use crate::solve::{Method, Options};
 
     fn model(tau_rise: f64, tau_decay: f64, fs: f64) -> PyResult<Model> {
-        kernel::validate(tau_rise, tau_decay, fs).map_err(PyValueError::new_err)?;
-        Ok(Model::new(tau_rise, tau_decay, fs))
+        Model::checked(tau_rise, tau_decay, fs).map_err(PyValueError::new_err)
+    }
+
+    /// One lambda for every cell, or one per cell (a 1-D float64 array).
+    #[derive(FromPyObject)]
+    enum Lam<'py> {
+        Scalar(f64),
+        PerCell(PyReadonlyArray1<'py, f64>),
     }
 
     #[derive(FromPyObject)]
@@ -94,7 +115,7 @@ mod python {
         fs: f64,
         tau_rise: f64,
         tau_decay: f64,
-        lam: f64,
+        lam: Lam<'py>,
         method: &str,
         max_iters: i64,
         tol: f64,
@@ -103,9 +124,25 @@ mod python {
         reconvolution: bool,
     ) -> PyResult<Solved<'py>> {
         let m = model(tau_rise, tau_decay, fs)?;
-        if !lam.is_finite() || lam < 0.0 {
+        let lam_values: Vec<f64> = match &lam {
+            Lam::Scalar(v) => vec![*v],
+            Lam::PerCell(a) => a
+                .as_slice()
+                .map(<[f64]>::to_vec)
+                .unwrap_or_else(|_| a.as_array().iter().copied().collect()),
+        };
+        if lam_values.is_empty() {
+            return Err(PyValueError::new_err(
+                "lam is empty; pass one lambda per cell or one number",
+            ));
+        }
+        if let Some((i, v)) = lam_values
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !v.is_finite() || **v < 0.0)
+        {
             return Err(PyValueError::new_err(format!(
-                "lam must be a finite number >= 0, got {lam}; 0 means no sparsity penalty"
+                "lam must be a finite number >= 0, got {v} (value {i}); 0 means no sparsity penalty"
             )));
         }
         let method = match method {
@@ -129,10 +166,11 @@ mod python {
         }
         let n_threads = match n_threads {
             None => None,
-            Some(k) if k >= 1 => Some(k as usize),
+            Some(k) if k >= 1 && k <= batch::MAX_THREADS as i64 => Some(k as usize),
             Some(k) => {
                 return Err(PyValueError::new_err(format!(
-                    "n_threads must be at least 1 (or None for all cores), got {k}"
+                    "n_threads must be between 1 and {} (or None for all cores), got {k}",
+                    batch::MAX_THREADS
                 )))
             }
         };
@@ -164,7 +202,7 @@ mod python {
                     }
                     let mut activity = vec![0.0; cells * frames];
                     let outcomes = batch::solve_batch(
-                        &m, data, frames, lam, &opts, init_data, &mut activity, n_threads,
+                        &m, data, frames, &lam_values, &opts, init_data, &mut activity, n_threads,
                     )?;
                     let reconv = if reconvolution {
                         let mut r = vec![0.0; cells * frames];

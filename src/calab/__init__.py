@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from calab.baseline import drift_baseline
 from calab.bridge import tune
 from calab.deconvolution import DeconvolutionResult, run_deconvolution, run_deconvolution_full
 from calab.filter import bandpass_filter
@@ -37,6 +38,7 @@ __all__ = [
     "build_kernel",
     "compute_lipschitz",
     "deconvolve_from_export",
+    "drift_baseline",
     "export_dict",
     "kernel_timing",
     "load_caiman",

@@ -13,7 +13,7 @@ def deconvolve(
     fs: float,
     tau_rise: float,
     tau_decay: float,
-    lam: float,
+    lam: float | npt.NDArray[np.float64],
     method: str = "active-set",
     max_iters: int = 1000,
     tol: float = 1e-9,

@@ -8,6 +8,12 @@ from typing import Any
 
 import numpy as np
 
+#: Smallest tau_decay * fs (frames) accepted: below it exp(-1/(tau_decay fs)) leaves float64's
+#: normal range and the kernel cannot be normalised (rust/src/kernel.rs has the same bound).
+MIN_DECAY_FRAMES = 1.0 / 700.0
+#: Longest kernel accepted, in samples (as rust/src/kernel.rs).
+MAX_KERNEL_LEN = 50_000_000
+
 
 def positive(value: Any, name: str, hint: str) -> float:
     """Return ``value`` as a positive finite float or raise naming ``name``."""
@@ -29,6 +35,19 @@ def model_params(tau_rise: Any, tau_decay: Any, fs: Any) -> tuple[float, float, 
             f"tau_rise ({tr} s) must be smaller than tau_decay ({td} s); "
             "swap them if they were given in the wrong order"
         )
+    frames = td * fs_
+    if not frames >= MIN_DECAY_FRAMES:
+        raise ValueError(
+            f"tau_decay * fs = {frames:.3g} frames is below 1/700: the kernel would decay to "
+            "nothing within one frame (beyond the range of float64); check the units "
+            "(tau_decay in seconds, fs in Hz)"
+        )
+    length = -math.log(1e-6) * frames
+    if not length <= MAX_KERNEL_LEN:
+        raise ValueError(
+            f"tau_decay * fs = {frames:.3g} gives a kernel of {length:.3g} samples (at most "
+            f"{MAX_KERNEL_LEN}); check the units (tau_decay in seconds, fs in Hz)"
+        )
     return tr, td, fs_
 
 
@@ -42,13 +61,32 @@ def lam_value(lam: Any) -> float:
     return v
 
 
+def as_real_array(values: Any, name: str) -> np.ndarray:
+    """``np.asarray(values)``, refusing masked arrays and ragged nested lists by name."""
+    if np.ma.isMaskedArray(values):
+        raise TypeError(
+            f"{name} is a masked array; calab does not honour masks. Fill or interpolate the "
+            f"masked frames first (e.g. np.ma.filled({name}, np.nan) then interpolate), "
+            f"or pass {name}.data if the mask does not matter"
+        )
+    try:
+        return np.asarray(values)
+    except ValueError as exc:
+        if "inhomogeneous" not in str(exc) and "sequence" not in str(exc):
+            raise
+        raise ValueError(
+            f"{name} is a ragged list (rows of different lengths); pass a rectangular "
+            "(n_cells, n_frames) array, e.g. trimmed or padded to one length"
+        ) from None
+
+
 def traces_2d(traces: Any, name: str = "traces") -> tuple[np.ndarray, bool]:
     """Return (C-contiguous float32/float64 2-D array, was_1d).
 
     Accepts 1-D (n_frames,) or 2-D (n_cells, n_frames) arrays of any real numeric dtype and
     any memory layout. float32 stays float32 (no copy when contiguous); other types become float64.
     """
-    arr = np.asarray(traces)
+    arr = as_real_array(traces, name)
     if arr.dtype == object or arr.dtype.kind not in "iuf":
         raise TypeError(
             f"{name} must hold real numbers, got dtype {arr.dtype}; "

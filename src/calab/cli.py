@@ -546,10 +546,9 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def _cmd_deconvolve(args: argparse.Namespace) -> int:
     from calab import __version__
-    from calab.deconvolution import _solve as solve
-    from calab.filter import bandpass_filter
     from calab.io._common import nan_rows
     from calab.io.export import load_export_params
+    from calab.params import Params, SolverOptions, solve_block
 
     params = load_export_params(args.params)
     src = open_lazy(args)
@@ -560,6 +559,8 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
             f"at {params['fs']:g} Hz; deconvolving at {fs:g} Hz (time constants are in seconds)",
             file=sys.stderr,
         )
+    solve_params = Params.from_export({**params, "fs": fs})
+    solve_options = SolverOptions(n_threads=args.threads)
     out = Path(args.output).expanduser() if args.output else _default_output(src)
     writer_cls = _writer_for(out)
     info_path = out.with_name(out.name[: -len(out.suffix)] + "_info.json")
@@ -635,21 +636,7 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
                         f"{src.path}: traces of cells {label} hold NaN or Inf; drop or "
                         "interpolate them first"
                     )
-                if params["filter_enabled"]:
-                    block = bandpass_filter(block, params["tau_rise"], params["tau_decay"], fs)
-                res, _ = solve(
-                    block,
-                    fs,
-                    params["tau_rise"],
-                    params["tau_decay"],
-                    params["lambda_"],
-                    max_iters=None,
-                    tol=None,
-                    n_threads=args.threads,
-                    method="active-set",
-                    warm_start=None,
-                    reconvolution=False,  # not written: save the memory and the time
-                )
+                res = solve_block(block, solve_params, solve_options)
                 writer.write(start, res)
                 writer.flush()
                 stats[start:stop, 0] = res.baseline

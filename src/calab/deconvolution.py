@@ -1,175 +1,33 @@
-"""Deconvolution of calcium traces with the CaTune model, solved exactly in Rust."""
+"""Deconvolution of calcium traces with the CaTune model, solved exactly in Rust.
+
+The public functions validate their arguments into :class:`calab.params.Params` and
+:class:`calab.params.SolverOptions`, then hand in-memory arrays to
+:func:`calab.params.solve_block` and dask / xarray input to :mod:`calab.lazy`.
+"""
 
 from __future__ import annotations
 
-import numbers
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
-import numpy as np
+import numpy.typing as npt
 
-from calab import _solver
-from calab._validate import check_finite, lam_value, model_params, traces_2d
 from calab.lazy import deconvolve_lazy, is_lazy
+from calab.params import (
+    BaselineMode,
+    DeconvolutionResult,
+    Method,
+    Params,
+    SolverOptions,
+    solve_array,
+    squeeze,
+)
 
-Method = Literal["active-set", "fista"]
-
-_DEFAULTS: dict[str, tuple[int, float]] = {
-    # (max_iters, tol). Active set: pivot cap and relative KKT feasibility tolerance.
-    # FISTA: iteration cap and relative step ||s_k - s_k-1|| / ||s_k|| at which it stops.
-    "active-set": (1000, 1e-9),
-    "fista": (5000, 1e-4),
-}
-
-
-class DeconvolutionResult(NamedTuple):
-    """Full output of :func:`run_deconvolution_full`.
-
-    For 2-D input every field has a leading ``n_cells`` axis; for 1-D input ``activity`` and
-    ``reconvolution`` are 1-D and the others are scalars.
-
-    Attributes
-    ----------
-    activity : ndarray, shape (n_cells, n_frames) or (n_frames,)
-        Non-negative scaled neural activity ``s``.
-    baseline : ndarray, shape (n_cells,) or float
-        Fitted scalar baseline ``b`` of each trace.
-    reconvolution : ndarray, shape (n_cells, n_frames) or (n_frames,)
-        The fit ``K s + b``.
-    iterations : ndarray of int, shape (n_cells,) or int
-        Solver iterations (pivots for the active-set method).
-    converged : ndarray of bool, shape (n_cells,) or bool
-        Whether the solver met its stopping rule.
-    """
-
-    activity: Any
-    baseline: Any
-    reconvolution: Any
-    iterations: Any
-    converged: Any
-
-
-def _options(
-    method: str, max_iters: int | None, tol: float | None, n_threads: int | None
-) -> tuple[int, float]:
-    if method not in _DEFAULTS:
-        raise ValueError(f"method must be 'active-set' or 'fista', got {method!r}")
-    default_iters, default_tol = _DEFAULTS[method]
-    if max_iters is None:
-        max_iters = default_iters
-    if isinstance(max_iters, bool) or not isinstance(max_iters, numbers.Integral):
-        raise TypeError(f"max_iters must be an integer >= 1, got {max_iters!r}")
-    if max_iters < 1:
-        raise ValueError(f"max_iters must be at least 1, got {max_iters}")
-    if tol is None:
-        tol = default_tol
-    if not isinstance(tol, numbers.Real) or not np.isfinite(tol) or tol <= 0:
-        raise ValueError(f"tol must be a positive number, got {tol!r}")
-    if n_threads is not None and (
-        isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral) or n_threads < 1
-    ):
-        raise ValueError(
-            f"n_threads must be an integer >= 1 or None (all cores), got {n_threads!r}"
-        )
-    return int(max_iters), float(tol)
-
-
-def _checked(
-    fs: Any,
-    tau_r: Any,
-    tau_d: Any,
-    lam: Any,
-    method: str,
-    max_iters: int | None,
-    tol: float | None,
-    n_threads: int | None,
-) -> tuple[float, float, float, float, int, float]:
-    """Validated (tau_rise, tau_decay, fs, lam, max_iters, tol) shared by both paths."""
-    tr, td, f = model_params(tau_r, tau_d, fs)
-    lam_ = lam_value(lam)
-    iters, tol_ = _options(method, max_iters, tol, n_threads)
-    return tr, td, f, lam_, iters, tol_
-
-
-def _lazy(
-    traces: Any,
-    fs: float,
-    tau_r: float,
-    tau_d: float,
-    lam: float,
-    *,
-    max_iters: int | None,
-    tol: float | None,
-    n_threads: int | None,
-    method: str,
-    warm_start: Any,
-    full: bool,
-) -> Any:
-    """Validate eagerly, then build the lazy (dask / xarray) computation."""
-    tr, td, f, lam_, iters, tol_ = _checked(
-        fs, tau_r, tau_d, lam, method, max_iters, tol, n_threads
-    )
-    if warm_start is not None:
-        raise ValueError("warm_start is not supported for dask or xarray input; pass numpy arrays")
-    kwargs = dict(
-        fs=f,
-        tau_r=tr,
-        tau_d=td,
-        lam=lam_,
-        max_iters=iters,
-        tol=tol_,
-        n_threads=n_threads,
-        method=method,
-    )
-    return deconvolve_lazy(traces, kwargs, full)
-
-
-def _solve(
-    traces: Any,
-    fs: float,
-    tau_r: float,
-    tau_d: float,
-    lam: float,
-    *,
-    max_iters: int | None,
-    tol: float | None,
-    n_threads: int | None,
-    method: str,
-    warm_start: Any,
-    reconvolution: bool,
-) -> tuple[DeconvolutionResult, bool]:
-    tr, td, f, lam_, iters, tol_ = _checked(
-        fs, tau_r, tau_d, lam, method, max_iters, tol, n_threads
-    )
-    data, was_1d = traces_2d(traces)
-    if was_1d:
-        check_finite(data[0])  # names the frame; 2-D input is checked (in parallel) in Rust
-    init = None
-    if warm_start is not None:
-        init, _ = traces_2d(warm_start, "warm_start")
-        init = np.ascontiguousarray(init, dtype=np.float64)
-        check_finite(init, "warm_start")
-        if init.shape != data.shape:
-            raise ValueError(
-                f"warm_start has shape {np.shape(warm_start)} but traces have shape "
-                f"{np.shape(traces)}; pass the activity of a previous solve of the same traces"
-            )
-    activity, baseline, iterations, converged, reconv = _solver.deconvolve(
-        data,
-        f,
-        tr,
-        td,
-        lam_,
-        method=method,
-        max_iters=iters,
-        tol=tol_,
-        n_threads=n_threads,
-        init=init,
-        reconvolution=reconvolution,
-    )
-    return (
-        DeconvolutionResult(activity, baseline, reconv, iterations.astype(np.int64), converged),
-        was_1d,
-    )
+__all__ = [
+    "DeconvolutionResult",
+    "run_deconvolution",
+    "run_deconvolution_full",
+    "squeeze",
+]
 
 
 def run_deconvolution(
@@ -177,14 +35,16 @@ def run_deconvolution(
     fs: float,
     tau_r: float,
     tau_d: float,
-    lam: float,
-    *,
+    lam: float | npt.ArrayLike,
     max_iters: int | None = None,
+    *,
     tol: float | None = None,
     n_threads: int | None = None,
     method: Method = "active-set",
     warm_start: Any = None,
-) -> np.ndarray:
+    baseline: BaselineMode = "constant",
+    baseline_window_s: float | None = None,
+) -> Any:
     """Deconvolve calcium traces; return the non-negative activity.
 
     Solves, per cell, ``min 1/2 ||y - K s - b||^2 + lam * G_dc * ||s||_1`` subject to
@@ -200,8 +60,8 @@ def run_deconvolution(
         Sampling rate in Hz.
     tau_r, tau_d : float
         Kernel rise and decay time constants in seconds.
-    lam : float
-        Sparsity penalty (>= 0), the CaTune ``lambda``.
+    lam : float or array_like, shape (n_cells,)
+        Sparsity penalty (>= 0), the CaTune ``lambda``: one value, or one per cell.
     max_iters : int, optional
         Iteration cap (default 1000 pivots for ``"active-set"``, which typically needs 10-40;
         FISTA default 5000). A cell that hits it is reported with ``converged=False`` and a
@@ -215,6 +75,11 @@ def run_deconvolution(
         ``"active-set"`` (default) is exact and fast; ``"fista"`` is the reference algorithm.
     warm_start : array_like, same shape as ``traces``, optional
         Activity from a previous solve (e.g. with slightly different parameters).
+    baseline : {"constant", "drift"}
+        ``"constant"`` (default): the scalar baseline of the CaTune model. ``"drift"``: a
+        slowly varying baseline per cell is removed before solving.
+    baseline_window_s : float, optional
+        Window in seconds of the drift estimate (``baseline="drift"`` only).
 
     Returns
     -------
@@ -222,8 +87,9 @@ def run_deconvolution(
         Scaled neural activity (not spike counts).
     """
     return _run(
-        traces, fs, tau_r, tau_d, lam, False,
-        max_iters=max_iters, tol=tol, n_threads=n_threads, method=method, warm_start=warm_start,
+        traces, fs, tau_r, tau_d, lam, max_iters, False,
+        tol=tol, n_threads=n_threads, method=method, warm_start=warm_start,
+        baseline=baseline, baseline_window_s=baseline_window_s,
     )  # fmt: skip
 
 
@@ -232,13 +98,15 @@ def run_deconvolution_full(
     fs: float,
     tau_r: float,
     tau_d: float,
-    lam: float,
-    *,
+    lam: float | npt.ArrayLike,
     max_iters: int | None = None,
+    *,
     tol: float | None = None,
     n_threads: int | None = None,
     method: Method = "active-set",
     warm_start: Any = None,
+    baseline: BaselineMode = "constant",
+    baseline_window_s: float | None = None,
 ) -> DeconvolutionResult:
     """Deconvolve calcium traces; return activity, baseline, reconvolution and diagnostics.
 
@@ -247,39 +115,42 @@ def run_deconvolution_full(
     Returns
     -------
     DeconvolutionResult
-        ``activity``, ``baseline``, ``reconvolution`` (``K s + b``), ``iterations``,
-        ``converged``; scalars for 1-D input, arrays over cells for 2-D input.
+        ``activity``, ``baseline``, ``reconvolution`` (``K s + baseline``), ``iterations``,
+        ``converged``; scalars for 1-D input, arrays over cells for 2-D input. With
+        ``baseline="drift"`` the baseline has the shape of ``traces``.
     """
-    return _run(
-        traces, fs, tau_r, tau_d, lam, True,
-        max_iters=max_iters, tol=tol, n_threads=n_threads, method=method, warm_start=warm_start,
+    result: DeconvolutionResult = _run(
+        traces, fs, tau_r, tau_d, lam, max_iters, True,
+        tol=tol, n_threads=n_threads, method=method, warm_start=warm_start,
+        baseline=baseline, baseline_window_s=baseline_window_s,
     )  # fmt: skip
-
-
-def squeeze(res: DeconvolutionResult) -> DeconvolutionResult:
-    """The single row of a one-cell result, with scalar baseline/iterations/converged."""
-    return DeconvolutionResult(
-        res.activity[0],
-        float(res.baseline[0]),
-        res.reconvolution[0] if res.reconvolution is not None else None,
-        int(res.iterations[0]),
-        bool(res.converged[0]),
-    )
+    return result
 
 
 def _run(
     traces: Any,
-    fs: float,
-    tau_r: float,
-    tau_d: float,
-    lam: float,
+    fs: Any,
+    tau_r: Any,
+    tau_d: Any,
+    lam: Any,
+    max_iters: Any,
     full: bool,
-    **kwargs: Any,
+    *,
+    tol: Any,
+    n_threads: Any,
+    method: Any,
+    warm_start: Any,
+    baseline: Any,
+    baseline_window_s: Any,
 ) -> Any:
-    """Both public functions: lazy inputs to :mod:`calab.lazy`, arrays to the Rust solver."""
+    """Both public functions: validate once, then lazy input to :mod:`calab.lazy` and arrays
+    to :func:`calab.params.solve_block`."""
+    params = Params(fs, tau_r, tau_d, lam, False, baseline, baseline_window_s)
+    options = SolverOptions(method, max_iters, tol, n_threads)
     if is_lazy(traces):
-        return _lazy(traces, fs, tau_r, tau_d, lam, full=full, **kwargs)
-    res, was_1d = _solve(traces, fs, tau_r, tau_d, lam, reconvolution=full, **kwargs)
-    if not full:
-        return res.activity[0] if was_1d else res.activity
-    return squeeze(res) if was_1d else res
+        if warm_start is not None:
+            raise ValueError(
+                "warm_start is not supported for dask or xarray input; pass numpy arrays"
+            )
+        return deconvolve_lazy(traces, params, options, full)
+    return solve_array(traces, params, options, warm_start, full)

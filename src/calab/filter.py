@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from calab._validate import check_finite, model_params
+from calab._validate import as_real_array, check_finite, model_params
 
 
 def filter_cutoffs(tau_rise: float, tau_decay: float, fs: float) -> tuple[float, float]:
@@ -49,7 +49,7 @@ def bandpass_filter(trace: Any, tau_rise: float, tau_decay: float, fs: float) ->
         low-pass one.
     """
     f_hp, f_lp = filter_cutoffs(tau_rise, tau_decay, fs)
-    arr = np.asarray(trace)
+    arr = as_real_array(trace, "trace")
     if arr.dtype == object or arr.dtype.kind not in "iuf":
         raise TypeError(
             f"trace must hold real numbers, got dtype {arr.dtype}; "

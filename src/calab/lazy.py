@@ -7,9 +7,12 @@ in-memory array, so results match the in-memory path exactly.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
+
+from calab.params import DeconvolutionResult, Params, SolverOptions, solve_array, solve_block
 
 CELL_DIMS = ("unit_id", "cell", "cells", "roi", "neuron", "component")
 FRAME_DIMS = ("frame", "frames", "time", "t")
@@ -26,6 +29,7 @@ def is_dataarray(obj: Any) -> bool:
 
 
 def is_lazy(obj: Any) -> bool:
+    """True for a dask array or an xarray DataArray."""
     return is_dask_array(obj) or is_dataarray(obj)
 
 
@@ -57,28 +61,55 @@ def _frame_and_cell_dims(arr: Any) -> tuple[str, str | None]:
     return frame, cell
 
 
-def _solve_packed(block: np.ndarray, solve_kwargs: dict[str, Any]) -> np.ndarray:
-    """Solve one chunk of cells; pack activity, reconvolution, baseline, iterations, converged."""
-    from calab.deconvolution import run_deconvolution_full
+def _cell_range(block_info: dict[Any, Any] | None, n_cells: int) -> tuple[int, int]:
+    if block_info is None or None not in block_info:  # dask probing with a dummy block
+        return 0, n_cells
+    start, stop = block_info[None]["array-location"][0]
+    return int(start), int(stop)
 
+
+def _params_for(params: Params, block_info: dict[Any, Any] | None, n_cells: int) -> Params:
+    """The parameters of one chunk of cells: a per-cell lambda sliced to the chunk."""
+    if isinstance(params.lam, float):
+        return params
+    start, stop = _cell_range(block_info, n_cells)
+    if stop - start != n_cells:  # dask probing with a dummy block
+        return replace(params, lam=float(params.lam[0]))
+    return replace(params, lam=params.lam[start:stop])
+
+
+def _solve_packed(
+    block: np.ndarray,
+    params: Params,
+    options: SolverOptions,
+    block_info: dict[Any, Any] | None = None,
+) -> np.ndarray:
+    """Solve one chunk of cells; pack activity, reconvolution, baseline, iterations, converged."""
     n = block.shape[1]
-    res = run_deconvolution_full(np.ascontiguousarray(block), **solve_kwargs)
-    out = np.empty((block.shape[0], 2 * n + 3), dtype=np.float64)
+    nb = n if params.baseline == "drift" else 1
+    res = solve_block(block, _params_for(params, block_info, block.shape[0]), options, full=True)
+    out = np.empty((block.shape[0], 2 * n + nb + 2), dtype=np.float64)
     out[:, :n] = res.activity
     out[:, n : 2 * n] = res.reconvolution
-    out[:, 2 * n] = res.baseline
-    out[:, 2 * n + 1] = res.iterations
-    out[:, 2 * n + 2] = res.converged
+    out[:, 2 * n : 2 * n + nb] = res.baseline.reshape(block.shape[0], nb)
+    out[:, 2 * n + nb] = res.iterations
+    out[:, 2 * n + nb + 1] = res.converged
     return out
 
 
-def _solve_activity(block: np.ndarray, solve_kwargs: dict[str, Any]) -> np.ndarray:
-    from calab.deconvolution import run_deconvolution
+def _solve_activity(
+    block: np.ndarray,
+    params: Params,
+    options: SolverOptions,
+    block_info: dict[Any, Any] | None = None,
+) -> np.ndarray:
+    activity: np.ndarray = solve_block(
+        block, _params_for(params, block_info, block.shape[0]), options
+    ).activity
+    return activity
 
-    return run_deconvolution(np.ascontiguousarray(block), **solve_kwargs)
 
-
-def deconvolve_dask(arr: Any, solve_kwargs: dict[str, Any], full: bool) -> Any:
+def deconvolve_dask(arr: Any, params: Params, options: SolverOptions, full: bool) -> Any:
     """Lazy deconvolution of a 1-D or 2-D (n_cells, n_frames) dask array."""
     _require_dask()
     if arr.ndim not in (1, 2):
@@ -92,28 +123,28 @@ def deconvolve_dask(arr: Any, solve_kwargs: dict[str, Any], full: bool) -> Any:
         raise ValueError(f"traces is empty (shape {arr.shape}); pass at least one frame")
     was_1d = arr.ndim == 1
     x = arr[None, :] if was_1d else arr
+    params.lam_for(x.shape[0])  # a per-cell lambda must match the cells, checked eagerly
     # Whole traces per chunk: chunk over cells only.
     x = x.rechunk({0: x.chunks[0], 1: -1})
     n = x.shape[1]
     if not full:
-        out = x.map_blocks(_solve_activity, solve_kwargs, dtype=np.float64)
+        out = x.map_blocks(_solve_activity, params, options, dtype=np.float64)
         return out[0] if was_1d else out
+    nb = n if params.baseline == "drift" else 1
     packed = x.map_blocks(
-        _solve_packed, solve_kwargs, dtype=np.float64, chunks=(x.chunks[0], (2 * n + 3,))
+        _solve_packed, params, options, dtype=np.float64, chunks=(x.chunks[0], (2 * n + nb + 2,))
     )
-    from calab.deconvolution import DeconvolutionResult
-
     activity = packed[:, :n]
     reconv = packed[:, n : 2 * n]
-    baseline = packed[:, 2 * n]
-    iterations = packed[:, 2 * n + 1].astype(np.int64)
-    converged = packed[:, 2 * n + 2].astype(bool)
+    baseline = packed[:, 2 * n : 2 * n + nb] if nb > 1 else packed[:, 2 * n]
+    iterations = packed[:, 2 * n + nb].astype(np.int64)
+    converged = packed[:, 2 * n + nb + 1].astype(bool)
     if was_1d:
         return DeconvolutionResult(activity[0], baseline[0], reconv[0], iterations[0], converged[0])
     return DeconvolutionResult(activity, baseline, reconv, iterations, converged)
 
 
-def deconvolve_dataarray(arr: Any, solve_kwargs: dict[str, Any], full: bool) -> Any:
+def deconvolve_dataarray(arr: Any, params: Params, options: SolverOptions, full: bool) -> Any:
     """Deconvolve an xarray DataArray; the result keeps its dims (in its order) and coords."""
     import xarray as xr
 
@@ -121,12 +152,9 @@ def deconvolve_dataarray(arr: Any, solve_kwargs: dict[str, Any], full: bool) -> 
     ordered = arr if cell is None else arr.transpose(cell, frame)
     data = ordered.data
     if is_dask_array(data):
-        res = deconvolve_dask(data, solve_kwargs, full)
+        res = deconvolve_dask(data, params, options, full)
     else:
-        from calab.deconvolution import run_deconvolution, run_deconvolution_full
-
-        solve = run_deconvolution_full if full else run_deconvolution
-        res = solve(np.asarray(data), **solve_kwargs)
+        res = solve_array(np.asarray(data), params, options, full=full)
 
     def wrap(values: Any, name: str) -> Any:
         out = xr.DataArray(values, dims=ordered.dims, coords=ordered.coords, name=name)
@@ -140,18 +168,18 @@ def deconvolve_dataarray(arr: Any, solve_kwargs: dict[str, Any], full: bool) -> 
             return values
         return xr.DataArray(values, dims=(cell,), coords={cell: ordered[cell]}, name=name)
 
-    from calab.deconvolution import DeconvolutionResult
-
+    drift = params.baseline == "drift"
     return DeconvolutionResult(
         wrap(res.activity, "activity"),
-        per_cell(res.baseline, "baseline"),
+        wrap(res.baseline, "baseline") if drift else per_cell(res.baseline, "baseline"),
         wrap(res.reconvolution, "reconvolution"),
         per_cell(res.iterations, "iterations"),
         per_cell(res.converged, "converged"),
     )
 
 
-def deconvolve_lazy(traces: Any, solve_kwargs: dict[str, Any], full: bool) -> Any:
+def deconvolve_lazy(traces: Any, params: Params, options: SolverOptions, full: bool) -> Any:
+    """Deconvolve a dask array or an xarray DataArray lazily (validated parameters)."""
     if is_dataarray(traces):
-        return deconvolve_dataarray(traces, solve_kwargs, full)
-    return deconvolve_dask(traces, solve_kwargs, full)
+        return deconvolve_dataarray(traces, params, options, full)
+    return deconvolve_dask(traces, params, options, full)
