@@ -5,7 +5,7 @@
 import uPlot from "uplot";
 import { Disposer, h } from "./dom";
 import { fmt, fmtBin, tickLabel } from "./format";
-import { drawMinMax, drawTicks, prepare } from "./plot";
+import { drawMinMax, drawTicks, prepare, strokeSegments, type Segment } from "./plot";
 import { BANDS, SERIES_BAND, bandRange, binTimes, dataRange, roundStep, roundTicks } from "./scales";
 import { LABELS, themeKey, type Theme } from "./theme";
 import type { CellSeries, View } from "./view";
@@ -274,19 +274,12 @@ export class Card {
 
   /** Zero lines of the activity and residual bands. */
   private drawBaselines(u: uPlot): void {
-    const ctx = u.ctx;
     const { left, width } = u.bbox;
-    ctx.save();
-    ctx.strokeStyle = this.host.theme().grid;
-    ctx.lineWidth = Math.max(1, devicePixelRatio || 1);
-    ctx.beginPath();
-    for (const scale of ["act", "res"]) {
+    const segs = ["act", "res"].map((scale): Segment => {
       const y = Math.round(u.valToPos(0, scale, true)) + 0.5;
-      ctx.moveTo(left, y);
-      ctx.lineTo(left + width, y);
-    }
-    ctx.stroke();
-    ctx.restore();
+      return [left, y, left + width, y];
+    });
+    strokeSegments(u.ctx, this.host.theme().grid, [], segs);
   }
 
   /** True spike ticks and the error message of a failed solve, over the series. */

@@ -3,6 +3,7 @@
 
 import uPlot from "uplot";
 import { fmt, tickLabel } from "./format";
+import { strokeSegments, type Segment } from "./plot";
 import { isDecade } from "./scales";
 import { themeKey, type Theme } from "./theme";
 import { firstCrossing } from "./view";
@@ -76,29 +77,14 @@ export class KernelChart {
       hooks: {
         draw: [
           (u) => {
-            const ctx = u.ctx;
-            const px = devicePixelRatio || 1;
-            ctx.save();
-            ctx.lineWidth = px;
             if (Number.isFinite(this.tPeak)) {
-              ctx.strokeStyle = theme.muted;
-              ctx.setLineDash([3 * px, 3 * px]);
               const x = u.valToPos(this.tPeak, "x", true);
-              ctx.beginPath();
-              ctx.moveTo(x, u.valToPos(0, "y", true));
-              ctx.lineTo(x, u.valToPos(1, "y", true));
-              ctx.stroke();
+              strokeSegments(u.ctx, theme.muted, [3, 3], [[x, u.valToPos(0, "y", true), x, u.valToPos(1, "y", true)]]);
             }
             if (Number.isFinite(this.tHalf) && Number.isFinite(this.fwhm)) {
-              ctx.setLineDash([]);
-              ctx.strokeStyle = theme.series.filtered!;
               const y = u.valToPos(0.5, "y", true);
-              ctx.beginPath();
-              ctx.moveTo(u.valToPos(this.tHalf, "x", true), y);
-              ctx.lineTo(u.valToPos(this.tHalf + this.fwhm, "x", true), y);
-              ctx.stroke();
+              strokeSegments(u.ctx, theme.series.filtered!, [], [[u.valToPos(this.tHalf, "x", true), y, u.valToPos(this.tHalf + this.fwhm, "x", true), y]]);
             }
-            ctx.restore();
           },
         ],
       },
@@ -147,22 +133,13 @@ export class SpectrumChart {
       hooks: {
         draw: [
           (u) => {
-            const ctx = u.ctx;
-            const px = devicePixelRatio || 1;
-            ctx.save();
-            ctx.strokeStyle = theme.series.residual!;
-            ctx.lineWidth = px;
-            ctx.setLineDash([4 * px, 3 * px]);
             const [f0, f1] = [u.scales.x?.min ?? 0, u.scales.x?.max ?? 0];
-            for (const f of this.cuts) {
-              if (!(f >= f0 && f <= f1)) continue;
+            const { top, height } = u.bbox;
+            const segs = this.cuts.filter((f) => f >= f0 && f <= f1).map((f): Segment => {
               const x = u.valToPos(f, "x", true);
-              ctx.beginPath();
-              ctx.moveTo(x, u.bbox.top);
-              ctx.lineTo(x, u.bbox.top + u.bbox.height);
-              ctx.stroke();
-            }
-            ctx.restore();
+              return [x, top, x, top + height];
+            });
+            strokeSegments(u.ctx, theme.series.residual!, [4, 3], segs);
           },
         ],
       },

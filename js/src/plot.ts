@@ -85,3 +85,21 @@ export function drawTicks(
   }
   ctx.stroke();
 }
+
+export type Segment = [x0: number, y0: number, x1: number, y1: number];
+
+/** Stroke line segments (canvas pixels) 1 CSS px wide, dashed by `dash` (CSS px) unless empty. */
+export function strokeSegments(ctx: CanvasRenderingContext2D, color: string, dash: number[], segs: Segment[]): void {
+  const px = globalThis.devicePixelRatio || 1;
+  ctx.save();
+  ctx.strokeStyle = color;
+  ctx.lineWidth = px;
+  ctx.setLineDash(dash.map((d) => d * px));
+  ctx.beginPath();
+  for (const [x0, y0, x1, y1] of segs) {
+    ctx.moveTo(x0, y0);
+    ctx.lineTo(x1, y1);
+  }
+  ctx.stroke();
+  ctx.restore();
+}

@@ -49,7 +49,14 @@ export function mountTuner(el: HTMLElement, t: Transport): () => void {
   Object.assign(root, { calabTimings: timings, calabBreakdown: breakdown });
 
   let theme: Theme | null = null;
-  const currentTheme = (): Theme => (theme ??= readTheme(root));
+  const currentTheme = (): Theme => {
+    if (!theme) {
+      theme = readTheme(root);
+      // Native parts of the controls (spinners, check marks, menus) in the same scheme.
+      root.style.colorScheme = theme.dark ? "dark" : "light";
+    }
+    return theme;
+  };
 
   function request(changes: Record<string, unknown>): void {
     reqId += 1;
