@@ -21,6 +21,7 @@ import {
   type Transport,
   type ViewHeader,
 } from "./protocol";
+import { RequestLog } from "./requests";
 import { readTheme, themeKey, LABELS, type Theme } from "./theme";
 import { entrySeries, legendEntries, makeView, type View } from "./view";
 
@@ -32,8 +33,7 @@ export function mountTuner(el: HTMLElement, t: Transport): () => void {
   const d = new Disposer();
 
   // ---- state --------------------------------------------------------------------------------
-  let reqId = Math.max(0, Number(t.get<number>("request_id")) || 0);
-  const inputTimes = new Map<number, number>();
+  const requests = new RequestLog(Number(t.get<number>("request_id")));
   let view: View | null = null;
   let overview: { header: OverviewHeader; data: Float32Array } | null = null;
   let spectrum: { header: SpectrumHeader; freqs: Float32Array; power: Float32Array } | null = null;
@@ -42,11 +42,8 @@ export function mountTuner(el: HTMLElement, t: Transport): () => void {
 
   // ---- DOM ----------------------------------------------------------------------------------
   const root = h("div", { class: "calab-tuner", "data-testid": "calab-tuner", "data-rev": "0" });
-  // Latency hooks (bench/widget_latency.py): input-to-painted times, and per answered request
-  // the reply arrival after the input, kernel solve time and drawing time, all in ms.
-  const timings: number[] = [];
-  const breakdown: { recv: number; solve: number; draw: number }[] = [];
-  Object.assign(root, { calabTimings: timings, calabBreakdown: breakdown });
+  // Latency hooks read by bench/widget_latency.py.
+  Object.assign(root, { calabTimings: requests.timings, calabBreakdown: requests.breakdown });
 
   let theme: Theme | null = null;
   const currentTheme = (): Theme => {
@@ -59,11 +56,9 @@ export function mountTuner(el: HTMLElement, t: Transport): () => void {
   };
 
   function request(changes: Record<string, unknown>): void {
-    reqId += 1;
-    inputTimes.set(reqId, performance.now());
-    if (inputTimes.size > 200) inputTimes.delete(inputTimes.keys().next().value as number);
+    const id = requests.next();
     for (const c of cards.values()) c.root.dataset.state = "solving";
-    t.set({ ...changes, request_id: reqId });
+    t.set({ ...changes, request_id: id });
   }
 
   const controls = buildControls(t, request, d);
@@ -247,7 +242,7 @@ export function mountTuner(el: HTMLElement, t: Transport): () => void {
   // ---- messages from the kernel ----------------------------------------------------------------------
   function onView(header: ViewHeader, buffers: DataView[]): void {
     const tRecv = performance.now();
-    if (header.id < reqId) return; // a newer request is on its way; its answer replaces this one
+    if (requests.superseded(header.id)) return; // the newer request's answer replaces this one
     const data = buffers[0] ? f32(buffers[0]) : new Float32Array(0);
     view = makeView(header, data, buffers[1] ? f32(buffers[1]) : undefined);
     if (Number.isFinite(header.lam_max) && header.lam_max > 0) controls.setLamMax(header.lam_max);
@@ -263,16 +258,12 @@ export function mountTuner(el: HTMLElement, t: Transport): () => void {
     fillMetrics();
     root.dataset.rev = String(header.id);
     status.textContent = `frames ${header.start}–${header.stop} of ${header.n_frames} · solve ${header.solve_ms.toFixed(1)} ms · ${header.cells.length} cells`;
-    const t0 = inputTimes.get(header.id);
+    const t0 = requests.takeInput(header.id);
     if (t0 !== undefined) {
-      inputTimes.delete(header.id);
       // uPlot draws in a microtask queued by setData: this one runs after it.
-      queueMicrotask(() => {
-        breakdown.push({ recv: tRecv - t0, solve: header.solve_ms, draw: performance.now() - tRecv });
-        if (breakdown.length > 1000) breakdown.shift();
-      });
+      queueMicrotask(() => requests.record({ recv: tRecv - t0, solve: header.solve_ms, draw: performance.now() - tRecv }));
       // Measured after the browser has painted the redrawn canvases.
-      requestAnimationFrame(() => timings.push(performance.now() - t0));
+      requestAnimationFrame(() => requests.recordTiming(performance.now() - t0));
     }
   }
 
