@@ -5,7 +5,7 @@
 import uPlot from "uplot";
 import { Disposer, h } from "./dom";
 import { fmt, fmtBin, tickLabel } from "./format";
-import { drawMinMax, drawTicks, prepare, strokeSegments, type Segment } from "./plot";
+import { drawMinMax, drawTicks, minMaxPath, prepare, strokeSegments, type Segment } from "./plot";
 import { BANDS, SERIES_BAND, bandRange, binTimes, dataRange, roundStep, roundTicks } from "./scales";
 import { LABELS, themeKey, type Theme } from "./theme";
 import type { CellSeries, View } from "./view";
@@ -15,6 +15,15 @@ export const ZOOM_H = 230;
 /** Series drawn as lines, back to front ("truth" is drawn as ticks by a hook). */
 const LINE_ORDER = ["raw", "filtered", "pin_fit", "fit", "pin_activity", "activity", "residual"];
 const Y_TICKS = 4;
+
+/** uPlot path builder for min/max pairs (see minMaxPath). */
+const minMaxPaths: uPlot.Series.PathBuilder = (u, si, i0, i1) => {
+  const sx = u.scales.x;
+  const sy = u.scales[u.series[si]?.scale ?? "y"];
+  if (!sx || !sy || sx.min == null || sx.max == null || sy.min == null || sy.max == null) return null;
+  const stroke = minMaxPath(u.data[0], u.data[si]!, i0, i1, u.bbox, sx.min, sx.max, sy.min, sy.max);
+  return { stroke, fill: null, clip: null, flags: 0 };
+};
 
 export interface CardHost {
   theme(): Theme;
@@ -258,6 +267,9 @@ export class Card {
           dash: n.startsWith("pin_") ? [5, 3] : undefined,
           points: { show: false },
           spanGaps: false,
+          // The scales' ranges come from the bands (update()): no scan of the data by uPlot.
+          auto: false,
+          paths: minMaxPaths,
         })),
       ],
       hooks: {

@@ -103,3 +103,47 @@ export function strokeSegments(ctx: CanvasRenderingContext2D, color: string, das
   ctx.stroke();
   ctx.restore();
 }
+
+export interface Box {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+/**
+ * The path through points (xs[i], ys[i]) for i in [i0, i1], mapped from [x0, x1] x [y0, y1] onto
+ * `box` (canvas pixels, y down). With min/max pairs at equal x this draws one vertical segment
+ * per bin, as a min/max downsampled trace needs; NaN or null lifts the pen. (Cheaper than
+ * uPlot's own builder, which re-aggregates points per pixel column; ours already are.)
+ */
+export function minMaxPath(
+  xs: ArrayLike<number>,
+  ys: ArrayLike<number | null | undefined>,
+  i0: number,
+  i1: number,
+  box: Box,
+  x0: number,
+  x1: number,
+  y0: number,
+  y1: number,
+): Path2D {
+  const path = new Path2D();
+  const kx = box.width / (x1 - x0 || 1);
+  const ky = box.height / (y1 - y0 || 1);
+  const bottom = box.top + box.height;
+  let pen = false;
+  for (let i = Math.max(0, i0); i <= i1 && i < ys.length; i++) {
+    const v = ys[i];
+    if (v == null || v !== v) {
+      pen = false;
+      continue;
+    }
+    const x = box.left + (xs[i]! - x0) * kx;
+    const y = bottom - (v - y0) * ky;
+    if (pen) path.lineTo(x, y);
+    else path.moveTo(x, y);
+    pen = true;
+  }
+  return path;
+}

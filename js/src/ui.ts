@@ -137,8 +137,14 @@ export function mountTuner(el: HTMLElement, t: Transport): () => void {
     const w = first ? first.root.clientWidth - pad : grid.clientWidth;
     return Math.max(120, Math.floor(w || 400));
   }
+  // Widths read here (on resize), never while drawing: reading layout after DOM writes would
+  // force a synchronous reflow on every reply.
+  let kernelWidth = 220;
+  let spectrumWidth = 300;
   function layout(): void {
     root.classList.toggle("calab-narrow", root.clientWidth > 0 && root.clientWidth < NARROW_PX);
+    kernelWidth = Math.max(160, controls.kernelHost.clientWidth || 220);
+    spectrumWidth = Math.max(220, Math.floor((bottom.clientWidth || 600) * 0.5));
     grid.style.gridTemplateColumns = `repeat(${Number(t.get("columns")) || 1}, minmax(0, 1fr))`;
     const w = cardWidth();
     for (const c of cards.values()) c.resize(w);
@@ -175,9 +181,8 @@ export function mountTuner(el: HTMLElement, t: Transport): () => void {
     }
   }
   function drawKernel(): void {
-    const width = Math.max(160, controls.kernelHost.clientWidth || 220);
     const hd = view?.header;
-    const text = view && hd ? kernelChart.set(view.kernel, view.kernelTMax, hd.t_peak_s, hd.fwhm_s, currentTheme(), width) : "";
+    const text = view && hd ? kernelChart.set(view.kernel, view.kernelTMax, hd.t_peak_s, hd.fwhm_s, currentTheme(), kernelWidth) : "";
     controls.kernelText.textContent = text;
   }
   function drawSpectrum(): void {
@@ -185,8 +190,7 @@ export function mountTuner(el: HTMLElement, t: Transport): () => void {
     const { freqs, power, header } = spectrum;
     specTitle.textContent = `spectrum of cell ${header.cell}`;
     const cuts = view ? [view.header.f_hp, view.header.f_lp] : [header.f_hp, header.f_lp];
-    const width = Math.max(220, Math.floor((bottom.clientWidth || 600) * 0.5));
-    spectrumChart.set(freqs, power, cuts, currentTheme(), width);
+    spectrumChart.set(freqs, power, cuts, currentTheme(), spectrumWidth);
   }
   function fillMetrics(): void {
     if (!view) return;
