@@ -1,5 +1,13 @@
 """Accuracy on real ground truth: calab vs OASIS AR(1)/AR(2) and upstream CaLab (if installed).
 
+First table (issue 12's protocol): calab automatic (``calab.estimate_parameters``, no spike data
+used), OASIS automatic (``oasis.functions.deconvolve(y, g=(None, None), penalty=1)``) and the
+best single global calab setting of a grid of 8 kernels x 6 lambdas. Score: Pearson r between
+activity and recorded spike counts, both summed in 100 ms bins, best of lags 0, 1, 2 frames
+(activity shifted earlier) per cell, median over the cells of a dataset.
+
+Second table (``--fixed``): fixed textbook kernels per indicator, noise-scaled lambda.
+
 Reads Cascade-format ``*.npz`` files (``traces``, ``spike_counts``, ``fs``, ``indicator``) from
 ``$CALAB_GROUND_TRUTH`` or ``<repo>/../shared/data/ground_truth``; skips when absent.
 
@@ -9,7 +17,7 @@ synthetic benchmark: ``lam = lam_ref * (sigma / 0.2) * (||h|| / G_dc) / (||h_ref
 with ``sigma`` from frame-to-frame differences and the reference the GCaMP6f-like kernel at
 30 Hz with noise sd 0.2 (``bench/solver.py``'s data). OASIS gets the equivalent penalty.
 
-Usage: .venv/bin/python bench/accuracy.py [--lam-ref 0.01] [--no-upstream]
+Usage: .venv/bin/python bench/accuracy.py [--no-grid] [--fixed [--lam-ref 0.01] [--no-upstream]]
 """
 
 from __future__ import annotations
@@ -51,8 +59,112 @@ def kernel_scale(tau_r: float, tau_d: float, fs: float) -> float:
     return float(np.linalg.norm(h) / h.sum())
 
 
+# The grid of issue 12: (tau_rise, tau_decay) in seconds x lambda.
+GRID_KERNELS = [(0.005, 0.1), (0.01, 0.15), (0.01, 0.25), (0.02, 0.3), (0.02, 0.5), (0.03, 0.6),
+                (0.05, 1.0), (0.05, 1.5)]  # fmt: skip
+GRID_LAMS = [0.0, 0.003, 0.01, 0.03, 0.1, 0.3]
+BIN_S = 0.1
+LAGS = (0, 1, 2)
+
+
+def write_results(res: dict[str, Any], out: Path | None, stem: str) -> None:
+    """Write a benchmark's results as JSON (default: bench/results/<stem>-<time>.json)."""
+    path = out or C.RESULTS_DIR / f"{stem}-{datetime.now():%Y%m%d-%H%M%S}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=1, default=str))
+    print(f"\nwrote {path}")
+
+
+def binned_score(activity: np.ndarray, spikes: np.ndarray, fs: float) -> tuple[float, np.ndarray]:
+    """Issue 12's score: median over cells of the best-lag Pearson r of 100 ms bin sums."""
+    width = max(1, int(round(BIN_S * fs)))
+    n = activity.shape[1]
+    per_lag = []
+    for lag in LAGS:
+        a = activity[:, lag:]
+        s = spikes[:, : n - lag]
+        m = a.shape[1] // width
+        a = a[:, : m * width].reshape(a.shape[0], m, width).sum(axis=2)
+        s = s[:, : m * width].reshape(s.shape[0], m, width).sum(axis=2)
+        per_lag.append(np.nan_to_num(C._rowwise_pearson(a, s), nan=0.0))
+    r = np.max(per_lag, axis=0)
+    return float(np.median(r)), r
+
+
+def deconvolve_auto(traces: np.ndarray, fs: float, est: Any) -> np.ndarray:
+    """Deconvolve with the estimate's kernel, baseline mode and per-cell lambda."""
+    return np.asarray(
+        calab.run_deconvolution(
+            traces, fs, est.tau_rise, est.tau_decay, est.lam, baseline=est.baseline
+        )
+    )
+
+
+def oasis_auto(traces: np.ndarray) -> np.ndarray:
+    """OASIS's automatic mode: AR(2) coefficients, noise and penalty estimated per trace."""
+    import warnings
+
+    from oasis.functions import deconvolve
+
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for y in traces:
+            rows.append(
+                np.asarray(deconvolve(np.ascontiguousarray(y), g=(None, None), penalty=1)[1])
+            )
+    return np.array(rows)
+
+
+def auto_table(files: list[Path], grid: bool, have_oasis: bool) -> dict[str, Any]:
+    """Issue 12's table: calab automatic, OASIS automatic, best single global grid setting."""
+    out: dict[str, Any] = {}
+    for f in files:
+        z = np.load(f)
+        y = np.asarray(z["traces"], dtype=np.float64)
+        spikes = np.asarray(z["spike_counts"], dtype=np.float64)
+        fs = float(z["fs"])
+        est = calab.estimate_parameters(y, fs)
+        med, r = binned_score(deconvolve_auto(y, fs, est), spikes, fs)
+        row: dict[str, Any] = {
+            "indicator": str(z["indicator"]),
+            "fs": fs,
+            "cells": int(y.shape[0]),
+            "auto": {"median_r": med, "r": r.round(4).tolist(), "tau_rise": est.tau_rise,
+                     "tau_decay": est.tau_decay, "baseline": est.baseline,
+                     "lam": est.lam.tolist(), "noise": est.noise.tolist(),
+                     "no_transients": est.no_transients.tolist()},
+        }  # fmt: skip
+        if have_oasis:
+            row["oasis_auto"] = {"median_r": binned_score(oasis_auto(y), spikes, fs)[0]}
+        if grid:
+            best = (-np.inf, None)
+            for tr, td in GRID_KERNELS:
+                for lam in GRID_LAMS:
+                    score = binned_score(calab.run_deconvolution(y, fs, tr, td, lam), spikes, fs)[0]
+                    if score > best[0]:
+                        best = (score, (tr, td, lam))
+            row["grid_best"] = {"median_r": best[0], "setting": best[1]}
+        out[f.stem] = row
+    print("\nmedian r vs recorded spikes (100 ms bins, best lag 0-2 frames per cell)")
+    print(f"  {'dataset':<22}{'cells':>6}{'calab auto':>12}{'OASIS auto':>12}{'grid best':>12}"
+          "  auto kernel (s), baseline; grid setting")  # fmt: skip
+    for name, row in out.items():
+        cols = [row["auto"]["median_r"], row.get("oasis_auto", {}).get("median_r"),
+                row.get("grid_best", {}).get("median_r")]  # fmt: skip
+        txt = "".join(f"{c:>12.3f}" if c is not None else f"{'n/a':>12}" for c in cols)
+        a = row["auto"]
+        extra = f"  {a['tau_rise']:.4f}/{a['tau_decay']:.3f}, {a['baseline']}"
+        if "grid_best" in row:
+            extra += f"; {row['grid_best']['setting']}"
+        print(f"  {name:<22}{row['cells']:>6}{txt}{extra}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--no-grid", action="store_true", help="skip the 48-setting global grid")
+    p.add_argument("--fixed", action="store_true", help="also the fixed-kernel table")
     p.add_argument("--lam-ref", type=float, default=0.01, help="lam on the synthetic reference")
     p.add_argument("--no-upstream", action="store_true")
     p.add_argument("--no-oasis", action="store_true")
@@ -65,6 +177,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"SKIPPED: no ground-truth *.npz in {root} (set CALAB_GROUND_TRUTH)")
         return 0
     have_oasis = not a.no_oasis and C.oasis_available()[0]
+    if not have_oasis:
+        print("OASIS not installed (pip install oasis-deconv): its columns are n/a")
+    auto = auto_table(files, not a.no_grid, have_oasis)
+    if not a.fixed:
+        res_auto = {"benchmark": "accuracy-auto", "environment": C.environment(), "datasets": auto}
+        write_results(res_auto, a.out, "accuracy-auto")
+        return 0
     up_py = None
     if not a.no_upstream:
         py = C.UPSTREAM_VENV / "bin" / "python"
@@ -155,10 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             for m in methods
         )
         print(f"  {name:<22}{cells}{cols}")
-    out = a.out or C.RESULTS_DIR / f"accuracy-{datetime.now():%Y%m%d-%H%M%S}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1, default=str))
-    print(f"\nwrote {out}")
+    write_results(res, a.out, "accuracy")
     return 0
 
 

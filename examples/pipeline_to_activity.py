@@ -34,7 +34,7 @@ def make_demo_files(folder: Path) -> tuple[Path, Path]:
 
 
 def main(results: Path, params: Path) -> None:
-    traces, meta = calab.load_caiman(results)  # or load_minian / load_suite2p
+    traces, meta = calab.load_caiman(results, accepted_only=True)  # or load_minian / load_suite2p
     activity = calab.deconvolve_from_export(traces, params)
     print(meta)
     print(f"activity: {activity.shape[0]} cells x {activity.shape[1]} frames, "

@@ -123,3 +123,15 @@ def test_bad_traces_are_named() -> None:
         calab.drift_baseline(np.ones((2, 2, 2)), 30.0)
     with pytest.raises(TypeError, match="traces must hold real numbers"):
         calab.drift_baseline(np.array(["a", "b"]), 30.0)
+
+
+@pytest.mark.parametrize(("n", "step"), [(100, 7), (99, 7), (50, 1), (29, 7), (8, 7)])
+def test_interpolation_matches_numpy(n: int, step: int) -> None:
+    from calab.baseline import _interpolate
+
+    pos = np.arange(0, n, step)
+    if pos[-1] != n - 1:
+        pos = np.append(pos, n - 1)
+    values = np.random.default_rng(n).normal(size=(2, pos.size))
+    want = np.array([np.interp(np.arange(n), pos, row) for row in values])
+    np.testing.assert_allclose(_interpolate(values, pos, n), want, atol=1e-12)

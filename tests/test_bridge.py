@@ -19,6 +19,7 @@ import calab
 from calab import _protocol as P
 from calab.bridge import TuneSession, framing, start
 from calab.bridge.server import MAX_BODY
+from calab.tuning.session import Reply
 
 pytestmark = pytest.mark.skipif(
     not (calab.bridge.STATIC_DIR / "bridge.js").is_file(),
@@ -123,12 +124,24 @@ def test_server_chooses_cells_and_says_so(bridge: TuneSession) -> None:
 
 
 def test_newer_request_supersedes_older(bridge: TuneSession) -> None:
-    session = bridge.session
-    changes1, ticket1 = session.apply({"lam": 0.05, "request_id": 1})
-    _, ticket2 = session.apply({"lam": 0.06, "request_id": 2})
-    stale = session.view(ticket1)
+    session = bridge.session.tuning
+    entered, gate = threading.Event(), threading.Event()
+    real = session.engine._solver
+
+    def held(*args: Any, **kw: Any) -> Any:  # request 1 waits inside the solver
+        entered.set()
+        assert gate.wait(10)
+        return real(*args, **kw)
+
+    session.engine._solver = held
+    first, second = Reply(), Reply()
+    session.apply({"lam": 0.05, "request_id": 1}, deliver=first.put)
+    assert entered.wait(10)
+    session.apply({"lam": 0.06, "request_id": 2}, deliver=second.put)
+    gate.set()
+    stale = first.wait(10)
     assert [h["type"] for h, _ in stale] == [P.MSG_SUPERSEDED]
-    fresh = session.view(ticket2)
+    fresh = second.wait(10)
     assert fresh[-1][0]["type"] == P.MSG_VIEW and fresh[-1][0]["id"] == 2
 
 

@@ -129,3 +129,73 @@ def _converged_all(filename: str, ground_truth_dir: Path) -> None:
 )
 def test_solver_converges_on_real_traces(filename: str, ground_truth_dir: Path) -> None:
     _converged_all(filename, ground_truth_dir)
+
+
+# Issue 12's targets for automatic parameters, measured with issue 12's score (below):
+# OASIS automatic (oasis.functions.deconvolve(y, g=(None, None), penalty=1)) and the best single
+# global calab setting of 8 kernels x 6 lambdas, both measured by bench/accuracy.py.
+AUTO_TARGETS = {
+    "DS09-GCaMP6f-m-V1.npz": (0.755, 0.778),
+    "DS14-GCaMP6s-m-V1.npz": (0.679, 0.838),
+    "DS31-GCaMP8m-m-V1.npz": (0.897, 0.891),
+}
+# Where the estimator does not reach the target yet (strict: a pass is reported, so the mark
+# must go when the method improves). Figures from bench/accuracy.py at the time of writing.
+AUTO_SHORT = {
+    "DS14-GCaMP6s-m-V1.npz": "automatic 0.823 < 0.828 (best global setting 0.838 - 0.01)",
+    "DS31-GCaMP8m-m-V1.npz": "automatic 0.860 < 0.897 (OASIS automatic)",
+}
+
+
+def binned_score(activity: np.ndarray, spikes: np.ndarray, fs: float) -> float:
+    """Median over cells of the best (lag 0, 1, 2 frames) Pearson r of 100 ms bin sums."""
+    width = max(1, int(round(0.1 * fs)))
+    n = activity.shape[1]
+    best = np.full(activity.shape[0], -np.inf)
+    for lag in (0, 1, 2):
+        a, s = activity[:, lag:], spikes[:, : n - lag]
+        m = a.shape[1] // width
+        a = a[:, : m * width].reshape(a.shape[0], m, width).sum(axis=2)
+        s = s[:, : m * width].reshape(s.shape[0], m, width).sum(axis=2)
+        r = [np.corrcoef(x, y)[0, 1] if x.std() > 0 else 0.0 for x, y in zip(a, s, strict=True)]
+        best = np.maximum(best, r)
+    return float(np.median(best))
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [
+        pytest.param(f, marks=pytest.mark.xfail(reason=AUTO_SHORT[f], strict=True))
+        if f in AUTO_SHORT
+        else f
+        for f in sorted(AUTO_TARGETS)
+    ],
+)
+def test_automatic_parameters_reach_the_targets(
+    filename: str, ground_truth_dir: Path, record_property: Any
+) -> None:
+    traces, spikes, fs = _load(_path(ground_truth_dir, filename))
+    y = traces.astype(np.float64)
+    est = calab.estimate_parameters(y, fs)  # no spike data used
+    act = calab.run_deconvolution(
+        y, fs, est.tau_rise, est.tau_decay, est.lam, baseline=est.baseline
+    )
+    score = binned_score(act, spikes.astype(np.float64), fs)
+    oasis, grid = AUTO_TARGETS[filename]
+    record_property("auto_median_r", round(score, 4))
+    summary = (
+        f"{filename}: automatic {score:.3f} (kernel {est.tau_rise:.4f}/{est.tau_decay:.3f} s, "
+        f"{est.baseline}); OASIS automatic {oasis}, best global {grid}"
+    )
+    assert score >= oasis, summary
+    assert score >= grid - 0.01, summary
+
+
+@pytest.mark.parametrize("filename", sorted(AUTO_TARGETS))
+def test_every_single_real_trace_gets_an_estimate(filename: str, ground_truth_dir: Path) -> None:
+    """One cell alone is enough: no exception, a kernel in the indicator's range of decays."""
+    traces, _, fs = _load(_path(ground_truth_dir, filename))
+    for row in traces.astype(np.float64):
+        est = calab.estimate_parameters(row, fs)
+        assert 0 < est.tau_rise < est.tau_decay < 5.0
+        assert est.lam.shape == (1,) and est.lam[0] > 0

@@ -123,3 +123,12 @@ def test_readme_per_cell_and_drift_example_runs() -> None:
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own docs
     assert namespace["result"].baseline.shape == (50, 9000)
     assert namespace["result"].converged.all()
+
+
+def test_for_cells_slices_a_per_cell_lambda() -> None:
+    p = Params(FS, TR, TD, [0.1, 0.2, 0.3, 0.4])
+    assert p.for_cells(1, 3) == Params(FS, TR, TD, [0.2, 0.3])
+    q = Params(FS, TR, TD, 0.1)
+    assert q.for_cells(5, 9) is q
+    with pytest.raises(ValueError, match=r"cells 2:6 are outside the 4 cells"):
+        p.for_cells(2, 6)

@@ -68,11 +68,26 @@ export function httpTransport(base: string, secret: string, initial: Record<stri
       }
     }
   };
-  const post = async (path: string, payload: unknown) => {
+  // A change the server refused (nothing was stored): take the server's state back and ask for
+  // a view under the refused request's id, so the cards do not wait for an answer forever.
+  const recover = async (changes: Record<string, unknown>) => {
+    const r = await fetch(base + "/api/v1/session", { headers });
+    if (!r.ok) return;
+    const server = (await r.json()) as Record<string, unknown>;
+    const keep = { request_id: state.request_id };
+    dispatch([[{ type: MSG_STATE, changes: { ...server, ...keep } }, []]]);
+    if (typeof changes.request_id === "number") {
+      await post("/api/v1/state", { changes: { request_id: changes.request_id } }, false);
+    }
+  };
+  const post = async (path: string, payload: unknown, retry = true): Promise<void> => {
     try {
       const r = await fetch(base + path, { method: "POST", headers, body: JSON.stringify(payload) });
       if (!r.ok) {
         console.warn(`calab: ${path} answered ${r.status}: ${await r.text()}`);
+        if (retry && r.status === 400 && path === "/api/v1/state") {
+          await recover((payload as { changes: Record<string, unknown> }).changes);
+        }
         return;
       }
       dispatch(decodeFrames(await r.arrayBuffer()));

@@ -106,6 +106,14 @@ mod python {
     );
 
     /// Deconvolves each row of `traces` (n_cells, n_frames); see calab.run_deconvolution_full.
+    ///
+    /// The FFI contract (checked here whatever the caller validated; ValueError/TypeError naming
+    /// the argument): `traces` C-contiguous float64 or float32, non-empty, finite; the kernel
+    /// parameters as `kernel::validate` and a finite normalisation; `lam` a number or a 1-D
+    /// float64 array of one value per cell, finite and >= 0; `method` "active-set" or "fista";
+    /// `max_iters` >= 1; `tol` finite and > 0; `n_threads` None or 1..=1024; `init` (the warm
+    /// start) the shape of `traces`. Returns (activity, baseline, iterations, converged,
+    /// reconvolution or None); the GIL is released while solving.
     #[pyfunction]
     #[pyo3(signature = (traces, fs, tau_rise, tau_decay, lam, method="active-set", max_iters=1000, tol=1e-9, n_threads=None, init=None, reconvolution=false))]
     #[allow(clippy::too_many_arguments)]

@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from calab.baseline import drift_baseline
 from calab.bridge import tune
 from calab.deconvolution import DeconvolutionResult, run_deconvolution, run_deconvolution_full
+from calab.estimate import ParameterEstimate, estimate_parameters
 from calab.filter import bandpass_filter
 from calab.io import (
     deconvolve_from_export,
@@ -33,12 +34,14 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "DeconvolutionResult",
+    "ParameterEstimate",
     "__version__",
     "bandpass_filter",
     "build_kernel",
     "compute_lipschitz",
     "deconvolve_from_export",
     "drift_baseline",
+    "estimate_parameters",
     "export_dict",
     "kernel_timing",
     "load_caiman",

@@ -18,6 +18,7 @@ MSG_RESHUFFLE = "calab:reshuffle"
 MSG_EXPORT = "calab:export"
 
 #: Synced state (small values only). The page sets ``request_id`` with every change it makes.
+#: Types and ranges: calab.tuning.state.SCHEMA (same order), for the widget and the bridge.
 STATE_KEYS = (
     "tau_rise",
     "tau_decay",
@@ -40,7 +41,7 @@ STATE_KEYS = (
 # Browser bridge (HTTP): the page posts state changes and messages; each reply carries the
 # messages they produced as binary frames (see calab.bridge.framing / js/src/bridge.ts).
 MSG_STATE = "calab:state"  # server-side state changes, e.g. the cells chosen for a mode
-MSG_SUPERSEDED = "calab:superseded"  # a newer request replaced this one before it finished
+MSG_SUPERSEDED = "calab:superseded"  # a newer request replaced this one ({error}: it failed)
 BRIDGE_SECRET_HEADER = "X-Bridge-Secret"
 BRIDGE_HEARTBEAT_S = 3.0  # the page's heartbeat period
 BRIDGE_GONE_S = 10.0  # no heartbeat for this long after the first one: the page is gone

@@ -3,8 +3,10 @@
 The baseline of a trace is estimated as in suite2p's ``maximin`` mode: the trace is smoothed
 lightly (a boxcar over ``smooth_s`` seconds, which tames the noise that would otherwise pull a
 running minimum down), then a running minimum and a running maximum over ``window_s`` seconds
-follow the slow floor under the transients, and the result is smoothed once more with the same
-boxcar so that it has no steps. Running minima and maxima use the van Herk / Gil-Werman block
+follow the slow floor under the transients. They run on samples of the smoothed trace taken
+every half smoothing window; the result is smoothed (no steps) and interpolated back to every
+frame. Near the two ends, where the windows are cut short, the baseline is continued by a line
+fitted to the next half window. Running minima and maxima use the van Herk / Gil-Werman block
 algorithm, vectorised over cells: O(n_frames) per cell whatever the window.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -39,7 +41,9 @@ def _running_extreme(x: np.ndarray, width: int, op: Any, fill: float) -> np.ndar
     padded[:, left : left + n] = x
     blocks = padded.reshape(n_cells, n_blocks, width)
     prefix = op.accumulate(blocks, axis=2).reshape(n_cells, -1)
-    suffix = op.accumulate(blocks[:, :, ::-1], axis=2)[:, :, ::-1].reshape(n_cells, -1)
+    # Suffix extremes: prefix extremes of the reversed row, read back reversed (views only).
+    rev = padded[:, ::-1].reshape(n_cells, n_blocks, width)
+    suffix = op.accumulate(rev, axis=2).reshape(n_cells, -1)[:, ::-1]
     # Window [i, i + width - 1] spans at most two blocks: suffix of the first, prefix of the last.
     return op(suffix[:, :n], prefix[:, width - 1 : width - 1 + n])
 
@@ -48,15 +52,22 @@ def boxcar(x: np.ndarray, width: int) -> np.ndarray:
     """Centred moving average over ``width`` frames along axis 1, shrinking at the edges."""
     n = x.shape[1]
     if width <= 1:
-        return x.copy()
+        return np.array(x, dtype=np.float64, copy=True)
     left = (width - 1) // 2
     right = width - 1 - left
     c = np.zeros((x.shape[0], n + 1), dtype=np.float64)
     np.cumsum(x, axis=1, out=c[:, 1:])
-    idx = np.arange(n)
+    out = np.empty((x.shape[0], n), dtype=np.float64)
+    if n > width:  # interior: whole windows, by slicing (no gathers)
+        np.subtract(c[:, width:], c[:, : n + 1 - width], out=out[:, left : n - right])
+        out[:, left : n - right] /= width
+    idx = np.concatenate((np.arange(min(left, n)), np.arange(max(n - right, min(left, n)), n)))
+    if n <= width:
+        idx = np.arange(n)
     lo = np.maximum(idx - left, 0)
     hi = np.minimum(idx + right + 1, n)
-    return (c[:, hi] - c[:, lo]) / (hi - lo)
+    out[:, idx] = (c[:, hi] - c[:, lo]) / (hi - lo)
+    return out
 
 
 def _frames(seconds: float, fs: float) -> int:
@@ -74,7 +85,7 @@ def _extend_edges(base: np.ndarray, half: int) -> np.ndarray:
     n = base.shape[1]
     if half < 2 or n < 4 * half:
         return base
-    out = base.copy()
+    out = base  # modified in place: the caller's array is a fresh one
     frames = np.arange(n, dtype=np.float64)
     for fit, edge in ((slice(half, 2 * half), slice(0, half)),
                       (slice(n - 2 * half, n - half), slice(n - half, n))):  # fmt: skip
@@ -140,10 +151,64 @@ def drift_baseline(
     data, was_1d = traces_2d(traces)
     x = data.astype(np.float64, copy=False)
     check_finite(x if not was_1d else x[0])
-    n_smooth = _frames(sm, f) if sm > 0 else 1
     n_win = _frames(w, f)
-    smooth = boxcar(x, n_smooth)
-    lower = _running_extreme(smooth, n_win, np.minimum, np.inf)
-    upper = _running_extreme(lower, n_win, np.maximum, -np.inf)
-    base = _extend_edges(boxcar(upper, n_smooth), n_win // 2)
+    coarse = coarse_maximin(x, f, w, sm)
+    base = _extend_edges(_interpolate(coarse.baseline, coarse.frames, x.shape[1]), n_win // 2)
     return base[0] if was_1d else base
+
+
+class CoarseMaximin(NamedTuple):
+    """The smoothed traces and their maximin baseline at frames ``frames`` (every half window)."""
+
+    smooth: np.ndarray  # (n_cells, n_samples) boxcar-smoothed traces
+    baseline: np.ndarray  # (n_cells, n_samples) maximin of ``smooth``
+    frames: np.ndarray  # (n_samples,) frame index of each sample
+    n_smooth: int  # boxcar length in frames
+
+
+def coarse_maximin(x: np.ndarray, fs: float, window_s: float, smooth_s: float) -> CoarseMaximin:
+    """Maximin on samples of the smoothed traces (validated 2-D float64 ``x``).
+
+    The smoothed trace varies little within half a smoothing window, so the running minimum
+    and maximum run on samples taken every half window: cheap whatever the window.
+    """
+    n_smooth = _frames(smooth_s, fs) if smooth_s > 0 else 1
+    n_win = _frames(window_s, fs)
+    smooth = boxcar(x, n_smooth)
+    step = max(1, n_smooth // 2)
+    n = x.shape[1]
+    pos = np.arange(0, n, step)
+    if pos[-1] != n - 1:
+        pos = np.append(pos, n - 1)
+    coarse = smooth[:, pos]
+    n_win_coarse = 2 * int(round(n_win / step / 2)) + 1
+    lower = _running_extreme(coarse, n_win_coarse, np.minimum, np.inf)
+    upper = _running_extreme(lower, n_win_coarse, np.maximum, -np.inf)
+    upper = boxcar(upper, 3 if step > 1 else n_smooth)
+    return CoarseMaximin(coarse, upper, pos, n_smooth)
+
+
+def _interpolate(values: np.ndarray, pos: np.ndarray, n: int) -> np.ndarray:
+    """Linear interpolation of each row from frames ``pos`` to frames 0..n-1.
+
+    ``pos`` is ``0, step, 2 step, ...`` plus ``n - 1`` at the end if not already there.
+    """
+    if pos.size == n:
+        return np.array(values, dtype=np.float64, copy=True)
+    step = int(pos[1] - pos[0])
+    n_full = (n - 1) // step  # whole segments between regular samples
+    out = np.empty((values.shape[0], n), dtype=np.float64)
+    frac = np.arange(step) / step
+    left = values[:, :n_full, None]
+    right = values[:, 1 : n_full + 1, None]
+    body = out[:, : n_full * step].reshape(values.shape[0], n_full, step)  # a view of out
+    np.multiply(right - left, frac, out=body)
+    body += left
+    # The last, shorter segment: from the last regular sample to frame n - 1.
+    start = n_full * step
+    span = max(n - 1 - start, 1)
+    tail = np.arange(n - start) / span
+    v0 = values[:, n_full, None]
+    v1 = values[:, -1, None]
+    out[:, start:] = v0 + (v1 - v0) * tail
+    return out

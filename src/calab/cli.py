@@ -71,6 +71,8 @@ def _is_calab_output(path: Path) -> bool:
         from calab.io._deps import require
 
         h5py = require("h5py")
+        if not path.is_file():  # never open a FIFO or device: the loaders refuse it by name
+            return False
         with h5py.File(path, "r") as f:
             return "activity" in f and "estimates" not in f
     except (OSError, ValueError, KeyError, TypeError, ImportError):
@@ -123,6 +125,9 @@ def detect_format(path: Path) -> str:
 
 
 def _open_npy(path: Path) -> np.ndarray:
+    from calab.io._common import require_file
+
+    require_file(path, "input")  # a FIFO named .npy would block np.load
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -155,7 +160,7 @@ class _LazyRows:
 def open_lazy(args: argparse.Namespace) -> Input:
     """Open FILE for streaming: HDF5 and zarr are read a chunk of cells at a time."""
     from calab.io.caiman import CaimanRows
-    from calab.io.minian import open_minian, unit_ids
+    from calab.io.minian import minian_rows, open_minian, unit_ids
 
     path = Path(args.file).expanduser()
     fmt = args.format or detect_format(path)
@@ -171,7 +176,7 @@ def open_lazy(args: argparse.Namespace) -> Input:
         da, where = open_minian(path, variable=args.variable)
 
         def read(a: int, b: int) -> Any:
-            return da.isel(unit_id=slice(a, b)).values
+            return minian_rows(da, a, b)  # errors name the store
 
         meta = {"source": "minian", "cell_ids": unit_ids(da).tolist(), "path": where}
         shape = (int(da.shape[0]), int(da.shape[1]))
@@ -636,7 +641,7 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
                         f"{src.path}: traces of cells {label} hold NaN or Inf; drop or "
                         "interpolate them first"
                     )
-                res = solve_block(block, solve_params, solve_options)
+                res = solve_block(block, solve_params.for_cells(start, stop), solve_options)
                 writer.write(start, res)
                 writer.flush()
                 stats[start:stop, 0] = res.baseline

@@ -61,21 +61,14 @@ def _frame_and_cell_dims(arr: Any) -> tuple[str, str | None]:
     return frame, cell
 
 
-def _cell_range(block_info: dict[Any, Any] | None, n_cells: int) -> tuple[int, int]:
-    if block_info is None or None not in block_info:  # dask probing with a dummy block
-        return 0, n_cells
-    start, stop = block_info[None]["array-location"][0]
-    return int(start), int(stop)
-
-
 def _params_for(params: Params, block_info: dict[Any, Any] | None, n_cells: int) -> Params:
     """The parameters of one chunk of cells: a per-cell lambda sliced to the chunk."""
     if isinstance(params.lam, float):
         return params
-    start, stop = _cell_range(block_info, n_cells)
-    if stop - start != n_cells:  # dask probing with a dummy block
-        return replace(params, lam=float(params.lam[0]))
-    return replace(params, lam=params.lam[start:stop])
+    if block_info is None or None not in block_info:  # dask probing with a dummy block
+        return replace(params, lam=np.full(n_cells, params.lam[0])) if n_cells else params
+    start, stop = block_info[None]["array-location"][0]
+    return params.for_cells(int(start), int(stop))
 
 
 def _solve_packed(

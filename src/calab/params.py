@@ -13,7 +13,7 @@ import math
 import numbers
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -253,6 +253,20 @@ class Params:
             )
         return self.lam
 
+    def for_cells(self, start: int, stop: int) -> Params:
+        """The parameters of cells ``start:stop`` of a recording (a per-cell lambda sliced).
+
+        For a chunk loop over cells, e.g. ``solve_block(traces[a:b], params.for_cells(a, b))``.
+        """
+        if isinstance(self.lam, float):
+            return self
+        if not 0 <= start < stop <= self.lam.size:
+            raise ValueError(
+                f"cells {start}:{stop} are outside the {self.lam.size} cells that lam has "
+                "values for"
+            )
+        return replace(self, lam=self.lam[start:stop])
+
     @classmethod
     def from_export(cls, params: Mapping[str, Any]) -> Params:
         """Build from the dict of :func:`calab.load_export_params`.
@@ -271,6 +285,14 @@ class Params:
                 f"params lacks {', '.join(missing)}; pass the dict of calab.load_export_params"
             )
         per_cell = params.get("lambda_per_cell")
+        if per_cell is not None:
+            try:
+                _lam(per_cell)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(
+                    f"lambda_per_cell: {exc} (one lambda per cell, as written by "
+                    "calab.export_dict(lam=array))"
+                ) from None
         return cls(
             fs=params["fs"],
             tau_rise=params["tau_rise"],
@@ -287,6 +309,9 @@ class Params:
         ``lambda_`` is the recording-wide lambda (the median of a per-cell lambda); the calab
         extras ``lambda_per_cell``, ``baseline`` and ``baseline_window_s`` are added only when
         they differ from the CaTune model (so a plain export round-trips to the same dict).
+        These are the keys :func:`calab.load_export_params` returns for an export's ``"calab"``
+        object (:func:`calab.export_dict` writes it from ``lam``, ``baseline`` and
+        ``baseline_window_s``).
         """
         out: dict[str, Any] = {
             "tau_rise": self.tau_rise,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -28,34 +27,20 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from calab import _protocol as P
 from calab.deconvolution import DeconvolutionResult, run_deconvolution_full, squeeze
 from calab.filter import bandpass_filter
-from calab.tuning import LatestOnly, Params, TuningEngine, ViewRequest, ViewResult
-from calab.tuning.session import (
-    choose_cells,
-    export_for,
-    first_window,
-    make_request,
-    overview_message,
-    spectrum_message,
-    start_values,
-    view_message,
-)
+from calab.tuning import TuningEngine, ViewRequest, ViewResult
+from calab.tuning.session import Message, TuningSession
 
 logger = logging.getLogger(__name__)
 
 _STATIC = Path(__file__).parent / "static"
-_VIEW_KEYS = (
-    "tau_rise",
-    "tau_decay",
-    "lam",
-    "filter_enabled",
-    "cells",
-    "window_start",
-    "window_stop",
-    "plot_width",
-    "request_id",
-    "pinned",
-    "show_truth",
-)
+
+
+class StateValueError(traitlets.TraitError, ValueError):
+    """A value out of range for a widget trait (nothing was stored)."""
+
+
+class StateTypeError(traitlets.TraitError, TypeError):
+    """A value of the wrong type for a widget trait (nothing was stored)."""
 
 
 def _bundle(name: str) -> Path | str:
@@ -89,9 +74,9 @@ class TuneWidget(anywidget.AnyWidget):
     truth : array_like, shape like ``traces``, optional
         Known spikes (simulated data), drawn when "show true spikes" is ticked.
     n_shown : int
-        Number of cell cards (most active cells first).
+        Number of cell cards (most active cells first), 1 to 64.
     columns : int
-        Columns of the card grid.
+        Columns of the card grid, 1 to 8.
     threaded : bool
         Solve on a worker thread so a newer request supersedes an older one (default). False
         solves synchronously inside each change (scripts, tests).
@@ -99,7 +84,10 @@ class TuneWidget(anywidget.AnyWidget):
     Attributes
     ----------
     tau_rise, tau_decay, lam, filter_enabled
-        The current parameters; assigning them moves the sliders.
+        The current parameters; assigning them moves the sliders. Every state trait is checked
+        by the same rules as the browser page of :func:`calab.tune` (see
+        :mod:`calab.tuning.state`): a bad value raises ``ValueError``/``TypeError`` naming it
+        and the old value stays. ``fs``, ``n_cells``, ``n_frames`` are fixed by the data.
     params : dict
         ``{'tau_rise', 'tau_decay', 'lambda_', 'fs', 'filter_enabled'}`` as
         :func:`calab.load_export_params` returns.
@@ -108,35 +96,36 @@ class TuneWidget(anywidget.AnyWidget):
     ------
     ValueError, TypeError
         Bad traces (NaN/Inf, fewer than 8 frames, no cells, non-numeric) or bad ``fs`` /
-        parameters, before anything is displayed.
+        start values (types and ranges), before anything is displayed.
     """
 
     _esm = _bundle("widget.js")
     _css = _bundle("widget.css")
 
-    tau_rise = traitlets.Float(0.05).tag(sync=True)
-    tau_decay = traitlets.Float(0.5).tag(sync=True)
-    lam = traitlets.Float(0.01).tag(sync=True)
-    filter_enabled = traitlets.Bool(False).tag(sync=True)
+    # The page's state: checked by the session's table (calab.tuning.state), the same rules as
+    # the browser bridge; traitlets only carry the values.
+    tau_rise = traitlets.Any(0.05).tag(sync=True)
+    tau_decay = traitlets.Any(0.5).tag(sync=True)
+    lam = traitlets.Any(0.01).tag(sync=True)
+    filter_enabled = traitlets.Any(False).tag(sync=True)
+    cells = traitlets.Any([]).tag(sync=True)
+    cell_mode = traitlets.Any("active").tag(sync=True)
+    n_shown = traitlets.Any(4).tag(sync=True)
+    columns = traitlets.Any(2).tag(sync=True)
+    seed = traitlets.Any(0).tag(sync=True)
+    window_start = traitlets.Any(0).tag(sync=True)
+    window_stop = traitlets.Any(0).tag(sync=True)
+    plot_width = traitlets.Any(600).tag(sync=True)
+    request_id = traitlets.Any(0).tag(sync=True)
+    pinned = traitlets.Any(None).tag(sync=True)
+    show_truth = traitlets.Any(False).tag(sync=True)
+    selected_cell = traitlets.Any(-1).tag(sync=True)
 
+    # Facts about the recording (read-only).
     fs = traitlets.Float(30.0).tag(sync=True)
     n_cells = traitlets.Int(0).tag(sync=True)
     n_frames = traitlets.Int(0).tag(sync=True)
     has_truth = traitlets.Bool(False).tag(sync=True)
-
-    cells = traitlets.List(traitlets.Int()).tag(sync=True)
-    cell_mode = traitlets.Enum(["active", "random", "index"], "active").tag(sync=True)
-    n_shown = traitlets.Int(4).tag(sync=True)
-    columns = traitlets.Int(2).tag(sync=True)
-    seed = traitlets.Int(0).tag(sync=True)
-    selected_cell = traitlets.Int(-1).tag(sync=True)
-
-    window_start = traitlets.Int(0).tag(sync=True)
-    window_stop = traitlets.Int(0).tag(sync=True)
-    plot_width = traitlets.Int(600).tag(sync=True)
-    request_id = traitlets.Int(0).tag(sync=True)
-    pinned = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
-    show_truth = traitlets.Bool(False).tag(sync=True)
 
     def __init__(
         self,
@@ -156,35 +145,23 @@ class TuneWidget(anywidget.AnyWidget):
         # Validate everything before the widget exists, so nothing renders on bad input.
         self._ready = False
         engine = TuningEngine(traces, fs, truth=truth)
-        if isinstance(n_shown, bool) or not isinstance(n_shown, int) or n_shown < 1:
-            raise ValueError(f"n_shown must be an integer >= 1, got {n_shown!r}")
-        n_show = min(n_shown, engine.n_cells)
-        start, first = start_values(engine, tau_rise, tau_decay, lam, filter_enabled, n_show)
-        _, span = first_window(engine)
-        self._engine = engine
-        self._was_1d = np.ndim(traces) == 1
-        self._overview_sent: tuple[tuple[int, ...], int] | None = None
-        self.last_view: ViewResult | None = None
-        self._scheduler: LatestOnly[ViewRequest] = LatestOnly(self._handle, threaded=threaded)
-        super().__init__(
-            tau_rise=start.tau_rise,
-            tau_decay=start.tau_decay,
-            lam=start.lam,
-            filter_enabled=start.filter_enabled,
-            fs=engine.fs,
-            n_cells=engine.n_cells,
-            n_frames=engine.n_frames,
-            has_truth=engine.truth is not None,
-            cells=first,
-            n_shown=n_show,
-            columns=max(1, min(int(columns), n_show)),
-            window_start=0,
-            window_stop=span,
-            **kwargs,
+        self._session = TuningSession(
+            engine,
+            tau_rise=tau_rise,
+            tau_decay=tau_decay,
+            lam=lam,
+            filter_enabled=filter_enabled,
+            n_shown=n_shown,
+            columns=columns,
+            emit=self._emit,
+            on_export=self._export_reply,
+            threaded=threaded,
         )
+        self._was_1d = np.ndim(traces) == 1
+        super().__init__(**{**self._session.snapshot(), **kwargs})
         self.on_msg(self._on_msg)
         self._ready = True
-        self._submit()
+        self._session.apply({k: getattr(self, k) for k in P.STATE_KEYS})
 
     @classmethod
     def demo(
@@ -208,102 +185,95 @@ class TuneWidget(anywidget.AnyWidget):
         kwargs.setdefault("tau_decay", 1.2)
         return cls(traces, fs, truth=spikes, **kwargs)
 
-    # ---- validation of values set from either side ---------------------------------------
-    @traitlets.validate("tau_rise", "tau_decay")
-    def _check_tau(self, proposal: Any) -> float:
-        v = float(proposal["value"])
+    # ---- traitlets <-> session ------------------------------------------------------------
+    @traitlets.validate(*P.STATE_KEYS)
+    def _check_state(self, proposal: Any) -> Any:
         name = proposal["trait"].name
-        if not math.isfinite(v) or v <= 0:
-            raise traitlets.TraitError(f"{name} must be a positive number of seconds, got {v!r}")
-        return v
+        try:
+            return self._session.validate({name: proposal["value"]})[name]
+        except TypeError as exc:
+            raise StateTypeError(str(exc)) from None
+        except ValueError as exc:
+            raise StateValueError(str(exc)) from None
 
-    @traitlets.validate("lam")
-    def _check_lam(self, proposal: Any) -> float:
-        v = float(proposal["value"])
-        if not math.isfinite(v) or v < 0:
-            raise traitlets.TraitError(f"lam must be a finite number >= 0, got {v!r}")
-        return v
+    @traitlets.validate("fs", "n_cells", "n_frames", "has_truth")
+    def _check_fixed(self, proposal: Any) -> Any:
+        name = proposal["trait"].name
+        if self._ready and proposal["value"] != getattr(self, name):
+            raise StateValueError(
+                f"{name} is fixed by the recording ({getattr(self, name)!r}) and cannot be "
+                f"set to {proposal['value']!r}; make a new TuneWidget for other data"
+            )
+        return proposal["value"]
 
-    @traitlets.validate("cells")
-    def _check_cells(self, proposal: Any) -> list[int]:
-        cells = [int(c) for c in proposal["value"]]
-        n = self.n_cells if self._ready else self._engine.n_cells
-        bad = [c for c in cells if not 0 <= c < n]
-        if bad:
-            raise traitlets.TraitError(f"cells {bad} out of range: indices must be 0..{n - 1}")
-        return list(dict.fromkeys(cells))
-
-    # ---- reactions -------------------------------------------------------------------------
-    @traitlets.observe("cell_mode", "n_shown", "seed")
-    def _choose_cells(self, change: Any) -> None:
-        if not self._ready or self.cell_mode == "index":
+    @traitlets.observe(*P.STATE_KEYS)
+    def _on_state(self, change: Any) -> None:
+        if not self._ready:
             return
-        chosen = choose_cells(self._engine, self.cell_mode, self.n_shown, self.seed)
-        self.cells = chosen
+        state = self._session.state
+        diff = {k: getattr(self, k) for k in P.STATE_KEYS if getattr(self, k) != state[k]}
+        if diff:
+            for key, value in self._session.apply(diff).items():
+                setattr(self, key, value)  # the session chose cells: mirror them
 
-    @traitlets.observe(*_VIEW_KEYS)
-    def _on_view_change(self, change: Any) -> None:
-        if self._ready:
-            self._submit()
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        """Take the page's changes; a refused set is logged, undone on the page and answered."""
+        try:
+            super().set_state(sync_data)
+        except (ValueError, TypeError) as exc:  # nothing was stored (traitlets rolled back)
+            logger.warning("calab widget: the page sent a value that was refused: %s", exc)
+            self.send_state([k for k in sync_data if k in P.STATE_KEYS])
+            rid = sync_data.get("request_id")
+            if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid <= 2**53:
+                self.request_id = rid  # the page's cards get a view of the last valid state
+
+    def _emit(self, messages: list[Message]) -> None:
+        for header, buffers in messages:
+            if header["type"] not in (P.MSG_STATE, P.MSG_SUPERSEDED):  # HTTP-only messages
+                self.send(header, buffers)
+
+    def _export_reply(self, export: dict[str, Any]) -> dict[str, Any]:
+        from calab.io.export import write_export
+
+        stamp = _dt.datetime.now().strftime("%Y-%m-%d-%H%M%S")
+        try:
+            path = write_export(f"catune-params-{stamp}.json", export)
+        except (OSError, ValueError) as exc:
+            logger.warning("calab widget: export failed: %s", exc)
+            return {"type": P.MSG_EXPORTED, "error": str(exc)}
+        return {"type": P.MSG_EXPORTED, "path": str(path)}
+
+    def _on_msg(self, _widget: Any, content: Any, buffers: Any) -> None:
+        try:
+            self._emit(self._session.handle(content))
+        except (ValueError, TypeError) as exc:
+            logger.warning("calab widget: message refused: %s", exc)
+
+    @property
+    def _engine(self) -> TuningEngine:
+        return self._session.engine
+
+    @property
+    def last_view(self) -> ViewResult | None:
+        """The latest solved view (what the page shows), or None before the first."""
+        return self._session.last_view
 
     def current_request(self) -> ViewRequest:
         """The view request for the current state (what the page shows)."""
-        return make_request({k: getattr(self, k) for k in _VIEW_KEYS + ("request_id",)})
-
-    def _submit(self, force: bool = False) -> None:
-        req = self.current_request()
-        if force:
-            self._scheduler.resubmit(req)
-        else:
-            self._scheduler.submit(req)
-
-    def _handle(self, req: ViewRequest, check: Any) -> None:
-        """Worker: overview (when the cells changed), then the solved view."""
-        ov_key = (req.cells, req.width)
-        if ov_key != self._overview_sent:
-            self.send(*overview_message(self._engine, req.cells, req.width))
-            self._overview_sent = ov_key
-        header, buffers, result = view_message(self._engine, req, check)
-        self.last_view = result
-        check()  # a newer request is waiting: its answer replaces this one
-        self.send(header, buffers)
-
-    def _on_msg(self, _widget: Any, content: Any, buffers: Any) -> None:
-        kind = content.get("type") if isinstance(content, dict) else None
-        try:
-            if kind == P.MSG_HELLO:
-                self._overview_sent = None
-                self._submit(force=True)
-            elif kind == P.MSG_REQ_SPECTRUM:
-                cell = int(content["cell"])
-                params = Params(self.tau_rise, self.tau_decay, self.lam, self.filter_enabled)
-                self.send(*spectrum_message(self._engine, cell, params))
-            elif kind == P.MSG_EXPORT:
-                stamp = _dt.datetime.now().strftime("%Y-%m-%d-%H%M%S")
-                path = self.export(f"catune-params-{stamp}.json")
-                self.send({"type": P.MSG_EXPORTED, "path": str(path)})
-        except Exception as exc:  # noqa: BLE001 - reported to the page, the widget keeps going
-            logger.exception("calab widget: message %r failed", kind)
-            if kind == P.MSG_EXPORT:
-                self.send({"type": P.MSG_EXPORTED, "error": str(exc)})
+        return self._session.current_request()
 
     # ---- public API ---------------------------------------------------------------------------
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until the pending solve (if any) has been answered; False on timeout."""
-        return self._scheduler.wait_idle(timeout)
+        return self._session.wait_idle(timeout)
 
     @property
     def lam_max(self) -> float:
         """Lambda at which all activity of the shown cells becomes zero (slider maximum)."""
-        return self._engine.lambda_max(tuple(self.cells), self._params())
-
-    def _params(self) -> Params:
-        return Params(self.tau_rise, self.tau_decay, self.lam, self.filter_enabled).validated(
-            self._engine.fs
-        )
+        return self._engine.lambda_max(tuple(self.cells), self._session.params())
 
     def _export_dict(self, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-        return export_for(self._engine, self._params(), metadata)
+        return self._session.export(metadata)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -352,11 +322,16 @@ class TuneWidget(anywidget.AnyWidget):
         """
         from tqdm.auto import tqdm
 
-        p = self._params()
+        if isinstance(chunk_cells, bool) or not isinstance(chunk_cells, int) or chunk_cells < 1:
+            raise ValueError(
+                f"chunk_cells must be a positive integer (cells per solver call), "
+                f"got {chunk_cells!r}; e.g. chunk_cells=256"
+            )
+        p = self._session.params()
         traces = self._engine.traces
         n = traces.shape[0]
         parts: list[DeconvolutionResult] = []
-        starts = range(0, n, max(1, int(chunk_cells)))
+        starts = range(0, n, chunk_cells)
         for a in tqdm(starts, desc="deconvolving", unit="chunk", disable=not progress):
             y = traces[a : a + chunk_cells]
             if p.filter_enabled:
@@ -375,8 +350,8 @@ class TuneWidget(anywidget.AnyWidget):
 
     def close(self) -> None:
         """Close the widget and stop its solver thread."""
-        scheduler = self.__dict__.get("_scheduler")
-        if scheduler is not None:
-            scheduler.close()
+        session = self.__dict__.get("_session")
+        if session is not None:
+            session.close()
         if self.__dict__.get("_ready"):  # construction may have failed validation
             super().close()

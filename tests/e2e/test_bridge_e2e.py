@@ -56,8 +56,8 @@ def tune_cli(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]
             proc.stderr.close()
 
 
-def test_tune_page_sliders_and_export(browser: Any, tune_cli: Any) -> None:
-    proc, url, out = tune_cli
+def open_tuner(browser: Any, url: str) -> tuple[Any, Any, Any, list[str]]:
+    """A new browser context on ``url``: (context, page, tuner root, page errors)."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = ctx.new_page()
     errors: list[str] = []
@@ -65,6 +65,12 @@ def test_tune_page_sliders_and_export(browser: Any, tune_cli: Any) -> None:
     page.goto(url)
     root = page.locator("[data-testid=calab-tuner]")
     root.wait_for(timeout=30_000)
+    return ctx, page, root, errors
+
+
+def test_tune_page_sliders_and_export(browser: Any, tune_cli: Any) -> None:
+    proc, url, out = tune_cli
+    ctx, page, root, errors = open_tuner(browser, url)
     assert "bridge_secret" not in page.url  # the secret leaves the address bar
     rev = wait_fresh(page, root)
     assert root.locator("[data-testid=cell-card]").count() >= 1
@@ -104,4 +110,43 @@ def test_page_without_the_secret_is_refused(browser: Any, tune_cli: Any) -> None
     page.goto(url.split("?")[0])  # the bare page: it cannot read anything without the secret
     page.wait_for_function("() => document.body.textContent.includes('refused')", timeout=30_000)
     assert page.locator("[data-testid=calab-tuner]").count() == 0
+    ctx.close()
+
+
+def wait_cards(page: Any, root: Any, state: str, min_rev: int) -> None:
+    page.wait_for_function(
+        """([el, state, rev]) => {
+          const cards = el.querySelectorAll('[data-testid=cell-card]');
+          return cards.length > 0 && Number(el.dataset.rev) >= rev &&
+            [...cards].every(c => c.dataset.state === state);
+        }""",
+        arg=[root.element_handle(), state, min_rev],
+        timeout=30_000,
+    )
+
+
+def test_bad_parameters_show_an_error_on_the_cards_and_recover(browser: Any, tune_cli: Any) -> None:
+    _, url, _ = tune_cli
+    ctx, page, root, errors = open_tuner(browser, url)
+    rev = wait_fresh(page, root)
+
+    # tau_decay below tau_rise (0.05 s): every card says what is wrong, as in the widget.
+    decay = root.locator("[data-testid=param-tau-decay]")
+    set_range(decay, 0.02)
+    wait_cards(page, root, "error", rev + 1)
+    badges = root.locator("[data-testid=badge]")
+    assert all("tau_rise" in (b.get_attribute("title") or "") for b in badges.all())
+    rev = int(root.get_attribute("data-rev"))
+    # The next valid value solves again.
+    set_range(decay, 0.6)
+    rev = wait_fresh(page, root, rev + 1)
+
+    # A value the server refuses (rise time 0 from the number box): the page takes the
+    # server's value back and its cards are answered, not left "solving".
+    box = root.locator("input[aria-label='rise time value']")
+    box.fill("0")
+    box.dispatch_event("change")
+    rev = wait_fresh(page, root, rev + 1)
+    assert read_value(root.locator("[data-testid=param-tau-rise]")) == pytest.approx(0.05)
+    assert not errors, errors
     ctx.close()

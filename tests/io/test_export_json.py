@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -106,7 +108,6 @@ def test_reads_web_app_schema_1_1(tmp_path):
             lambda e: e.update(schema_version="2.0.0"),
             "unknown CaTune export schema_version '2.0.0'",
         ),
-        (lambda e: e.pop("schema_version"), "no schema_version"),
         (lambda e: e.pop("parameters"), "no 'parameters'"),
         (lambda e: e["parameters"].pop("lambda"), "lacks parameters lambda"),
         (lambda e: e["parameters"].update(lambda_="x", **{"lambda": "x"}), "must be a number"),
@@ -122,6 +123,34 @@ def test_invalid_exports(tmp_path, change, message):
     path = tmp_path / "p.json"
     path.write_text(json.dumps(exp))
     with pytest.raises(ValueError, match=message):
+        calab.load_export_params(path)
+
+
+def test_strict_and_lenient_reading(tmp_path):
+    # Exports posted by the tuning page are checked strictly ...
+    exp = web_app_export()
+    exp.pop("schema_version")
+    with pytest.raises(ValueError, match="no schema_version"):
+        params_from_export(exp)
+    exp = web_app_export()
+    exp["parameters"].pop("filter_enabled")
+    with pytest.raises(ValueError, match="lacks parameters filter_enabled"):
+        params_from_export(exp)
+    # ... files are read as leniently as the CaLab package (issue 10): no filter_enabled means
+    # False, no schema_version is read as 1.1.0 with a warning.
+    path = tmp_path / "hand-written.json"
+    path.write_text(json.dumps({"parameters": exp["parameters"]}))
+    with pytest.warns(UserWarning, match="no schema_version; reading it as 1.1.0"):
+        got = calab.load_export_params(path)
+    assert got == {
+        "tau_rise": 0.02,
+        "tau_decay": 0.4,
+        "lambda_": 0.01,
+        "fs": 30.0,
+        "filter_enabled": False,
+    }
+    path.write_text(json.dumps({"settings": {}}))
+    with pytest.raises(ValueError, match="not a CaTune export.*no schema_version"):
         calab.load_export_params(path)
 
 
@@ -154,3 +183,43 @@ def test_deconvolve_from_export_matches_run_deconvolution(tmp_path):
     assert not np.array_equal(
         filtered_vs_raw, calab.deconvolve_from_export(traces, path.parent / "pFalse.json")
     )
+
+
+def test_export_file_mode_follows_the_umask(tmp_path):
+    exp = calab.export_dict(**PARAMS)
+    old = os.umask(0o027)
+    try:
+        path = calab.write_export(tmp_path / "a.json", exp)
+        os.umask(0o002)
+        again = calab.write_export(tmp_path / "b.json", exp)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert stat.S_IMODE(again.stat().st_mode) == 0o664
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]
+
+
+def test_write_never_follows_a_planted_link(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / "p.json").symlink_to(victim)
+    calab.write_export(tmp_path / "p.json", calab.export_dict(**PARAMS), force=True)
+    assert victim.read_text() == "keep me"
+    assert not (tmp_path / "p.json").is_symlink()
+
+
+def test_deconvolve_from_export_return_full(tmp_path):
+    traces, _ = calab.simulate(2, 300, 30.0, 0.05, 0.5, seed=5)
+    path = calab.write_export(tmp_path / "p.json", calab.export_dict(**PARAMS))
+    full = calab.deconvolve_from_export(traces, path, return_full=True)
+    want = calab.run_deconvolution_full(traces, 30.0, 0.05, 0.5, 0.02)
+    assert isinstance(full, calab.DeconvolutionResult)
+    np.testing.assert_array_equal(full.activity, want.activity)
+    np.testing.assert_array_equal(full.baseline, want.baseline)
+    positional = calab.deconvolve_from_export(traces, str(path), True)
+    np.testing.assert_array_equal(positional.activity, want.activity)
+    np.testing.assert_array_equal(calab.deconvolve_from_export(traces, path), want.activity)
+    with pytest.raises(TypeError, match="return_full must be True or False"):
+        calab.deconvolve_from_export(traces, path, "yes")
+    with pytest.raises(TypeError, match="traces is a masked array"):
+        calab.deconvolve_from_export(np.ma.masked_invalid(traces), path)

@@ -19,7 +19,7 @@ def traces() -> np.ndarray:
 
 def test_reads_accepted_components_and_frame_rate(tmp_path, traces):
     path = write_caiman(tmp_path / "res.hdf5", traces, idx_components=np.array([3, 0, 4]))
-    out, meta = calab.load_caiman(path)
+    out, meta = calab.load_caiman(path, accepted_only=True)
     np.testing.assert_array_equal(out, traces[[0, 3, 4]].astype(np.float64))
     assert out.dtype == np.float64 and out.flags.c_contiguous
     assert meta["source"] == "caiman"
@@ -43,10 +43,11 @@ def test_unevaluated_components_keep_all(tmp_path, traces):
     assert out.shape == (5, 120)
 
 
-def test_missing_frame_rate_needs_fs(tmp_path, traces):
+def test_missing_frame_rate_gives_none(tmp_path, traces):
+    # Issue 10: as the CaLab package, no frame rate in the file is sampling_rate_hz None.
     path = write_caiman(tmp_path / "res.hdf5", traces, fr="NoneType")
-    with pytest.raises(KeyError, match="params/data/fr.*fs="):
-        calab.load_caiman(path)
+    out, meta = calab.load_caiman(path)
+    assert meta["sampling_rate_hz"] is None and out.shape == (5, 120)
     _, meta = calab.load_caiman(path, fs=20.0)
     assert meta["sampling_rate_hz"] == 20.0
 
@@ -90,9 +91,22 @@ def test_wrong_dimensions(tmp_path):
 
     with h5py.File(path, "a") as f:
         del f["estimates/C"]
-        f["estimates/C"] = np.ones(10)
-    with pytest.raises(ValueError, match=r"2-D \(n_cells, n_frames\), got 1-D"):
+        f["estimates/C"] = np.ones((2, 3, 4))
+    with pytest.raises(ValueError, match=r"2-D \(n_cells, n_frames\), got 3-D"):
         calab.load_caiman(path)
+
+
+def test_one_dimensional_traces_are_one_cell(tmp_path):
+    # Issue 10: the CaLab package reads a 1-D estimates/C as one cell.
+    path = write_caiman(tmp_path / "res.hdf5", np.ones((2, 3)))
+    import h5py
+
+    with h5py.File(path, "a") as f:
+        del f["estimates/C"]
+        f["estimates/C"] = np.arange(10.0)
+    out, meta = calab.load_caiman(path)
+    np.testing.assert_array_equal(out, np.arange(10.0)[None, :])
+    assert (meta["num_cells"], meta["num_timepoints"], meta["cell_ids"]) == (1, 10, [0])
 
 
 def test_nan_rows_are_named(tmp_path, traces):
@@ -114,3 +128,100 @@ def test_missing_h5py_names_the_extra(tmp_path, traces, monkeypatch):
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(ImportError, match=r"pip install calab\[loaders\]"):
         calab.load_caiman(path)
+
+
+def test_default_is_every_row_in_stored_order(tmp_path, traces):
+    # Issue 10: the CaLab package returns every row of estimates/C; accepted_only is opt-in.
+    path = write_caiman(tmp_path / "res.hdf5", traces, idx_components=np.array([3, 0, 4]))
+    out, meta = calab.load_caiman(path)
+    np.testing.assert_array_equal(out, traces.astype(np.float64))
+    assert meta["cell_ids"] == [0, 1, 2, 3, 4] and meta["num_cells"] == 5
+
+
+def test_custom_trace_and_frame_rate_keys(tmp_path, traces):
+    path = write_caiman(tmp_path / "res.hdf5", traces, fr=30.0)
+    import h5py
+
+    with h5py.File(path, "a") as f:
+        f["estimates/C_on_accepted"] = traces[:2] * 2
+        f["params/data/fr2"] = 12.5
+    out, meta = calab.load_caiman(path, "estimates/C_on_accepted", "params/data/fr2")
+    np.testing.assert_array_equal(out, traces[:2].astype(np.float64) * 2)
+    assert meta["sampling_rate_hz"] == 12.5 and meta["trace_key"] == "estimates/C_on_accepted"
+    _, meta = calab.load_caiman(path, fs_key="params/data/missing")
+    assert meta["sampling_rate_hz"] is None
+    with pytest.raises(KeyError, match=r"estimates/S2 not found.*holds: .*C_on_accepted"):
+        calab.load_caiman(path, trace_key="estimates/S2")
+
+
+def test_missing_group_names_the_full_key(tmp_path):
+    import h5py
+
+    path = tmp_path / "res.hdf5"
+    with h5py.File(path, "w") as f:
+        f["other/data"] = np.zeros(10)
+    with pytest.raises(KeyError, match=r"estimates/C not found.*holds: other"):
+        calab.load_caiman(path)
+
+
+@pytest.mark.parametrize(
+    ("idx", "message"),
+    [
+        (np.array([0.0, 2.0]), r"idx_components .* has dtype float64; .* integer indices"),
+        (np.array([[0, 1], [2, 3]]), r"idx_components .* must be 1-D .* shape \(2, 2\)"),
+        (np.array([0, -1, 2]), r"holds the index -1, outside 0\.\.4"),
+        (np.array([0, 7]), r"holds the index 7, outside 0\.\.4"),
+        (np.array([], dtype=np.int64), "no accepted components"),
+    ],
+)
+def test_bad_idx_components_are_refused(tmp_path, traces, idx, message):
+    path = write_caiman(tmp_path / "res.hdf5", traces, idx_components=idx)
+    with pytest.raises(ValueError, match=message):
+        calab.load_caiman(path, accepted_only=True)
+    out, _ = calab.load_caiman(path)  # every row: the list is not used
+    assert out.shape == (5, 120)
+
+
+def test_links_are_followed_or_refused_by_name(tmp_path, traces):
+    import h5py
+
+    path = write_caiman(tmp_path / "res.hdf5", traces)
+    with h5py.File(path, "a") as f:
+        f["estimates/C_link"] = h5py.SoftLink("/estimates/C")
+        f["estimates/gone"] = h5py.SoftLink("/estimates/nothing")
+        f["estimates/ext"] = h5py.ExternalLink(str(tmp_path / "other.hdf5"), "/C")
+        f["loop/a"] = h5py.SoftLink("/loop/b")
+        f["loop/b"] = h5py.SoftLink("/loop/a")
+        f["loop/self"] = f["loop"]  # a hard-link cycle
+    out, _ = calab.load_caiman(path, trace_key="estimates/C_link")
+    np.testing.assert_array_equal(out, traces.astype(np.float64))
+    with pytest.raises(KeyError, match=r"estimates/gone in .*res.hdf5 is a link to the missing"):
+        calab.load_caiman(path, trace_key="estimates/gone")
+    with pytest.raises(ValueError, match=r"estimates/ext in .*res.hdf5 is an external link"):
+        calab.load_caiman(path, trace_key="estimates/ext")
+    with pytest.raises(OSError, match=r"cannot read loop/a from .*res.hdf5"):
+        calab.load_caiman(path, trace_key="loop/a")
+    with pytest.raises(KeyError, match=r"loop/self/self/C not found.*holds: a, b, self"):
+        calab.load_caiman(path, trace_key="loop/self/self/C")
+
+
+def test_external_storage_is_refused(tmp_path, traces):
+    import h5py
+
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(traces.astype("<f4").tobytes())
+    path = tmp_path / "res.hdf5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset(
+            "estimates/C", shape=traces.shape, dtype="<f4", external=[(raw, 0, h5py.h5f.UNLIMITED)]
+        )
+    with pytest.raises(ValueError, match="keeps its data in other files"):
+        calab.load_caiman(path)
+
+
+def test_numpy_scalar_frame_rates(tmp_path, traces):
+    path = write_caiman(tmp_path / "res.hdf5", traces, fr=np.float32(15.0))
+    _, meta = calab.load_caiman(path, fs=np.float32(20.0))
+    assert meta["sampling_rate_hz"] == 20.0
+    _, meta = calab.load_caiman(path)
+    assert meta["sampling_rate_hz"] == 15.0

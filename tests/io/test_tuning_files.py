@@ -66,3 +66,39 @@ def test_load_errors(tmp_path):
     (tmp_path / "rec_metadata.json").write_text('{"schema_version": "2.0.0"}')
     with pytest.raises(ValueError, match="schema_version '2.0.0'"):
         calab.load_tuning_data(tmp_path / "rec")
+
+
+def test_metadata_dict_is_merged_at_the_top_level(tmp_path):
+    # Issue 10: the CaLab package's save_for_tuning(traces, fs, path, metadata={...}).
+    calab.save_for_tuning(
+        np.ones((2, 5)), 30.0, tmp_path / "rec", metadata={"animal": "m1", "day": 3}
+    )
+    meta = json.loads((tmp_path / "rec_metadata.json").read_text())
+    assert meta["animal"] == "m1" and meta["day"] == 3 and "metadata" not in meta
+    calab.save_for_tuning(np.ones((2, 5)), 30.0, tmp_path / "kw", {"a": 1}, source="x")
+    assert json.loads((tmp_path / "kw_metadata.json").read_text())["a"] == 1
+    with pytest.warns(UserWarning, match=r"\['num_cells', 'sampling_rate_hz'\] are set from"):
+        calab.save_for_tuning(
+            np.ones((2, 5)), 30.0, tmp_path / "r2", {"num_cells": 9, "sampling_rate_hz": 1.0}
+        )
+    meta = json.loads((tmp_path / "r2_metadata.json").read_text())
+    assert (meta["num_cells"], meta["sampling_rate_hz"]) == (2, 30.0)
+    with pytest.raises(TypeError, match="metadata must be a dict, got list"):
+        calab.save_for_tuning(np.ones((2, 5)), 30.0, tmp_path / "r3", ["a"])  # type: ignore[arg-type]
+
+
+def test_load_refuses_nan_traces(tmp_path):
+    # Issue 9.18: like the pipeline loaders, NaN rows are refused and named.
+    calab.save_for_tuning(np.ones((3, 5)), 30.0, tmp_path / "rec")
+    bad = np.ones((3, 5))
+    bad[2, 1] = np.nan
+    np.save(tmp_path / "rec.npy", bad)
+    with pytest.raises(ValueError, match=r"rec.npy has NaN or Inf in 1 of 3 cells \(rows 2\)"):
+        calab.load_tuning_data(tmp_path / "rec")
+
+
+def test_masked_arrays_are_refused(tmp_path):
+    traces = np.ma.masked_greater(np.array([[1.0, 1e20, 2.0]]), 1e10)
+    with pytest.raises(TypeError, match="traces is a masked array"):
+        calab.save_for_tuning(traces, 30.0, tmp_path / "rec")
+    assert not list(tmp_path.iterdir())

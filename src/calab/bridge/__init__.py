@@ -20,7 +20,6 @@ from urllib.parse import urlencode, urlsplit
 from calab.bridge.server import STATIC_DIR, BridgeServer
 from calab.bridge.session import BridgeSession
 from calab.tuning import TuningEngine
-from calab.tuning.session import start_values
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +53,8 @@ class TuneSession:
 
     def close(self) -> None:
         """Stop the server and free its port."""
-        self.session.done.set()
         self.server.stop()
+        self.session.close()
 
     def __enter__(self) -> TuneSession:
         return self
@@ -79,7 +78,14 @@ def start(
 ) -> TuneSession:
     """Start a bridge server without blocking (``tune`` = ``start`` + open + ``wait``)."""
     engine = TuningEngine(traces, fs, truth=truth)
-    params, _ = start_values(engine, tau_rise, tau_decay, lam, filter_enabled, 4)
+    session = BridgeSession(
+        engine,
+        tau_rise=tau_rise,
+        tau_decay=tau_decay,
+        lam=lam,
+        filter_enabled=filter_enabled,
+        metadata=metadata,
+    )
     if port is not None and (isinstance(port, bool) or not 0 <= int(port) <= 65535):
         raise ValueError(f"port must be 0..65535 (0 or None for a free port), got {port!r}")
     allowed_origin = None
@@ -93,14 +99,6 @@ def start(
             f"the tuning UI bundle {STATIC_DIR / 'bridge.js'} is missing; build it with "
             "`make js` (needs node and npm) or install a calab wheel"
         )
-    session = BridgeSession(
-        engine,
-        tau_rise=params.tau_rise,
-        tau_decay=params.tau_decay,
-        lam=params.lam,
-        filter_enabled=params.filter_enabled,
-        metadata=metadata,
-    )
     secret = secrets.token_urlsafe(32)
     server = BridgeServer(session, secret, port=int(port or 0), allowed_origin=allowed_origin)
     server.start()

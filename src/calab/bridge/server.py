@@ -24,6 +24,7 @@ import hmac
 import io
 import json
 import logging
+import sys
 import threading
 from collections.abc import Sequence
 from http import HTTPStatus
@@ -42,6 +43,10 @@ logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 MAX_BODY = 1 << 20  # 1 MiB: parameter and state messages are a few hundred bytes
+#: Seconds a connection may sit idle (or trickle a request) before the server closes it.
+CONNECTION_TIMEOUT_S = 30.0
+#: Connections served at once; more are answered 503 and closed (a page uses at most ~6).
+MAX_CONNECTIONS = 32
 _STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 
 PAGE = """<!doctype html>
@@ -80,10 +85,18 @@ class BridgeServer(ThreadingHTTPServer):
         *,
         port: int = 0,
         allowed_origin: str | None = None,
+        timeout: float = CONNECTION_TIMEOUT_S,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.session = session
         self.secret = secret.encode()
         self.allowed_origin = allowed_origin
+        self.connection_timeout = float(timeout)
+        self.max_connections = int(max_connections)
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        self._open_lock = threading.Condition()
+        self.open_connections = 0
+        self.refused_connections = 0
         super().__init__(("127.0.0.1", port), BridgeHandler)
         self.port = int(self.server_address[1])
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -95,6 +108,59 @@ class BridgeServer(ThreadingHTTPServer):
             target=self.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
         )
         self._thread.start()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection on its own thread, or refuse it when all slots are taken."""
+        if not self._slots.acquire(blocking=False):
+            self.refused_connections += 1
+            logger.warning(
+                "calab bridge: refused a connection: %d connections are open already",
+                self.max_connections,
+            )
+            try:
+                request.settimeout(1.0)
+                body = b'{"error": "too many connections"}'
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        with self._open_lock:
+            self.open_connections += 1
+            self._open_lock.notify_all()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._open_lock:
+            self.open_connections -= 1
+            self._open_lock.notify_all()
+        self._slots.release()
+
+    def wait_open_connections(self, n: int, timeout: float = 10.0) -> bool:
+        """Wait until exactly ``n`` connections are being served; False on timeout."""
+        with self._open_lock:
+            return self._open_lock.wait_for(lambda: self.open_connections == n, timeout)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One log line for a client that went away; the traceback only for real faults."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            logger.info("calab bridge: client %s went away: %s", client_address[0], exc)
+        else:
+            logger.error("calab bridge: connection failed", exc_info=exc)
 
     def stop(self) -> None:
         """Stop serving and free the port."""
@@ -118,6 +184,10 @@ class BridgeHandler(BaseHTTPRequestHandler):
     sys_version = ""
 
     # ---- plumbing --------------------------------------------------------------------------
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.connection_timeout)  # idle clients are closed
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         logger.debug("%s - %s", self.address_string(), format % args)
 
@@ -180,10 +250,14 @@ class BridgeHandler(BaseHTTPRequestHandler):
         if n > MAX_BODY:
             raise _HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY} bytes")
         raw = self.rfile.read(n)
+        if len(raw) < n:
+            raise ConnectionResetError(f"the client sent {len(raw)} of {n} body bytes and left")
         try:
             return json.loads(raw) if raw else None
         except (ValueError, UnicodeDecodeError):
             raise _HTTPError(HTTPStatus.BAD_REQUEST, "malformed JSON") from None
+        except RecursionError:
+            raise _HTTPError(HTTPStatus.BAD_REQUEST, "JSON nested too deeply") from None
 
     def _dispatch(self, method: str) -> None:
         try:
@@ -202,11 +276,15 @@ class BridgeHandler(BaseHTTPRequestHandler):
             self._error(exc.status, exc.message)
         except BadRequest as exc:
             self._error(HTTPStatus.BAD_REQUEST, str(exc))
-        except (BrokenPipeError, ConnectionResetError):
+        except (ConnectionError, TimeoutError) as exc:
             self.close_connection = True
+            logger.info("calab bridge: client went away during %s %s: %s", method, self.path, exc)
         except Exception:  # noqa: BLE001 - never a traceback to the client
             logger.exception("calab bridge: request %s %s failed", method, self.path)
-            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the Python log)")
+            try:
+                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the Python log)")
+            except (ConnectionError, TimeoutError):
+                self.close_connection = True
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         self._dispatch("GET")

@@ -1,29 +1,188 @@
-"""Checks and metadata shared by the loaders."""
+"""Checks and metadata shared by the loaders, and the safe file primitives they use."""
 
 from __future__ import annotations
 
 import math
 import numbers
 import os
+import secrets
+import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from calab._validate import as_real_array
+
 PathLike = str | os.PathLike[str]
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def file_kind(mode: int) -> str:
+    """What an ``st_mode`` describes, in words ("a regular file", "a FIFO (named pipe)", ...)."""
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _stat(p: Path, what: str) -> os.stat_result:
+    try:
+        return p.stat()  # follows symbolic links: a link to a regular file is fine
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} not found: {p}") from None
+    except OSError as exc:
+        raise OSError(f"cannot access {what} {p}: {exc.strerror}") from None
+
+
+def require_file(path: PathLike, what: str) -> Path:
+    """Return ``path`` as a Path if it is a regular file (or a link to one).
+
+    Nothing is opened: a FIFO, socket or device named like a data file is refused at once
+    instead of blocking the reader.
+
+    Raises
+    ------
+    FileNotFoundError
+        If nothing is there.
+    IsADirectoryError
+        If it is a folder.
+    ValueError
+        If it is a FIFO, socket or device.
+    """
+    p = Path(path).expanduser()
+    mode = _stat(p, what).st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{what} {p} is a folder, expected a file")
+    if not stat.S_ISREG(mode):
+        raise ValueError(
+            f"{what} {p} is {file_kind(mode)}, not a regular file; refusing to read it"
+        )
+    return p
+
+
+def require_dir(path: PathLike, what: str) -> Path:
+    """Return ``path`` as a Path if it is a folder (or a link to one).
+
+    Raises
+    ------
+    FileNotFoundError
+        If nothing is there.
+    NotADirectoryError
+        If it is anything but a folder (the message says what it is).
+    """
+    p = Path(path).expanduser()
+    mode = _stat(p, what).st_mode
+    if not stat.S_ISDIR(mode):
+        raise NotADirectoryError(f"{what} {p} is {file_kind(mode)}, expected a folder")
+    return p
+
+
+def is_present(path: Path) -> bool:
+    """Whether anything (file, folder, FIFO, dangling link) is at ``path``."""
+    return os.path.lexists(path)
 
 
 def existing_path(path: PathLike, what: str) -> Path:
-    """Return ``path`` as a Path or raise FileNotFoundError naming ``what``."""
+    """Return ``path`` as a Path if it is a regular file or a folder, else raise.
+
+    Raises FileNotFoundError naming ``what`` if nothing is there, ValueError for a FIFO,
+    socket or device (never opened, so never blocks).
+    """
     p = Path(path).expanduser()
-    if not p.exists():
-        raise FileNotFoundError(f"{what} not found: {p}")
+    mode = _stat(p, what).st_mode
+    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        raise ValueError(
+            f"{what} {p} is {file_kind(mode)}, not a regular file or folder; refusing to read it"
+        )
     return p
+
+
+def write_atomic(
+    path: PathLike, data: bytes | str | Callable[[BinaryIO], object], *, overwrite: bool
+) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
+
+    The data goes to a new file in the destination folder, created exclusively (never through
+    an existing file or link) with the mode a plain ``open(path, "w")`` would give (0o666 less
+    the umask), flushed to disk, then renamed over ``path``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination file.
+    data : bytes, str or callable
+        The content (str is written as UTF-8), or a function writing it to the binary file
+        object it is given (e.g. ``lambda fh: np.save(fh, arr)``).
+    overwrite : bool
+        Replace an existing file; without it an existing ``path`` raises FileExistsError.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise IsADirectoryError(f"{p} is a folder; refusing to replace it")
+    if is_present(p) and not overwrite:
+        raise FileExistsError(f"{p} already exists; pass force=True to replace it")
+    folder = p.parent
+    require_dir(folder, "output folder")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    flags |= getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = folder / f".{p.name}.{secrets.token_hex(6)}.partial"
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the kernel applies the umask
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - 100 collisions of 48 random bits
+        raise FileExistsError(f"cannot create a temporary file in {folder}")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if not overwrite and is_present(p):  # created meanwhile
+            raise FileExistsError(f"{p} already exists; pass force=True to replace it")
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return p
+
+
+def load_npy(path: PathLike, what: str) -> np.ndarray:
+    """``np.load`` of a regular ``.npy`` file without pickles; any failure to parse it
+    (numpy raises SyntaxError, TokenError, EOFError ... on corrupt headers) becomes an OSError
+    naming the file."""
+    p = require_file(path, what)
+    try:
+        return np.asarray(np.load(p, allow_pickle=False))
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise OSError(f"cannot read {p} as a .npy array ({type(exc).__name__}: {exc})") from None
 
 
 def sampling_rate(fs: Any, where: str) -> float:
     """Validate a sampling rate in Hz."""
-    if isinstance(fs, bool) or not isinstance(fs, numbers.Real):
+    if isinstance(fs, bool | np.bool_) or not isinstance(fs, numbers.Real):
         raise TypeError(f"fs must be the sampling rate in Hz (a number), got {fs!r} ({where})")
     v = float(fs)
     if not math.isfinite(v) or v <= 0:
@@ -33,7 +192,7 @@ def sampling_rate(fs: Any, where: str) -> float:
 
 def traces_matrix(arr: Any, name: str, where: str) -> np.ndarray:
     """Return ``arr`` as a C-ordered float64 2-D array or raise a clear error."""
-    a = np.asarray(arr)
+    a = as_real_array(arr, name)
     if a.dtype.kind not in "iuf":
         raise TypeError(f"{name} in {where} must hold real numbers, got dtype {a.dtype}")
     if a.ndim != 2:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import numpy as np
@@ -10,14 +11,31 @@ import numpy as np
 from calab.io._common import (
     PathLike,
     check_finite_rows,
-    existing_path,
     make_meta,
+    require_file,
     sampling_rate,
     traces_matrix,
 )
 from calab.io._deps import require
 
 TraceKind = Literal["C", "C+YrA"]
+IDX_KEY = "estimates/idx_components"
+YRA_KEY = "estimates/YrA"
+
+# h5py reports corrupt files, broken links and unreadable chunks with these.
+_H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError)
+
+
+@contextmanager
+def _h5(where: str, what: str) -> Iterator[None]:
+    """Turn h5py's errors while reading ``what`` into an OSError naming the file and key."""
+    try:
+        yield
+    except _H5_ERRORS as exc:
+        raise OSError(
+            f"cannot read {what} from {where} ({type(exc).__name__}: {exc}); the file may be "
+            "truncated or corrupt, or hold broken links"
+        ) from None
 
 
 def _listing(group: Any) -> str:
@@ -27,149 +45,229 @@ def _listing(group: Any) -> str:
     return f"{name} holds: {shown or 'nothing'}"
 
 
-def _get(f: Any, key: str, where: str) -> Any:
-    """Return the HDF5 object at ``key`` or raise KeyError listing what is there."""
+def _get(h5py: Any, f: Any, key: str, where: str, *, required: bool = True) -> Any:
+    """The HDF5 object at ``key`` (None if absent and not ``required``).
+
+    Raises KeyError naming the full key and listing what the file holds where the path stops;
+    refuses external links (they would read another file) and dangling links.
+    """
     node = f
-    parts = key.split("/")
+    parts = [p for p in key.split("/") if p]
+    if not parts:
+        raise ValueError(f"empty HDF5 key {key!r}")
     for i, part in enumerate(parts):
-        if not hasattr(node, "keys") or part not in node:
-            hint = _listing(node) if hasattr(node, "keys") else f"{node.name} is a dataset"
+        sub = "/".join(parts[: i + 1])
+        with _h5(where, sub):
+            is_group = isinstance(node, h5py.Group)
+            link = node.get(part, getlink=True) if is_group else None
+            hint = _listing(node) if is_group else f"{node.name.strip('/')} is a dataset"
+        if link is None:
+            if not required:
+                return None
+            stop = "" if sub == key.strip("/") else f": {sub} not found"
             raise KeyError(
-                f"{'/'.join(parts[: i + 1])} not found in {where}; {hint}. "
+                f"{key} not found in {where}{stop}; {hint}. "
                 "Is this a CaImAn results file (saved with cnm.save('....hdf5'))?"
             )
-        node = node[part]
+        if isinstance(link, h5py.ExternalLink):
+            raise ValueError(
+                f"{sub} in {where} is an external link to {link.filename}:{link.path}; calab "
+                "reads only data stored in the file itself"
+            )
+        with _h5(where, sub):
+            child = node.get(part)
+        if child is None and isinstance(link, h5py.SoftLink):
+            raise KeyError(f"{sub} in {where} is a link to the missing object {link.path}")
+        if child is None:
+            raise OSError(f"cannot read {sub} from {where}: the object is unreadable (corrupt)")
+        node = child
     return node
 
 
-def _scalar(ds: Any) -> Any:
+def _dataset(h5py: Any, node: Any, key: str, where: str) -> Any:
+    """``node`` if it is a dataset stored in the file (not external, not virtual), else None."""
+    if not isinstance(node, h5py.Dataset):
+        return None
+    with _h5(where, key):
+        external = node.external
+        virtual = node.is_virtual
+    if external or virtual:
+        raise ValueError(
+            f"{key} in {where} keeps its data in other files "
+            f"({'a virtual dataset' if virtual else 'external storage'}); calab reads only "
+            "data stored in the file itself"
+        )
+    return node
+
+
+def _scalar(ds: Any, where: str, key: str) -> Any:
     """A CaImAn-saved scalar (0-d dataset); None for CaImAn's 'NoneType' placeholder."""
-    value = ds[()]
+    with _h5(where, key):
+        value = ds[()]
     if isinstance(value, bytes | str | np.bytes_ | np.str_):
         return None
     arr = np.asarray(value)
-    if arr.size != 1:
+    if arr.size != 1 or arr.dtype.kind not in "iuf":
         return None
     return arr.reshape(()).item()
+
+
+def _accepted(h5py: Any, f: Any, n_rows: int, where: str) -> np.ndarray | None:
+    """The rows listed in ``estimates/idx_components`` (sorted, unique), or None if the file
+    has no list (CaImAn stores 'NoneType' before ``evaluate_components``)."""
+    node = _get(h5py, f, IDX_KEY, where, required=False)
+    ds = _dataset(h5py, node, IDX_KEY, where) if node is not None else None
+    if ds is None:
+        return None
+    with _h5(where, IDX_KEY):
+        kind, ndim, shape = ds.dtype.kind, ds.ndim, ds.shape
+        idx = np.asarray(ds[()]) if kind in "iub" and ndim == 1 else None
+    if kind in "SUO" and ndim == 0:  # 'NoneType': not evaluated yet
+        return None
+    if kind not in "iub":
+        raise ValueError(
+            f"{IDX_KEY} in {where} has dtype {ds.dtype}; CaImAn stores the accepted "
+            "components as integer indices. Fix the file, or pass accepted_only=False to load "
+            "every component"
+        )
+    if idx is None:
+        raise ValueError(
+            f"{IDX_KEY} in {where} must be 1-D (a list of component indices), got shape "
+            f"{shape}; pass accepted_only=False to load every component"
+        )
+    if kind == "b":
+        if idx.size != n_rows:
+            raise ValueError(
+                f"{IDX_KEY} in {where} is a mask of {idx.size} entries for {n_rows} components"
+            )
+        idx = np.flatnonzero(idx)
+    idx = np.asarray(idx, dtype=np.int64)
+    if idx.size == 0:
+        raise ValueError(
+            f"no accepted components in {where} ({IDX_KEY} is empty); pass accepted_only=False "
+            "to load all of them"
+        )
+    bad = idx[(idx < 0) | (idx >= n_rows)]
+    if bad.size:
+        raise ValueError(
+            f"{IDX_KEY} in {where} holds the index {int(bad[0])}, outside 0..{n_rows - 1} "
+            f"(the components of the traces); the file is inconsistent"
+        )
+    return np.unique(idx)
 
 
 class CaimanRows:
     """A CaImAn HDF5 file opened for reading rows lazily (bounded memory).
 
     ``rows(start, stop)`` returns traces ``start:stop`` of the selected components as float64;
-    ``shape``, ``fs``, ``cell_ids``, ``meta`` describe the whole selection. Close when done.
+    ``shape``, ``fs`` (None when the file stores no frame rate and none was given),
+    ``cell_ids``, ``meta_extra`` describe the whole selection. Close when done. The
+    arguments are those of :func:`load_caiman`.
     """
 
     def __init__(
         self,
         path: PathLike,
-        *,
-        trace: TraceKind = "C",
-        accepted_only: bool = True,
+        trace_key: str = "estimates/C",
+        fs_key: str = "params/data/fr",
         fs: float | None = None,
+        *,
+        accepted_only: bool = False,
+        trace: TraceKind = "C",
     ) -> None:
         if trace not in ("C", "C+YrA"):
             raise ValueError(f"trace must be 'C' or 'C+YrA', got {trace!r}")
+        for name, key in (("trace_key", trace_key), ("fs_key", fs_key)):
+            if not isinstance(key, str):
+                raise TypeError(f"{name} must be an HDF5 key (a str), got {key!r}")
+        fs_ = None if fs is None else sampling_rate(fs, "fs")
         h5py = require("h5py")
-        p = existing_path(path, "CaImAn file")
-        if p.is_dir():
-            raise IsADirectoryError(f"expected a CaImAn .hdf5 file, got the folder {p}")
+        p = require_file(path, "CaImAn file")
+        where = str(p)
         try:
             self._f: Any = h5py.File(p, "r")
-        except OSError as exc:
+        except _H5_ERRORS as exc:
             raise OSError(
                 f"cannot read {p} as HDF5 ({exc}); the file may be truncated, corrupt or "
                 "not a CaImAn .hdf5 file"
             ) from None
         try:
-            self._open(h5py, p, trace, accepted_only, fs)
+            self._open(h5py, where, trace_key, fs_key, fs_, accepted_only, trace)
         except BaseException:
             self._f.close()
             raise
 
     def _open(
-        self, h5py: Any, p: Path, trace: TraceKind, accepted_only: bool, fs: float | None
+        self,
+        h5py: Any,
+        where: str,
+        trace_key: str,
+        fs_key: str,
+        fs: float | None,
+        accepted_only: bool,
+        trace: TraceKind,
     ) -> None:
         f = self._f
-        where = str(p)
-        c_ds = _get(f, "estimates/C", where)
-        if not isinstance(c_ds, h5py.Dataset) or c_ds.dtype.kind not in "iuf":
+        key = trace_key.strip("/")
+        c_ds = _dataset(h5py, _get(h5py, f, key, where), key, where)
+        with _h5(where, key):
+            kind = c_ds.dtype.kind if c_ds is not None else ""
+            dims = tuple(c_ds.shape) if c_ds is not None else ()
+        if c_ds is None or kind not in "iuf":
             raise ValueError(
-                f"estimates/C in {where} is not a numeric array (CaImAn stores 'NoneType' "
+                f"{key} in {where} is not a numeric array (CaImAn stores 'NoneType' "
                 "there before the CNMF fit has run); fit and save the model first"
             )
-        if c_ds.ndim == 1:
-            traces_matrix(c_ds[()], "estimates/C", where)  # same checks and messages as eager
-        elif c_ds.ndim != 2:
-            traces_matrix(np.empty(c_ds.shape), "estimates/C", where)
+        if len(dims) not in (1, 2):
+            traces_matrix(np.empty(dims), key, where)  # the eager path's message
+        shape = (1, dims[0]) if len(dims) == 1 else (dims[0], dims[1])
+        if shape[0] == 0 or shape[1] == 0:
+            raise ValueError(f"{key} in {where} is empty (shape {dims})")
         self._c = c_ds
         self._yra = None
         if trace == "C+YrA":
-            yra = _get(f, "estimates/YrA", where)
-            if not isinstance(yra, h5py.Dataset) or yra.dtype.kind not in "iuf":
-                raise ValueError(f"estimates/YrA in {where} holds no residual traces")
-            if yra.shape != c_ds.shape:
+            yra = _dataset(h5py, _get(h5py, f, YRA_KEY, where), YRA_KEY, where)
+            with _h5(where, YRA_KEY):
+                ok = yra is not None and yra.dtype.kind in "iuf"
+                yshape = tuple(yra.shape) if yra is not None else ()
+            if not ok:
+                raise ValueError(f"{YRA_KEY} in {where} holds no residual traces")
+            if yshape != dims:
                 raise ValueError(
-                    f"estimates/YrA has shape {yra.shape} but estimates/C has shape "
-                    f"{c_ds.shape} in {where}"
+                    f"{YRA_KEY} has shape {yshape} but {key} has shape {dims} in {where}"
                 )
             self._yra = yra
-        shape = (1, c_ds.shape[0]) if c_ds.ndim == 1 else tuple(c_ds.shape)
-        if shape[0] == 0 or shape[1] == 0:
-            raise ValueError(f"estimates/C in {where} is empty (shape {shape})")
         cell_ids = np.arange(shape[0])
-        if accepted_only and "idx_components" in f["estimates"]:
-            ds = f["estimates/idx_components"]
-            idx = np.asarray(ds[()]) if ds.dtype.kind in "iub" else None
-            if idx is not None and idx.ndim == 1:
-                if idx.dtype.kind == "b":
-                    if idx.size != shape[0]:
-                        raise ValueError(
-                            f"estimates/idx_components in {where} is a mask of {idx.size} "
-                            f"entries for {shape[0]} components"
-                        )
-                    idx = np.flatnonzero(idx)
-                idx = np.asarray(idx, dtype=np.int64)
-                if idx.size and (idx.min() < 0 or idx.max() >= shape[0]):
-                    raise ValueError(
-                        f"estimates/idx_components in {where} indexes component {idx.max()} "
-                        f"but estimates/C has only {shape[0]}"
-                    )
-                if idx.size == 0:
-                    raise ValueError(
-                        f"no accepted components in {where} (estimates/idx_components is "
-                        "empty); pass accepted_only=False to load all of them"
-                    )
-                cell_ids = np.unique(idx)
+        if accepted_only:
+            accepted = _accepted(h5py, f, shape[0], where)
+            if accepted is not None:
+                cell_ids = accepted
         if fs is None:
-            fr = None
-            if "params" in f and "data" in f["params"] and "fr" in f["params/data"]:
-                fr = _scalar(f["params/data/fr"])
-            if fr is None:
-                raise KeyError(
-                    f"{where} stores no frame rate (params/data/fr); pass fs= (--fs on the "
-                    "command line) with the sampling rate in Hz"
-                )
-            self.fs = sampling_rate(fr, f"params/data/fr in {where}")
-        else:
-            self.fs = sampling_rate(fs, "fs")
+            node = _get(h5py, f, fs_key, where, required=False)
+            ds = _dataset(h5py, node, fs_key, where) if node is not None else None
+            fr = _scalar(ds, where, fs_key) if ds is not None else None
+            fs = None if fr is None else sampling_rate(fr, f"{fs_key} in {where}")
+        self.fs: float | None = fs
         self.cell_ids = cell_ids
         self.shape = (int(cell_ids.size), int(shape[1]))
         self._all = cell_ids.size == shape[0]
-        self.meta_extra = {"trace": trace, "path": str(p)}
+        self._where = where
+        self._key = key
+        self.meta_extra = {"trace": trace, "trace_key": key, "path": where}
 
-    def _read(self, ds: Any, start: int, stop: int) -> np.ndarray:
-        if ds.ndim == 1:
-            return np.asarray(ds[()], dtype=np.float64)[None, :]
-        if self._all:
-            return np.asarray(ds[start:stop], dtype=np.float64)
-        return np.asarray(ds[self.cell_ids[start:stop], :], dtype=np.float64)
+    def _read(self, ds: Any, start: int, stop: int, key: str) -> np.ndarray:
+        with _h5(self._where, key):
+            if ds.ndim == 1:
+                return np.asarray(ds[()], dtype=np.float64)[None, :]
+            if self._all:
+                return np.asarray(ds[start:stop], dtype=np.float64)
+            return np.asarray(ds[self.cell_ids[start:stop], :], dtype=np.float64)
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         """Traces of selected components ``start:stop``, shape (stop - start, n_frames)."""
-        c = self._read(self._c, start, stop)
+        c = self._read(self._c, start, stop, self._key)
         if self._yra is not None:
-            c = c + self._read(self._yra, start, stop)
+            c = c + self._read(self._yra, start, stop, YRA_KEY)
         return c
 
     def close(self) -> None:
@@ -184,13 +282,15 @@ class CaimanRows:
 
 def read_caiman(
     path: PathLike,
-    *,
-    trace: TraceKind = "C",
-    accepted_only: bool = True,
+    trace_key: str = "estimates/C",
+    fs_key: str = "params/data/fr",
     fs: float | None = None,
+    *,
+    accepted_only: bool = False,
+    trace: TraceKind = "C",
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Like :func:`load_caiman` but without the finiteness check (used by ``calab info``)."""
-    with CaimanRows(path, trace=trace, accepted_only=accepted_only, fs=fs) as src:
+    with CaimanRows(path, trace_key, fs_key, fs, accepted_only=accepted_only, trace=trace) as src:
         c = np.ascontiguousarray(src.rows(0, src.shape[0]))
         meta = make_meta("caiman", src.fs, c, cell_ids=src.cell_ids.tolist(), **src.meta_extra)
     return c, meta
@@ -198,10 +298,12 @@ def read_caiman(
 
 def load_caiman(
     path: PathLike,
-    *,
-    trace: TraceKind = "C",
-    accepted_only: bool = True,
+    trace_key: str = "estimates/C",
+    fs_key: str = "params/data/fr",
     fs: float | None = None,
+    *,
+    accepted_only: bool = False,
+    trace: TraceKind = "C",
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Load traces from a CaImAn results file (HDF5, as written by ``cnm.save``).
 
@@ -209,31 +311,47 @@ def load_caiman(
     ----------
     path : str or path-like
         The ``.hdf5`` file.
-    trace : {"C", "C+YrA"}
-        ``"C"``: the denoised traces ``estimates/C``. ``"C+YrA"``: ``C`` plus the residuals
-        ``estimates/YrA``, the raw-like trace that keeps the noise.
+    trace_key : str
+        HDF5 key of the traces, shape (n_cells, n_timepoints) or (n_timepoints,) for one
+        cell. Default ``"estimates/C"``, CaImAn's denoised traces.
+    fs_key : str
+        HDF5 key of the frame rate in Hz. Default ``"params/data/fr"``.
+    fs : float, optional
+        Sampling rate in Hz; overrides ``fs_key``. When neither gives one,
+        ``meta["sampling_rate_hz"]`` is None (deconvolution then needs ``fs``).
     accepted_only : bool
         Keep only the components listed in ``estimates/idx_components`` (the ones accepted by
-        ``evaluate_components``). All components are kept when the file has no such list.
-    fs : float, optional
-        Sampling rate in Hz; by default read from ``params/data/fr``.
+        ``evaluate_components``), in increasing order. Default False: every row, as stored.
+        All rows are kept when the file has no such list.
+    trace : {"C", "C+YrA"}
+        ``"C+YrA"`` adds the residuals ``estimates/YrA`` to the traces: the raw-like trace
+        that keeps the noise.
 
     Returns
     -------
     traces : ndarray of float64, shape (n_cells, n_timepoints)
     meta : dict
-        ``source`` ("caiman"), ``sampling_rate_hz``, ``num_cells``, ``num_timepoints``,
-        ``cell_ids`` (rows of ``estimates/C`` that were kept), ``trace``, ``path``.
+        ``source`` ("caiman"), ``sampling_rate_hz`` (float or None), ``num_cells``,
+        ``num_timepoints``, ``cell_ids`` (rows of ``trace_key`` that were kept), ``trace``,
+        ``trace_key``, ``path``.
 
     Raises
     ------
     ImportError
         If h5py is missing (``pip install calab[loaders]``).
+    FileNotFoundError
+        If ``path`` does not exist.
     KeyError
-        If the file lacks ``estimates/C`` (the message lists what it holds) or a frame rate.
+        If the file lacks ``trace_key`` (the message names it and lists what the file holds).
     ValueError
-        If a trace holds NaN or Inf (the message names the cells).
+        If a trace holds NaN or Inf (the message names the cells), ``idx_components`` is not
+        a list of valid indices, or ``path`` is a FIFO or device.
+    OSError
+        If the file is not HDF5, is corrupt or truncated (the message names it).
     """
-    traces, meta = read_caiman(path, trace=trace, accepted_only=accepted_only, fs=fs)
-    check_finite_rows(traces, f"estimates/{trace}", str(path), meta["cell_ids"])
+    traces, meta = read_caiman(
+        path, trace_key, fs_key, fs, accepted_only=accepted_only, trace=trace
+    )
+    label = meta["trace_key"] + (" + estimates/YrA" if trace == "C+YrA" else "")
+    check_finite_rows(traces, label, meta["path"], meta["cell_ids"])
     return traces, meta

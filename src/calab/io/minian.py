@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+import numbers
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +16,7 @@ from calab.io._common import (
     PathLike,
     check_finite_rows,
     existing_path,
+    file_kind,
     make_meta,
     sampling_rate,
     traces_matrix,
@@ -19,20 +25,31 @@ from calab.io._deps import require
 
 UNIT_DIM = "unit_id"
 FRAME_DIM = "frame"
+_METADATA = (".zgroup", "zarr.json", ".zmetadata")
 
 
 def _is_zarr_store(p: Path) -> bool:
-    return p.is_dir() and any((p / m).exists() for m in (".zgroup", "zarr.json", ".zmetadata"))
+    return p.is_dir() and any((p / m).is_file() for m in _METADATA)
 
 
-def find_store(path: PathLike, variable: str) -> Path:
-    """The zarr store holding ``variable``: ``path`` itself or ``path/<variable>.zarr``."""
+def find_store(path: PathLike, variable: str = "C") -> Path:
+    """The zarr store holding ``variable``: ``path/<variable>.zarr`` or ``path`` itself.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    KeyError
+        If ``path`` is a folder without ``<variable>.zarr`` (the message lists its stores).
+    ValueError
+        If ``path`` is a file, FIFO or device.
+    """
     p = existing_path(path, "Minian output")
-    if _is_zarr_store(p):
-        return p
     candidate = p / f"{variable}.zarr"
     if _is_zarr_store(candidate):
         return candidate
+    if _is_zarr_store(p):
+        return p
     if not p.is_dir():
         raise ValueError(
             f"{p} is not a Minian output; pass the folder holding {variable}.zarr "
@@ -40,9 +57,67 @@ def find_store(path: PathLike, variable: str) -> Path:
         )
     stores = sorted(q.name for q in p.iterdir() if q.name.endswith(".zarr"))
     listing = ", ".join(stores) if stores else "no .zarr stores"
-    raise FileNotFoundError(
-        f"no {variable}.zarr in the Minian output folder {p}; it holds: {listing}"
-    )
+    raise KeyError(f"no {variable}.zarr in the Minian output folder {p}; it holds: {listing}")
+
+
+def _check_store_files(store: Path) -> None:
+    """Refuse a store holding a FIFO, socket or device (reading one would block)."""
+    seen: set[tuple[int, int]] = set()
+    pending = [store]
+    while pending:
+        folder = pending.pop()
+        st = folder.stat()
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    mode = entry.stat().st_mode  # follows links
+                except FileNotFoundError:
+                    continue  # a dangling link reads as a missing chunk, reported later
+                if stat.S_ISDIR(mode):
+                    pending.append(Path(entry.path))
+                elif not stat.S_ISREG(mode):
+                    raise ValueError(
+                        f"{entry.path} in the zarr store {store} is {file_kind(mode)}, not a "
+                        "regular file; refusing to read the store"
+                    )
+
+
+def _chunk_keys(arr: Any) -> tuple[list[tuple[int, ...]], list[str], tuple[int, ...]]:
+    """Grid positions and storage keys of every chunk (shard) of a zarr array."""
+    shape = tuple(int(s) for s in arr.shape)
+    block = tuple(int(c) for c in (getattr(arr, "shards", None) or arr.chunks))
+    grid = tuple(math.ceil(s / c) if c else 0 for s, c in zip(shape, block, strict=True))
+    coords = list(itertools.product(*(range(g) for g in grid)))
+    if hasattr(arr, "metadata") and hasattr(arr.metadata, "encode_chunk_key"):
+        keys = [arr.metadata.encode_chunk_key(c) for c in coords]
+    else:  # zarr 2
+        prefix = (arr.path + "/") if arr.path else ""
+        keys = [arr._chunk_key(c)[len(prefix) :] for c in coords]
+    return coords, keys, block
+
+
+def _check_chunks(store: Path, names: list[str]) -> None:
+    """Refuse arrays with missing chunk files (zarr would fill them with the fill value)."""
+    zarr = require("zarr")
+    group = zarr.open_group(str(store), mode="r")
+    for name in names:
+        arr = group[name]
+        coords, keys, block = _chunk_keys(arr)
+        for c, key in zip(coords, keys, strict=True):
+            if not (store / name / key).is_file():
+                where = ", ".join(
+                    f"{i * b}..{min((i + 1) * b, s) - 1}"
+                    for i, b, s in zip(c, block, arr.shape, strict=True)
+                )
+                raise OSError(
+                    f"the zarr store {store} lacks chunk {name}/{key} of {name} (indices "
+                    f"{where}): zarr would fill it with {np.asarray(arr.fill_value).item()!r} "
+                    "without a word. The store is incomplete (an interrupted copy or write); "
+                    "copy it again, or rewrite it with write_empty_chunks=True"
+                )
 
 
 def _open_dataset(store: Path) -> Any:
@@ -59,23 +134,52 @@ def _open_dataset(store: Path) -> Any:
         raise OSError(f"cannot read the zarr store {store}: {exc}") from None
 
 
+def _group_arrays(store: Path) -> list[str] | None:
+    """Names of the arrays in a zarr group, or None if it cannot be read as one."""
+    zarr = require("zarr")
+    try:
+        return sorted(str(k) for k in zarr.open_group(str(store), mode="r").array_keys())
+    except Exception:
+        return None
+
+
 def open_minian(path: PathLike, *, variable: str = "C") -> tuple[Any, str]:
     """The variable as a lazy xarray DataArray with dims (unit_id, frame), and its store.
 
-    Nothing is read but metadata; ``da.isel(unit_id=slice(a, b)).values`` reads rows.
+    Nothing is read but metadata and the coordinates; read rows with :func:`minian_rows`
+    (errors then name the store). Stores holding FIFOs or devices, and arrays with missing
+    chunk files, are refused here.
     """
+    if not isinstance(variable, str):
+        raise TypeError(f"trace_key must be the variable's name (a str), got {variable!r}")
     store = find_store(path, variable)
-    ds = _open_dataset(store)
+    where = str(store)
+    _check_store_files(store)
+    arrays = _group_arrays(store)
+    try:
+        ds = _open_dataset(store)
+    except OSError:
+        if arrays is not None and variable not in arrays:
+            raise KeyError(
+                f"variable {variable!r} not found in {store}; it holds: "
+                f"{', '.join(arrays) or 'nothing'}"
+            ) from None
+        if arrays is not None:
+            raise ValueError(
+                f"{variable} in {where} has no dimension names; calab reads Minian's "
+                f"variables by their dimensions '{UNIT_DIM}' and '{FRAME_DIM}' (as xarray's "
+                "to_zarr writes them), never by position"
+            ) from None
+        raise
     names = [str(n) for n in ds.data_vars]
     if variable in ds.data_vars:
         da = ds[variable]
-    elif len(names) == 1:
+    elif len(names) == 1 and store.name != f"{variable}.zarr":
         da = ds[names[0]]
     else:
         raise KeyError(
             f"variable {variable!r} not found in {store}; it holds: {', '.join(names) or 'nothing'}"
         )
-    where = str(store)
     dims = tuple(str(d) for d in da.dims)
     if UNIT_DIM not in dims or FRAME_DIM not in dims:
         raise ValueError(
@@ -89,17 +193,35 @@ def open_minian(path: PathLike, *, variable: str = "C") -> tuple[Any, str]:
                 f"{da.name} in {where} has dimensions {dims}; the extra dimension {d!r} has "
                 f"size {da.sizes[d]}, select one entry first (e.g. with xarray's .isel)"
             )
+    if da.dtype.kind not in "iuf":
+        raise ValueError(f"{da.name} in {where} must hold real numbers, got dtype {da.dtype}")
+    if arrays is not None:
+        _check_chunks(store, [n for n in (str(da.name), *dims) if n in arrays])
     stored = da.encoding.get("chunks")
     if extra:
         da = da.isel({d: 0 for d in extra})
     da = da.transpose(UNIT_DIM, FRAME_DIM)
     if stored is not None and len(stored) == len(dims):
         da.attrs["_calab_unit_chunk"] = int(dict(zip(dims, stored, strict=True))[UNIT_DIM])
-    if da.dtype.kind not in "iuf":
-        raise ValueError(f"{da.name} in {where} must hold real numbers, got dtype {da.dtype}")
     if da.shape[0] == 0 or da.shape[1] == 0:
         raise ValueError(f"{da.name} in {where} is empty (shape {tuple(da.shape)})")
+    da.attrs["_calab_store"] = where
     return da, where
+
+
+def minian_rows(da: Any, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of a DataArray from :func:`open_minian`, shape (stop - start,
+    n_frames); a chunk that cannot be decoded raises OSError naming the store and variable."""
+    try:
+        return np.asarray(da.isel({UNIT_DIM: slice(start, stop)}).values)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise OSError(
+            f"cannot read {da.name} (units {start}..{stop - 1}) from the zarr store "
+            f"{da.attrs.get('_calab_store', '?')}: {type(exc).__name__}: {exc}; a chunk is "
+            "corrupt or truncated"
+        ) from None
 
 
 def unit_ids(da: Any) -> np.ndarray:
@@ -110,12 +232,12 @@ def unit_ids(da: Any) -> np.ndarray:
 
 
 def read_minian(
-    path: PathLike, fs: float | None, *, variable: str = "C"
+    path: PathLike, fs: float | None = None, *, variable: str = "C"
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Like :func:`load_minian` but without the finiteness check; ``fs`` may be None."""
-    da, where = open_minian(path, variable=variable)
-    traces = traces_matrix(da.values, str(da.name), where)
     fs_ = None if fs is None else sampling_rate(fs, "fs")
+    da, where = open_minian(path, variable=variable)
+    traces = traces_matrix(minian_rows(da, 0, da.shape[0]), str(da.name), where)
     meta = make_meta(
         "minian", fs_, traces, cell_ids=unit_ids(da).tolist(), variable=str(da.name), path=where
     )
@@ -123,7 +245,11 @@ def read_minian(
 
 
 def load_minian(
-    path: PathLike, fs: float, *, variable: str = "C"
+    path: PathLike,
+    trace_key: str = "C",
+    fs: float | None = None,
+    *,
+    variable: str | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Load traces from Minian's output (xarray data saved to zarr).
 
@@ -131,29 +257,51 @@ def load_minian(
     ----------
     path : str or path-like
         Minian's output folder (holding ``C.zarr``, ``S.zarr``, ...) or one variable's store.
-    fs : float
-        Sampling rate in Hz (Minian does not store it).
-    variable : str
-        ``"C"`` (denoised traces, default), ``"S"`` (Minian's spikes) or ``"YrA"``
-        (raw-like residual traces).
+    trace_key : str
+        The variable: ``"C"`` (denoised traces, default), ``"S"`` (Minian's spikes) or
+        ``"YrA"`` (raw-like residual traces).
+    fs : float, optional
+        Sampling rate in Hz. Minian does not store it: without it ``meta["sampling_rate_hz"]``
+        is None (deconvolution then needs ``fs``).
+    variable : str, optional
+        Another name for ``trace_key`` (calab's earlier keyword). calab's earlier positional
+        form ``load_minian(path, 30.0)`` is read as ``fs=30.0`` too.
 
     Returns
     -------
     traces : ndarray of float64, shape (n_cells, n_timepoints)
         Ordered by the dimension names (``unit_id``, ``frame``), whatever the stored order.
     meta : dict
-        ``source`` ("minian"), ``sampling_rate_hz``, ``num_cells``, ``num_timepoints``,
-        ``cell_ids`` (the ``unit_id`` coordinate), ``variable``, ``path``.
+        ``source`` ("minian"), ``sampling_rate_hz`` (float or None), ``num_cells``,
+        ``num_timepoints``, ``cell_ids`` (the ``unit_id`` coordinate), ``variable``, ``path``.
 
     Raises
     ------
     ImportError
         If xarray or zarr is missing (``pip install calab[loaders]``).
+    FileNotFoundError
+        If ``path`` does not exist.
+    KeyError
+        If the variable is not there (the message lists what is).
     ValueError
         If the dimensions are not ``unit_id`` and ``frame``, or a trace holds NaN or Inf.
+    OSError
+        If a chunk is missing, corrupt or truncated (the message names the store and chunk).
     """
-    if fs is None:
-        raise ValueError("Minian stores no frame rate: pass fs=<sampling rate in Hz>")
-    traces, meta = read_minian(path, fs, variable=variable)
+    if isinstance(trace_key, numbers.Real) and not isinstance(trace_key, bool) and fs is None:
+        fs, trace_key = trace_key, "C"  # calab's earlier form load_minian(path, fs)
+    if variable is not None:
+        if trace_key != "C" and trace_key != variable:
+            raise TypeError(
+                f"load_minian got trace_key={trace_key!r} and variable={variable!r}; "
+                "pass only trace_key"
+            )
+        trace_key = variable
+    if not isinstance(trace_key, str):
+        raise TypeError(
+            f"trace_key must be the variable's name (a str such as 'C'), got {trace_key!r}; "
+            "pass the sampling rate as fs=<Hz>"
+        )
+    traces, meta = read_minian(path, fs, variable=trace_key)
     check_finite_rows(traces, meta["variable"], meta["path"], meta["cell_ids"])
     return traces, meta

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import math
+import numbers
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +14,11 @@ import numpy as np
 from calab.io._common import (
     PathLike,
     check_finite_rows,
-    existing_path,
+    is_present,
+    load_npy,
     make_meta,
+    require_dir,
+    require_file,
     sampling_rate,
     traces_matrix,
 )
@@ -22,14 +27,14 @@ from calab.io._common import (
 def find_plane(folder: PathLike, plane: int = 0) -> Path:
     """The plane folder holding ``F.npy``: ``folder`` itself, ``folder/plane<N>`` or
     ``folder/suite2p/plane<N>``."""
-    p = existing_path(folder, "suite2p folder")
-    if not p.is_dir():
+    try:
+        p = require_dir(folder, "suite2p folder")
+    except NotADirectoryError as exc:
         raise NotADirectoryError(
-            f"{p} is a file; pass the suite2p folder (holding plane0/) or a plane folder "
-            "(holding F.npy)"
-        )
+            f"{exc}; pass the suite2p folder (holding plane0/) or a plane folder (holding F.npy)"
+        ) from None
     for candidate in (p, p / f"plane{plane}", p / "suite2p" / f"plane{plane}"):
-        if (candidate / "F.npy").is_file():
+        if is_present(candidate / "F.npy"):
             return candidate
     planes = sorted(q.name for q in p.iterdir() if q.is_dir() and q.name.startswith("plane"))
     if planes:
@@ -44,23 +49,90 @@ def find_plane(folder: PathLike, plane: int = 0) -> Path:
 
 
 def _npy(path: Path) -> np.ndarray:
+    return load_npy(path, path.name)
+
+
+# What an ``ops.npy`` (``np.save`` of a dict) needs to be rebuilt: numpy arrays, dtypes and
+# scalars. Everything else (dicts, lists, str, numbers, None) is built by the pickle opcodes
+# themselves, which run no code.
+_SAFE_GLOBALS = {
+    (module, name)
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+    for name in ("_reconstruct", "scalar")
+} | {("numpy", "ndarray"), ("numpy", "dtype"), ("builtins", "complex")}
+
+
+class _Refused(pickle.UnpicklingError):
+    """The pickle names a global outside ``_SAFE_GLOBALS``."""
+
+
+class _OpsUnpickler(pickle.Unpickler):
+    """Rebuilds only plain data and numpy arrays; any other global is refused unrun."""
+
+    def __init__(self, file: Any, source: Path) -> None:
+        super().__init__(file, encoding="ASCII")
+        self._source = source
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        raise _Refused(
+            f"{self._source} asks to run {module}.{name} while loading; calab reads only plain "
+            "data (dicts, lists, numbers, strings, numpy arrays) from it and runs no code. "
+            "Pass fs= (--fs on the command line) with the sampling rate in Hz instead"
+        )
+
+
+def read_ops(path: PathLike) -> Any:
+    """The object stored in a suite2p ``ops.npy``, read without running code from the file.
+
+    ``np.save`` stores a dict as a pickled object array. Unlike ``np.load(allow_pickle=True)``
+    this rebuilds only dicts, lists, tuples, numbers, strings, bools, None and numpy arrays,
+    dtypes and scalars; a pickle naming anything else (a function or class, as a planted
+    file would) raises ValueError before anything runs. A damaged file raises ValueError
+    naming it.
+    """
+    p = require_file(path, "suite2p ops file")
+    hint = "pass fs= (--fs on the command line) with the sampling rate in Hz instead"
     try:
-        return np.asarray(np.load(path, allow_pickle=False))
-    except (ValueError, OSError, EOFError) as exc:
-        raise OSError(f"cannot read {path}: {exc}") from None
+        with open(p, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"unsupported .npy format version {version}")
+            read_header = getattr(np.lib.format, f"read_array_header_{version[0]}_0")
+            shape, _, dtype = read_header(fh)
+            if not dtype.hasobject:
+                fh.seek(0)
+                return np.load(fh, allow_pickle=False)
+            arr = _OpsUnpickler(fh, p).load()
+    except _Refused as exc:
+        raise ValueError(str(exc)) from None
+    except OSError as exc:
+        raise OSError(f"cannot read {p}: {exc}; {hint}") from None
+    except Exception as exc:  # damaged header or pickle: numpy and pickle raise many kinds
+        raise ValueError(f"cannot read {p} ({type(exc).__name__}: {exc}); {hint}") from None
+    if not isinstance(arr, np.ndarray) or arr.shape != tuple(shape):
+        raise ValueError(f"cannot read {p}: its data does not match its header; {hint}")
+    return arr
 
 
 def _ops(plane: Path) -> dict[str, Any] | None:
     path = plane / "ops.npy"
-    if not path.is_file():
+    if not is_present(path):
         return None
-    try:
-        ops = np.load(path, allow_pickle=True)
-    except (ValueError, OSError, EOFError) as exc:
-        raise OSError(f"cannot read {path}: {exc}") from None
-    ops = ops.item() if isinstance(ops, np.ndarray) and ops.dtype == object else ops
+    ops = read_ops(path)
+    if isinstance(ops, np.ndarray) and ops.dtype == object and ops.shape == ():
+        ops = ops.item()
     if not isinstance(ops, dict):
-        raise ValueError(f"{path} does not hold suite2p's ops dict (got {type(ops).__name__})")
+        got = (
+            f"an array of shape {ops.shape} and dtype {ops.dtype}"
+            if isinstance(ops, np.ndarray)
+            else type(ops).__name__
+        )
+        raise ValueError(
+            f"{path} does not hold suite2p's ops dict (it holds {got}); pass fs= (--fs on the "
+            "command line) with the sampling rate in Hz"
+        )
     return ops
 
 
@@ -74,32 +146,35 @@ def read_suite2p(
     require_fs: bool = True,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Like :func:`load_suite2p` without the finiteness check (used by ``calab info``)."""
-    if isinstance(neuropil_coef, bool) or not isinstance(neuropil_coef, int | float):
+    if isinstance(neuropil_coef, bool | np.bool_) or not isinstance(neuropil_coef, numbers.Real):
         raise TypeError(f"neuropil_coef must be a number, got {neuropil_coef!r}")
-    if not math.isfinite(neuropil_coef) or neuropil_coef < 0:
+    coef = float(neuropil_coef)
+    if not math.isfinite(coef) or coef < 0:
         raise ValueError(f"neuropil_coef must be a finite number >= 0, got {neuropil_coef!r}")
     d = find_plane(folder, plane)
     where = str(d)
     f = traces_matrix(_npy(d / "F.npy"), "F.npy", where)
-    if neuropil_coef:
-        if not (d / "Fneu.npy").is_file():
+    if coef:
+        if not is_present(d / "Fneu.npy"):
             raise FileNotFoundError(f"no Fneu.npy in {d}; pass neuropil_coef=0 to use F alone")
         fneu = traces_matrix(_npy(d / "Fneu.npy"), "Fneu.npy", where)
         if fneu.shape != f.shape:
             raise ValueError(f"Fneu.npy has shape {fneu.shape} but F.npy has {f.shape} in {where}")
-        traces = f - neuropil_coef * fneu
+        traces = f - coef * fneu
     else:
         traces = f
     if traces.shape[0] == 0 or traces.shape[1] == 0:
         raise ValueError(f"F.npy in {where} is empty (shape {traces.shape})")
     cell_ids = np.arange(traces.shape[0])
     if cells_only:
-        if not (d / "iscell.npy").is_file():
+        if not is_present(d / "iscell.npy"):
             raise FileNotFoundError(
                 f"no iscell.npy in {d}; pass cells_only=False to keep every ROI"
             )
         iscell = _npy(d / "iscell.npy")
-        flags = iscell[:, 0] if iscell.ndim == 2 else iscell
+        flags = iscell[:, 0] if iscell.ndim == 2 and iscell.shape[1] else iscell
+        if iscell.dtype.kind not in "biuf":
+            raise ValueError(f"iscell.npy in {where} must hold numbers, got dtype {iscell.dtype}")
         if flags.ndim != 1 or flags.shape[0] != traces.shape[0]:
             raise ValueError(
                 f"iscell.npy has shape {iscell.shape} but F.npy has {traces.shape[0]} ROIs "
@@ -129,7 +204,7 @@ def read_suite2p(
         fs_,
         traces,
         cell_ids=cell_ids.tolist(),
-        neuropil_coef=float(neuropil_coef),
+        neuropil_coef=coef,
         path=where,
     )
     return traces, meta

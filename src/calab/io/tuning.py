@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from calab.io._common import PathLike, check_finite_rows, sampling_rate
+from calab._validate import as_real_array
+from calab.io._common import (
+    PathLike,
+    check_finite_rows,
+    is_present,
+    load_npy,
+    require_file,
+    sampling_rate,
+    write_atomic,
+)
 
 SCHEMA_VERSION = "1.0.0"
 _RESERVED = ("schema_version", "sampling_rate_hz", "num_cells", "num_timepoints", "dtype")
@@ -28,7 +39,7 @@ def tuning_paths(path: PathLike) -> tuple[Path, Path]:
 
 
 def _as_rows(traces: Any) -> np.ndarray:
-    arr = np.asarray(traces)
+    arr = as_real_array(traces, "traces")
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"traces must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim == 1:
@@ -43,20 +54,31 @@ def _as_rows(traces: Any) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float64)
 
 
-def save_for_tuning(traces: Any, fs: float, path: PathLike, **metadata: Any) -> tuple[Path, Path]:
+def save_for_tuning(
+    traces: Any,
+    fs: float,
+    path: PathLike,
+    metadata: Mapping[str, Any] | None = None,
+    **extra: Any,
+) -> tuple[Path, Path]:
     """Save traces for the CaTune tuning tools.
 
     Parameters
     ----------
     traces : array_like, shape (n_cells, n_timepoints) or (n_timepoints,)
-        Finite real values; 1-D input is saved as one row.
+        Finite real values; 1-D input is saved as one row. Masked arrays are refused.
     fs : float
         Sampling rate in Hz.
     path : str or path-like
         The stem: ``"rec"`` writes ``rec.npy`` and ``rec_metadata.json`` (a trailing ``.npy``
-        is accepted). Existing files are replaced.
-    **metadata
-        Extra JSON-serialisable keys for the metadata file (e.g. ``source="caiman"``).
+        is accepted). Existing files are replaced, each by an atomic rename.
+    metadata : dict, optional
+        Extra JSON-serialisable keys, merged at the top level of the metadata file (as the
+        CaLab package does). Keys that ``save_for_tuning`` sets itself (``schema_version``,
+        ``sampling_rate_hz``, ``num_cells``, ``num_timepoints``, ``dtype``) win, with a
+        warning.
+    **extra
+        More keys, e.g. ``source="caiman"``; here a reserved key raises ValueError.
 
     Returns
     -------
@@ -65,9 +87,20 @@ def save_for_tuning(traces: Any, fs: float, path: PathLike, **metadata: Any) -> 
     fs_ = sampling_rate(fs, "fs")
     data = _as_rows(traces)
     check_finite_rows(data, "traces", "save_for_tuning")
-    clash = sorted(set(metadata) & set(_RESERVED))
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+    clash = sorted(set(extra) & set(_RESERVED))
     if clash:
         raise ValueError(f"metadata keys {clash} are set by save_for_tuning; rename them")
+    user = {str(k): v for k, v in (metadata or {}).items()}
+    ignored = sorted(set(user) & set(_RESERVED))
+    if ignored:
+        warnings.warn(
+            f"save_for_tuning: metadata keys {ignored} are set from the data and fs; "
+            "the values in metadata= are ignored",
+            UserWarning,
+            stacklevel=2,
+        )
     meta: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "sampling_rate_hz": fs_,
@@ -75,7 +108,7 @@ def save_for_tuning(traces: Any, fs: float, path: PathLike, **metadata: Any) -> 
         "num_timepoints": int(data.shape[1]),
         "dtype": "<f8",
     }
-    meta.update(metadata)
+    meta.update((k, v) for k, v in {**user, **extra}.items() if k not in _RESERVED)
     try:
         text = json.dumps(meta, indent=2, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -83,18 +116,20 @@ def save_for_tuning(traces: Any, fs: float, path: PathLike, **metadata: Any) -> 
     npy_path, meta_path = tuning_paths(path)
     if npy_path.parent and not npy_path.parent.exists():
         raise FileNotFoundError(f"folder does not exist: {npy_path.parent}")
-    np.save(npy_path, data.astype("<f8", copy=False))
-    meta_path.write_text(text + "\n", encoding="utf-8")
+    # Each file appears whole or not at all (never through a planted link or FIFO).
+    write_atomic(npy_path, lambda fh: np.save(fh, data.astype("<f8", copy=False)), overwrite=True)
+    write_atomic(meta_path, text + "\n", overwrite=True)
     return npy_path, meta_path
 
 
 def read_tuning_metadata(path: PathLike) -> dict[str, Any]:
     """Read and check ``<stem>_metadata.json``."""
     _, meta_path = tuning_paths(path)
-    if not meta_path.is_file():
+    if not is_present(meta_path):
         raise FileNotFoundError(
             f"tuning metadata not found: {meta_path} (written by calab.save_for_tuning)"
         )
+    require_file(meta_path, "tuning metadata")
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
@@ -126,15 +161,20 @@ def load_tuning_data(path: PathLike) -> tuple[np.ndarray, dict[str, Any]]:
     traces : ndarray of float64, shape (n_cells, n_timepoints)
     meta : dict
         The metadata file's content (``sampling_rate_hz``, ``num_cells``, ...).
+
+    Raises
+    ------
+    FileNotFoundError
+        If either file is missing.
+    ValueError
+        If the files disagree, the data holds NaN or Inf (the message names the rows), or a
+        path is a FIFO or device.
     """
     npy_path, _ = tuning_paths(path)
-    if not npy_path.is_file():
+    if not is_present(npy_path):
         raise FileNotFoundError(f"tuning data not found: {npy_path}")
     meta = read_tuning_metadata(path)
-    try:
-        traces = np.load(npy_path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise OSError(f"cannot read {npy_path}: {exc}") from None
+    traces = load_npy(npy_path, "tuning data")
     if traces.ndim != 2 or traces.dtype.kind not in "iuf":
         raise ValueError(
             f"{npy_path} must hold a 2-D numeric array (n_cells, n_timepoints), got "
@@ -146,7 +186,9 @@ def load_tuning_data(path: PathLike) -> tuple[np.ndarray, dict[str, Any]]:
             f"{npy_path} has shape {traces.shape} but its metadata says {expected}; "
             "the two files do not belong together"
         )
-    return np.ascontiguousarray(traces, dtype=np.float64), meta
+    data = np.ascontiguousarray(traces, dtype=np.float64)
+    check_finite_rows(data, "traces", str(npy_path))
+    return data, meta
 
 
 __all__ = ["load_tuning_data", "save_for_tuning", "tuning_paths"]

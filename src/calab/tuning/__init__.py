@@ -1,10 +1,12 @@
 """Kernel-side tuning engine shared by the notebook widget and the browser bridge.
 
 The engine keeps the recording where it is (in the Python process) and answers view requests:
-solve the shown cells on the visible window plus padding, warm-started from the previous
-solution, and return min/max-downsampled float32 buffers sized to the plot width.
-:class:`LatestOnly` runs requests on a worker thread where a newer request supersedes an
-older one. Neither knows about the transport (anywidget messages or HTTP).
+solve the shown cells on the visible window plus padding in one batched solver call,
+warm-started from the previous solution, and return min/max-downsampled float32 buffers sized
+to the plot width. :class:`TuningSession` holds the page's state (checked by the table in
+:mod:`calab.tuning.state`) and answers its messages; :class:`LatestOnly` runs its solves on a
+worker thread where a newer request supersedes an older one. None of them knows about the
+transport (anywidget messages or HTTP).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from calab.tuning.engine import (
     lambda_max,
 )
 from calab.tuning.scheduler import LatestOnly, Superseded
+from calab.tuning.session import TuningSession
 
 __all__ = [
     "CellResult",
@@ -26,6 +29,7 @@ __all__ = [
     "Params",
     "Superseded",
     "TuningEngine",
+    "TuningSession",
     "ViewRequest",
     "ViewResult",
     "lambda_max",

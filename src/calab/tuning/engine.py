@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 MIN_FRAMES = 8
 #: Frames used per cell to rank cells by activity (a contiguous block from the start).
 RANK_FRAMES = 30_000
+#: Cell-frames per batched solver call of a view: a newer request is checked between batches.
+BATCH_CELL_FRAMES = 400_000
 
 
 @dataclass(frozen=True)
@@ -322,31 +324,97 @@ class TuningEngine:
             ``y`` (solved signal), ``fit`` (K s + b), ``activity``, ``residual``: arrays of
             shape (stop - start,); ``baseline``, ``iterations``, ``segment`` (a, b).
         """
+        return self.solve_block([cell], params, start, stop, slot=slot)[0]
+
+    def solve_block(
+        self,
+        cells: Sequence[int],
+        params: Params,
+        start: int,
+        stop: int,
+        *,
+        slot: str = "current",
+    ) -> list[dict[str, Any]]:
+        """Solve several cells on the same padded window in one solver call (all cores).
+
+        Each cell is warm-started from its previous solution in ``slot`` (where the windows
+        overlap; zeros elsewhere). Returns one dict per cell as :meth:`solve_window` does.
+        """
         a, b = self.segment(start, stop, params)
-        y = self.signal(cell, params)[a:b]
-        warm = self._warm_start(cell, slot, a, b)
+        ys = np.stack([self.signal(c, params)[a:b] for c in cells])
+        warm = [self._warm_start(c, slot, a, b) for c in cells]
+        init: np.ndarray | None = None
+        if any(w is not None for w in warm):
+            init = np.stack([np.zeros(b - a) if w is None else w for w in warm])
+        one = len(cells) == 1
         res = self._solver(
-            y,
+            ys[0] if one else ys,
             self.fs,
             params.tau_rise,
             params.tau_decay,
             params.lam,
-            warm_start=warm,
-            n_threads=1,
+            warm_start=init[0] if one and init is not None else init,
+            n_threads=1 if one else None,
         )
-        act = np.asarray(res.activity)
-        self._warm[(cell, slot)] = (a, b, act)
-        fit = np.asarray(res.reconvolution)
+        acts = np.atleast_2d(np.asarray(res.activity))
+        fits = np.atleast_2d(np.asarray(res.reconvolution))
+        baselines = np.atleast_1d(np.asarray(res.baseline, dtype=np.float64))
+        iterations = np.atleast_1d(np.asarray(res.iterations))
         w = slice(start - a, stop - a)
-        return {
-            "y": y[w],
-            "fit": fit[w],
-            "activity": act[w],
-            "residual": y[w] - fit[w],
-            "baseline": float(res.baseline),
-            "iterations": int(res.iterations),
-            "segment": (a, b),
-        }
+        out = []
+        for i, cell in enumerate(cells):
+            self._warm[(cell, slot)] = (a, b, acts[i])
+            y = ys[i]
+            out.append(
+                {
+                    "y": y[w],
+                    "fit": fits[i, w],
+                    "activity": acts[i, w],
+                    "residual": y[w] - fits[i, w],
+                    "baseline": float(baselines[i]),
+                    "iterations": int(iterations[i]),
+                    "segment": (a, b),
+                }
+            )
+        return out
+
+    def solve_cells(
+        self,
+        cells: Sequence[int],
+        params: Params,
+        start: int,
+        stop: int,
+        check: Callable[[], None],
+        *,
+        slot: str = "current",
+    ) -> dict[int, dict[str, Any] | Exception]:
+        """Solve ``cells`` in batches of one solver call each; ``check()`` runs between batches.
+
+        A batch that fails is solved again cell by cell, so one bad cell does not take the
+        others down: its entry is then the exception (logged).
+        """
+        a, b = self.segment(start, stop, params)
+        size = max(2, BATCH_CELL_FRAMES // max(1, b - a))
+        out: dict[int, dict[str, Any] | Exception] = {}
+        for k in range(0, len(cells), size):
+            check()
+            batch = list(cells[k : k + size])
+            try:
+                solved = self.solve_block(batch, params, start, stop, slot=slot)
+                out.update(zip(batch, solved, strict=True))
+                continue
+            except Exception as exc:  # noqa: BLE001 - isolated below, cell by cell
+                if len(batch) == 1:
+                    logger.exception("solve failed for cell %d", batch[0])
+                    out[batch[0]] = exc
+                    continue
+            for cell in batch:
+                try:
+                    out[cell] = self.solve_block([cell], params, start, stop, slot=slot)[0]
+                except Exception as exc:  # noqa: BLE001 - reported on the card and logged
+                    logger.exception("solve failed for cell %d", cell)
+                    out[cell] = exc
+        return out
 
     def _warm_start(self, cell: int, slot: str, a: int, b: int) -> np.ndarray | None:
         prev = self._warm.get((cell, slot))
@@ -397,16 +465,11 @@ class TuningEngine:
             kernel = None
             param_error = str(exc)
         cells: list[CellResult] = []
-        for cell in req.cells:
+        if param_error is not None:
             check()
-            if param_error is not None:
-                cells.append(CellResult(cell, "error", param_error))
-                continue
-            try:
-                cells.append(self._cell_view(cell, req, start, stop, n_bins))
-            except Exception as exc:  # noqa: BLE001 - reported on the card and logged
-                logger.exception("solve failed for cell %d", cell)
-                cells.append(CellResult(cell, "error", f"{type(exc).__name__}: {exc}"))
+            cells = [CellResult(cell, "error", param_error) for cell in req.cells]
+        else:
+            cells = self._cell_views(req, start, stop, n_bins, check)
         full_req = ViewRequest(
             req.id, p, req.cells, start, stop, req.width, req.pinned, req.show_truth
         )
@@ -423,13 +486,58 @@ class TuningEngine:
             kernel,
         )
 
+    def _cell_views(
+        self, req: ViewRequest, start: int, stop: int, n_bins: int, check: Callable[[], None]
+    ) -> list[CellResult]:
+        """Solve the shown cells (one batched call) and the pinned set (one more), then pack."""
+        p = req.params
+        valid = [c for c in req.cells if 0 <= c < self.n_cells]
+        sols = self.solve_cells(valid, p, start, stop, check)
+        pins: dict[int, dict[str, Any] | Exception] = {}
+        if req.pinned is not None:
+            try:
+                pin_p = req.pinned.validated(self.fs)
+            except (ValueError, TypeError) as exc:
+                pin_p, pins = None, dict.fromkeys(valid, exc)
+            todo = []
+            for c in valid if pin_p is not None else ():
+                hit = self._pin_cache.get((c, req.pinned, start, stop))
+                if hit is None:
+                    todo.append(c)
+                else:
+                    pins[c] = hit
+            if todo and pin_p is not None:
+                fresh = self.solve_cells(todo, pin_p, start, stop, check, slot="pin")
+                for c, pin in fresh.items():
+                    if not isinstance(pin, Exception):
+                        self._pin_cache.put((c, req.pinned, start, stop), pin)
+                pins.update(fresh)
+        out = []
+        for cell in req.cells:
+            sol = sols.get(cell)
+            if sol is None:
+                err: Exception = IndexError(f"cell {cell} out of range 0..{self.n_cells - 1}")
+            elif isinstance(sol, Exception):
+                err = sol
+            elif isinstance(pins.get(cell), Exception):
+                err = pins[cell]  # type: ignore[assignment]
+            else:
+                out.append(self._cell_view(cell, req, start, stop, n_bins, sol, pins.get(cell)))
+                continue
+            out.append(CellResult(cell, "error", f"{type(err).__name__}: {err}"))
+        return out
+
     def _cell_view(
-        self, cell: int, req: ViewRequest, start: int, stop: int, n_bins: int
+        self,
+        cell: int,
+        req: ViewRequest,
+        start: int,
+        stop: int,
+        n_bins: int,
+        sol: dict[str, Any],
+        pin: dict[str, Any] | Exception | None,
     ) -> CellResult:
         p = req.params
-        if not 0 <= cell < self.n_cells:
-            raise IndexError(f"cell {cell} out of range 0..{self.n_cells - 1}")
-        sol = self.solve_window(cell, p, start, stop)
         raw = np.asarray(self.traces[cell, start:stop], dtype=np.float64)
         series: dict[str, np.ndarray] = {"raw": minmax_downsample(raw, n_bins)}
         offset = float(self.traces[cell].mean()) if p.filter_enabled else 0.0
@@ -438,14 +546,7 @@ class TuningEngine:
         series["fit"] = minmax_downsample(sol["fit"] + offset, n_bins)
         series["activity"] = minmax_downsample(sol["activity"], n_bins)
         series["residual"] = minmax_downsample(sol["residual"], n_bins)
-        if req.pinned is not None:
-            key = (cell, req.pinned, start, stop)
-            pin = self._pin_cache.get(key)
-            if pin is None:
-                pin = self.solve_window(
-                    cell, req.pinned.validated(self.fs), start, stop, slot="pin"
-                )
-                self._pin_cache.put(key, pin)
+        if req.pinned is not None and isinstance(pin, dict):
             pin_off = float(self.traces[cell].mean()) if req.pinned.filter_enabled else 0.0
             series["pin_fit"] = minmax_downsample(pin["fit"] + pin_off, n_bins)
             series["pin_activity"] = minmax_downsample(pin["activity"], n_bins)

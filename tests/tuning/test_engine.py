@@ -1,20 +1,12 @@
-"""The kernel-side tuning engine: windowed warm-started solves, downsampling, supersede."""
+"""The kernel-side tuning engine: windowed warm-started solves, batching, view packing."""
 
 from __future__ import annotations
-
-import threading
 
 import numpy as np
 import pytest
 
 import calab
-from calab.tuning import (
-    LatestOnly,
-    Params,
-    TuningEngine,
-    ViewRequest,
-    minmax_downsample,
-)
+from calab.tuning import Params, TuningEngine, ViewRequest, minmax_downsample
 from calab.tuning.engine import kernel_length, lambda_max
 
 FS = 30.0
@@ -69,22 +61,6 @@ def test_warm_start_cuts_solver_work(data):
     assert calls[1] < calls[0]
 
 
-def test_minmax_downsample_keeps_extremes():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=10_007)
-    out = minmax_downsample(x, 100)
-    assert out.shape == (100, 2) and out.dtype == np.float32
-    assert out[:, 0].min() == np.float32(x.min()) and out[:, 1].max() == np.float32(x.max())
-    edges = (np.arange(101) * x.size) // 100
-    for k in (0, 37, 99):
-        seg = x[edges[k] : edges[k + 1]]
-        assert out[k, 0] == np.float32(seg.min()) and out[k, 1] == np.float32(seg.max())
-    short = minmax_downsample(np.arange(5.0), 100)  # fewer samples than pixels: one per bin
-    np.testing.assert_array_equal(short[:, 0], short[:, 1])
-    with pytest.raises(ValueError, match="width"):
-        minmax_downsample(x, 0)
-
-
 def test_view_packs_float32_buffer(data):
     traces, spikes = data
     eng = TuningEngine(traces, FS, truth=spikes)
@@ -115,43 +91,3 @@ def test_bad_params_mark_cells_error(data):
     res = eng.view(ViewRequest(1, Params(0.6, 0.5, 0.02), (0, 1), 0, 500, 100))
     assert [c.state for c in res.cells] == ["error", "error"]
     assert "tau_rise" in (res.cells[0].error or "")
-
-
-def test_latest_only_supersedes_waiting_and_running_requests():
-    started = threading.Event()
-    release = threading.Event()
-    done: list[int] = []
-
-    def handler(req: int, check) -> None:
-        if req == 1:
-            started.set()
-            release.wait(5)
-            check()  # request 3 is waiting by now: this raises Superseded
-        done.append(req)
-
-    q: LatestOnly[int] = LatestOnly(handler)
-    q.submit(1)
-    assert started.wait(5)
-    q.submit(2)
-    q.submit(3)  # supersedes 2 before it ever runs
-    assert not q.submit(3)  # identical to the last request: ignored
-    release.set()
-    assert q.wait_idle(5)
-    assert done == [3]
-    assert q.superseded == 2 and q.completed == 1
-    q.close()
-
-
-def test_latest_only_survives_handler_errors(caplog):
-    seen: list[int] = []
-
-    def handler(req: int, check) -> None:
-        if req == 1:
-            raise RuntimeError("boom")
-        seen.append(req)
-
-    q: LatestOnly[int] = LatestOnly(handler, threaded=False)
-    q.submit(1)
-    q.submit(2)
-    assert seen == [2] and q.failed == 1
-    assert "boom" in caplog.text

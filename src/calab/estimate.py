@@ -1,0 +1,650 @@
+"""Parameters from the data: noise, drift, kernel time constants and sparsity of each cell.
+
+:func:`estimate_parameters` needs only the traces and the frame rate. How it works:
+
+1. **Noise** of each cell: the level of the power spectrum above ``fs / 4`` (where calcium
+   transients carry little power), averaged in the log domain (robust to the few frequency
+   bins that still hold signal) and corrected for the log-mean bias of a periodogram.
+2. **Drift**: :func:`calab.drift_baseline` (maximin over 30 s). The estimate picks
+   ``baseline="drift"`` when, for the median cell, the drift spans more than
+   :data:`DRIFT_NOISE_SDS` noise SDs.
+3. **Kernel** (one for the recording, from a sample of the most active cells):
+   a *detection kernel* from the autocovariance of the drift-free traces (an AR(2) fit to
+   lags 3.. so that the noise, which only enters lag 0, does not bias it), then the
+   *response kernel*: the average response to a unit of activity, found by least squares
+   given the activity that the detection kernel finds at a strict threshold
+   (:data:`DETECT_NOISE_SDS`); the double exponential with the same time to peak and width at
+   half maximum as that response is the estimate. Matching timing figures rather than a
+   least-squares curve keeps real responses, whose decays are not single exponentials, from
+   being fitted by their slow tails alone.
+4. **Sparsity** per cell: ``lam = LAM_NOISE_SDS * noise * ||h|| / sum(h)``. With this
+   lambda a candidate spike enters the solution only where the data, filtered with the
+   kernel (the matched filter), exceed :data:`LAM_NOISE_SDS` noise SDs of that filter's
+   output: the same false-alarm level for every cell, bright or dim, and for any kernel.
+5. **Cells with no transients**: the drift-free trace averaged over 0.5 s (the smoothing of
+   the drift estimate) never exceeds the level that noise alone reaches about once in as many
+   independent samples, ``sqrt(2 ln m)`` SDs of that average (``m`` samples, two per 0.5 s).
+
+No constant here was fitted to a particular recording: the thresholds are in noise SDs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from calab._validate import positive
+from calab.baseline import DEFAULT_WINDOW_S, drift_baseline
+
+logger = logging.getLogger(__name__)
+
+LAM_NOISE_SDS = 2.0
+"""Sparsity threshold: matched-filter noise SDs a spike must exceed (sets ``lam``)."""
+DETECT_NOISE_SDS = 3.0
+"""Stricter threshold for the events that measure the response kernel."""
+DRIFT_NOISE_SDS = 2.0
+"""Median peak-to-peak span of the drift, in noise SDs, above which drift is removed."""
+MAX_SAMPLE_CELLS = 32
+"""At most this many cells (the most active) measure the recording-wide kernel."""
+MIN_FRAMES = 200
+MIN_SECONDS = 10.0
+_EULER_GAMMA = 0.5772156649015329
+BASELINE_DECAY_TIMES = 40.0
+
+
+@dataclass(frozen=True)
+class ParameterEstimate:
+    """Parameters estimated from a recording by :func:`estimate_parameters`.
+
+    Attributes
+    ----------
+    tau_rise, tau_decay : float
+        Kernel time constants in seconds, one kernel for the recording.
+    lam : ndarray, shape (n_cells,)
+        Sparsity penalty per cell, calibrated to the cell's noise (0 for a constant trace).
+    noise : ndarray, shape (n_cells,)
+        Noise standard deviation per cell, in the units of the traces.
+    baseline : {"constant", "drift"}
+        What ``run_deconvolution(..., baseline=)`` should use.
+    no_transients : ndarray of bool, shape (n_cells,)
+        True for cells in which no transient stands out of the noise.
+    fs : float
+        Sampling rate in Hz.
+    params : dict
+        The :func:`calab.load_export_params` dict: ``tau_rise``, ``tau_decay``, ``lambda_``
+        (the median of ``lam`` over the cells with transients), ``fs``, ``filter_enabled``.
+    n_sample : int
+        Number of cells that measured the kernel.
+    """
+
+    tau_rise: float
+    tau_decay: float
+    lam: npt.NDArray[np.float64]
+    noise: npt.NDArray[np.float64]
+    baseline: str
+    no_transients: npt.NDArray[np.bool_]
+    fs: float
+    n_sample: int
+    params: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        active = ~self.no_transients
+        pool = self.lam[active] if active.any() else self.lam
+        object.__setattr__(
+            self,
+            "params",
+            {
+                "tau_rise": float(self.tau_rise),
+                "tau_decay": float(self.tau_decay),
+                "lambda_": float(np.median(pool)),
+                "fs": float(self.fs),
+                "filter_enabled": False,
+            },
+        )
+
+
+# --------------------------------------------------------------------------- input
+
+
+def _as_2d(traces: Any) -> tuple[np.ndarray, bool]:
+    from calab._validate import check_finite, traces_2d
+
+    data, was_1d = traces_2d(traces)
+    check_finite(data[0] if was_1d else data)
+    return data.astype(np.float64, copy=False), was_1d
+
+
+def _check_length(n_frames: int, fs: float) -> None:
+    need = max(MIN_FRAMES, int(math.ceil(MIN_SECONDS * fs)))
+    if n_frames < need:
+        raise ValueError(
+            f"traces are too short to estimate parameters: {n_frames} frames at fs={fs} Hz; "
+            f"need at least {need} frames ({MIN_SECONDS:g} s and {MIN_FRAMES} frames)"
+        )
+
+
+# --------------------------------------------------------------------------- noise
+
+
+def noise_sd(traces: Any, fs: float) -> float | np.ndarray:
+    """Noise standard deviation of each trace from its power spectrum above ``fs / 4``.
+
+    Parameters
+    ----------
+    traces : array_like, shape (n_cells, n_frames) or (n_frames,)
+    fs : float
+        Sampling rate in Hz.
+
+    Returns
+    -------
+    sd : ndarray, shape (n_cells,) or float for 1-D input
+        White-noise SD: for white noise the periodogram's mean is the variance at every
+        frequency, and the log-mean of an exponential variable is ``log(mean) - gamma``.
+    """
+    f = positive(fs, "fs", "sampling rate in Hz, e.g. 30.0")
+    data, was_1d = _as_2d(traces)
+    out = _noise(data, f)
+    return float(out[0]) if was_1d else out
+
+
+N_BANDS = 16
+
+
+def _noise(data: np.ndarray, fs: float) -> np.ndarray:
+    return _spectrum(data, fs)[0]
+
+
+def _spectrum(data: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First noise estimate, plus mean periodogram in bands over [fs/8, fs/2] for refining.
+
+    Returns (sd (n_cells,), band_power (n_cells, N_BANDS), band_edges (N_BANDS + 1,) in Hz).
+    """
+    n = data.shape[1]
+    spec = np.fft.rfft(data - data.mean(axis=1, keepdims=True), axis=1)
+    freqs = np.fft.rfftfreq(n, 1.0 / fs)
+    power = np.abs(spec) ** 2 / n
+    band = (freqs >= fs / 4) & (freqs < fs / 2)
+    with np.errstate(divide="ignore"):
+        mean_log = np.mean(np.log(power[:, band]), axis=1)
+    sd = np.sqrt(np.exp(mean_log + _EULER_GAMMA))
+    sd = np.where(np.isfinite(sd), sd, 0.0)
+    edges = np.linspace(fs / 8, fs / 2, N_BANDS + 1)
+    which = np.digitize(freqs, edges) - 1
+    bands = np.zeros((data.shape[0], N_BANDS))
+    for b in range(N_BANDS):
+        sel = which == b
+        if sel.any():
+            bands[:, b] = power[:, sel].mean(axis=1)
+    return sd, bands, edges
+
+
+def _refine_noise(
+    sd: np.ndarray, bands: np.ndarray, edges: np.ndarray, tau_rise: float, tau_decay: float,
+    fs: float,
+) -> np.ndarray:  # fmt: skip
+    """Noise SD with the calcium's share of the high-frequency power taken out.
+
+    A kernel whose rise is shorter than a frame leaves calcium power up to ``fs / 2``; with
+    spikes roughly white, the periodogram is ``sigma^2 + S |H(f)|^2``. Fitting that line in
+    ``|H|^2`` to the band means (weighted by their relative error) gives ``sigma^2`` as the
+    intercept. Cells where the fit fails keep their first estimate.
+    """
+    d = math.exp(-1.0 / (fs * tau_decay))
+    r = math.exp(-1.0 / (fs * tau_rise))
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    z = np.exp(-2j * np.pi * centres / fs)
+    gain = np.abs(d * z / (1 - d * z) - r * z / (1 - r * z)) ** 2
+    out = sd.copy()
+    design = np.stack([np.ones_like(gain), gain], axis=1)
+    for i in range(bands.shape[0]):
+        p = bands[i]
+        if sd[i] <= 0 or not np.all(p > 0):
+            continue
+        w = 1.0 / p
+        coef, *_ = np.linalg.lstsq(design * w[:, None], p * w, rcond=None)
+        if coef[0] > 0 and coef[1] >= 0:
+            out[i] = math.sqrt(coef[0])
+    return out
+
+
+# --------------------------------------------------------------------------- kernel
+
+
+def _autocov(x: np.ndarray, max_lag: int) -> np.ndarray:
+    """Autocovariance of each row at lags 0..max_lag (biased estimator, via FFT)."""
+    n = x.shape[1]
+    xc = x - x.mean(axis=1, keepdims=True)
+    nfft = 1 << int(math.ceil(math.log2(n + max_lag + 1)))
+    spec = np.fft.rfft(xc, nfft, axis=1)
+    return np.fft.irfft(np.abs(spec) ** 2, nfft, axis=1)[:, : max_lag + 1] / n
+
+
+def _xcorr(a: np.ndarray, b: np.ndarray, n_lags: int) -> np.ndarray:
+    """``c[i, k] = sum_t a[i, t] b[i, t - k]`` for k = 0..n_lags-1."""
+    n = a.shape[1]
+    nfft = 1 << int(math.ceil(math.log2(n + n_lags)))
+    fa = np.fft.rfft(a, nfft, axis=1)
+    fb = np.fft.rfft(b, nfft, axis=1)
+    return np.fft.irfft(fa * np.conj(fb), nfft, axis=1)[:, :n_lags]
+
+
+def _detection_kernel(acov: np.ndarray, fs: float) -> tuple[float, float] | None:
+    """(tau_rise, tau_decay) from an AR(2) fit to the pooled autocovariance at lags >= 1.
+
+    The recursion ``a[k] = g1 a[k-1] + g2 a[k-2]`` holds for the autocovariance of an AR(2)
+    process driven by white noise; using k >= 3 keeps lag 0, where the measurement noise
+    adds its variance, out of the fit. Falls back to an AR(1) fit; None when neither decays.
+    """
+    max_lag = acov.size - 1
+    k = np.arange(3, max_lag + 1)
+    if k.size < 2:
+        return None
+    design = np.stack([acov[k - 1], acov[k - 2]], axis=1)
+    (g1, g2), *_ = np.linalg.lstsq(design, acov[k], rcond=None)
+    roots = np.roots([1.0, -g1, -g2])
+    real = np.sort(np.real(roots[np.abs(np.imag(roots)) < 1e-9]))[::-1]
+    real = real[(real > 0) & (real < 1)]
+    if real.size == 0:
+        # No decaying AR(2) root (one noisy trace, say): the AR(1) fit of lags 1.. instead.
+        k1 = np.arange(2, max_lag + 1)
+        den = float(acov[k1 - 1] @ acov[k1 - 1])
+        g = float(acov[k1] @ acov[k1 - 1]) / den if den > 0 else 0.0
+        if not 0 < g < 1:
+            return None
+        real = np.array([g])
+    td = -1.0 / (fs * math.log(real[0]))
+    tr = -1.0 / (fs * math.log(real[1])) if real.size > 1 else 0.25 / fs
+    tr = min(tr, td / 5)
+    return tr, td
+
+
+def _fit_rise(acov: np.ndarray, fs: float, tau_decay: float) -> float:
+    """Rise time constant that best explains the autocovariance at short lags, decay given.
+
+    For Poisson spikes through ``h[t] = d**t - r**t`` the autocovariance at lag k >= 1 is
+    ``A d**k + B r**k`` with ``A = 1/(1-d^2) - 1/(1-dr)`` and ``B = 1/(1-r^2) - 1/(1-dr)``:
+    the rise sets how flat the autocovariance is near lag 0. Lags 1..max(3, td*fs/2) are
+    fitted (scale and a constant free, the constant absorbing slow residual drift); the rise
+    is searched on a log grid below the decay.
+    """
+    d = math.exp(-1.0 / (fs * tau_decay))
+    k_max = int(min(acov.size - 1, max(3, round(0.5 * tau_decay * fs))))
+    k = np.arange(1, k_max + 1, dtype=np.float64)
+    y = acov[1 : k_max + 1]
+    best, best_tr = np.inf, tau_decay / 10
+    for tr in np.geomspace(0.05 / fs, tau_decay / 1.5, 120):
+        r = math.exp(-1.0 / (fs * tr))
+        model = d**k * (1 / (1 - d * d) - 1 / (1 - d * r)) + r**k * (
+            1 / (1 - r * r) - 1 / (1 - d * r)
+        )
+        design = np.stack([model, np.ones_like(model)], axis=1)
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        err = float(np.sum((y - design @ coef) ** 2))
+        if err < best:
+            best, best_tr = err, float(tr)
+    return best_tr
+
+
+def _response_kernel(
+    resid: np.ndarray, activity: np.ndarray, weights: np.ndarray, n_lags: int
+) -> np.ndarray:
+    """Least-squares response ``h`` (lags 0..n_lags-1) with ``resid ~ activity * h``, pooled.
+
+    Normal equations of the free-form kernel: a Toeplitz system from the activity's
+    autocorrelation, right-hand side the trace-activity cross-correlation (rows weighted).
+    """
+    ac = activity - activity.mean(axis=1, keepdims=True)
+    yc = resid - resid.mean(axis=1, keepdims=True)
+    r_ss = (_xcorr(ac, ac, n_lags) * weights[:, None]).sum(axis=0)
+    r_ys = (_xcorr(yc, ac, n_lags) * weights[:, None]).sum(axis=0)
+    idx = np.abs(np.arange(n_lags)[:, None] - np.arange(n_lags)[None, :])
+    gram = r_ss[idx]
+    ridge = 1e-9 * float(np.trace(gram)) / n_lags + 1e-300
+    return np.asarray(np.linalg.solve(gram + ridge * np.eye(n_lags), r_ys))
+
+
+def _peak_and_fwhm(h: np.ndarray, fs: float) -> tuple[float, float] | None:
+    """Time to peak (parabolic interpolation) and width at half maximum of a response, s."""
+    k = int(np.argmax(h))
+    peak = float(h[k])
+    if peak <= 0 or k >= h.size - 1:
+        return None
+    offset = 0.0
+    if k > 0:
+        a, b, c = h[k - 1], h[k], h[k + 1]
+        den = a - 2 * b + c
+        if den < 0:
+            offset = float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
+    half = 0.5 * peak
+    j = k
+    while j > 0 and h[j - 1] >= half:
+        j -= 1
+    left = j - (h[j] - half) / (h[j] - h[j - 1]) if j > 0 else 0.0
+    j = k
+    while j < h.size - 1 and h[j + 1] >= half:
+        j += 1
+    if j >= h.size - 1:
+        return None
+    right = j + (h[j] - half) / (h[j] - h[j + 1])
+    return max((k + offset) / fs, 0.25 / fs), (right - left) / fs
+
+
+@functools.cache
+def _timing_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Time to peak and FWHM of the continuous double exponential on a log grid of taus."""
+    trs = np.geomspace(2e-4, 2.0, 170)
+    tds = np.geomspace(5e-3, 20.0, 190)
+    tr, td = np.meshgrid(trs, tds, indexing="ij")
+    ok = td > 1.05 * tr
+    tr, td = tr[ok], td[ok]
+    t_peak = tr * td / (td - tr) * np.log(td / tr)
+
+    def shape(t: np.ndarray) -> np.ndarray:
+        return np.asarray(np.exp(-t / td) - np.exp(-t / tr))
+
+    half = 0.5 * shape(t_peak)
+    lo_a, hi_a = np.zeros_like(t_peak), t_peak.copy()
+    lo_b, hi_b = t_peak.copy(), t_peak + 50 * td
+    for _ in range(60):  # bisection on both half-maximum crossings at once
+        mid = 0.5 * (lo_a + hi_a)
+        below = shape(mid) < half
+        lo_a, hi_a = np.where(below, mid, lo_a), np.where(below, hi_a, mid)
+        mid = 0.5 * (lo_b + hi_b)
+        above = shape(mid) > half
+        lo_b, hi_b = np.where(above, mid, lo_b), np.where(above, hi_b, mid)
+    fwhm = 0.5 * (lo_b + hi_b) - 0.5 * (lo_a + hi_a)
+    return tr, td, t_peak, fwhm
+
+
+def _taus_from_timing(t_peak: float, fwhm: float) -> tuple[float, float]:
+    """The double exponential whose time to peak and FWHM are closest (in log) to these."""
+    tr, td, tp, fw = _timing_table()
+    err = np.log(tp / t_peak) ** 2 + np.log(fw / fwhm) ** 2
+    i = int(np.argmin(err))
+    return float(tr[i]), float(td[i])
+
+
+def _lam_scale(tau_rise: float, tau_decay: float, fs: float) -> float:
+    """``||h|| / sum(h)``: lam per noise SD that puts the threshold at one matched-filter SD."""
+    from calab.kernel import build_kernel
+
+    h = build_kernel(tau_rise, tau_decay, fs)
+    return float(np.linalg.norm(h) / h.sum())
+
+
+def _solve_cells(
+    traces: np.ndarray, fs: float, tau_rise: float, tau_decay: float, lam: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Activity, scalar baseline and fit of each row, each with its own lambda, in one batch."""
+    from calab.deconvolution import run_deconvolution_full
+
+    res = run_deconvolution_full(traces, fs, tau_rise, tau_decay, np.asarray(lam, dtype=np.float64))
+    return res.activity, res.baseline, res.reconvolution
+
+
+def _kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float]:
+    """Recording-wide (tau_rise, tau_decay) from sample traces (drift removed here)."""
+    sample = raw - drift_baseline(raw, fs)
+    n = sample.shape[1]
+    max_lag = int(min(max(10, round(fs)), n // 4))
+    acov = _autocov(sample, max_lag)
+    usable = acov[:, 1] > 0
+    if not usable.any():
+        raise ValueError(
+            "traces show no temporal correlation at all (white noise?); cannot estimate a "
+            "kernel: pass tau_rise and tau_decay yourself"
+        )
+    pooled = (acov[usable] / acov[usable, 1:2]).sum(axis=0)
+    det = _detection_kernel(pooled, fs)
+    if det is None:
+        raise ValueError(
+            "the traces' autocovariance does not decay like calcium transients; cannot "
+            "estimate a kernel: pass tau_rise and tau_decay yourself"
+        )
+    tr_ar, td0 = det
+    tr_fit = _fit_rise(pooled, fs, td0)
+    window = BASELINE_DECAY_TIMES * td0
+    if window > DEFAULT_WINDOW_S:
+        # The maximin must see pauses of a few decay times, else it eats slow calcium.
+        sample = raw - drift_baseline(raw, fs, window)
+    candidates = [(tr_fit, td0)]
+    for tr0 in sorted({tr_ar, tr_fit}):
+        response = _response_taus(sample, noise, fs, tr0, td0)
+        if response is not None:
+            candidates.append(response)
+    if len(candidates) == 1:
+        warnings.warn(
+            "too few clear transients to measure the response; using the kernel from the "
+            "autocovariance",
+            stacklevel=3,
+        )
+        return candidates[0]
+    scores = [_bic(sample, fs, tr, td, noise) for tr, td in candidates]
+    logger.debug("kernel candidates %s, BIC %s", candidates, scores)
+    return candidates[int(np.argmin(scores))]
+
+
+def _response_taus(
+    sample: np.ndarray, noise: np.ndarray, fs: float, tr0: float, td0: float
+) -> tuple[float, float] | None:
+    """Kernel with the timing of the response to activity detected with (tr0, td0)."""
+    scale = _lam_scale(tr0, td0, fs)
+    act, base, _ = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale)
+    if np.count_nonzero(act > 0) < 10:
+        return None
+    n = sample.shape[1]
+    # The half maximum falls about ln(2) decay times after the peak: 4 decay times suffice.
+    n_lags = int(min(math.ceil(min(max(4 * td0, 1.0), 10.0) * fs), n // 2))
+    h = _response_kernel(sample - base[:, None], act, 1.0 / noise**2, n_lags)
+    timing = _peak_and_fwhm(h, fs)
+    return None if timing is None else _taus_from_timing(*timing)
+
+
+def _bic(
+    traces: np.ndarray, fs: float, tau_rise: float, tau_decay: float, noise: np.ndarray
+) -> float:
+    """Bayesian information criterion of the deconvolution with this kernel, summed over rows.
+
+    Gaussian likelihood of the residual, one parameter per active frame:
+    ``n log(RSS / n) + log(n) * n_active`` per row.
+    """
+    lam = LAM_NOISE_SDS * noise * _lam_scale(tau_rise, tau_decay, fs)
+    act, _, fit = _solve_cells(traces, fs, tau_rise, tau_decay, lam)
+    n = traces.shape[1]
+    rss = np.maximum(np.sum((traces - fit) ** 2, axis=1), 1e-300)
+    active = np.count_nonzero(act, axis=1)
+    return float(np.sum(n * np.log(rss / n) + math.log(n) * active))
+
+
+# --------------------------------------------------------------------------- detection
+
+
+# --------------------------------------------------------------------------- public
+
+
+def estimate_parameters(
+    traces: Any, fs: float, *, max_cells: int = MAX_SAMPLE_CELLS
+) -> ParameterEstimate:
+    """Estimate kernel, noise, sparsity and baseline mode from the recording itself.
+
+    Parameters
+    ----------
+    traces : array_like, shape (n_cells, n_frames) or (n_frames,)
+        Fluorescence traces (no NaN). A dask array or xarray DataArray is read one chunk of
+        cells at a time (memory bounded by the chunk size and ``max_cells`` traces).
+    fs : float
+        Sampling rate in Hz.
+    max_cells : int
+        At most this many cells (the most active) measure the recording-wide kernel.
+
+    Returns
+    -------
+    ParameterEstimate
+        ``tau_rise``, ``tau_decay`` (s), ``lam`` and ``noise`` per cell, ``baseline``,
+        ``no_transients`` per cell and the export ``params`` dict.
+
+    Raises
+    ------
+    ValueError
+        fs <= 0, NaN/Inf in the traces, traces too short (fewer than 200 frames or 10 s),
+        or every trace constant.
+    TypeError
+        Non-numeric traces or fs.
+
+    Examples
+    --------
+    >>> import calab
+    >>> traces, _ = calab.simulate(20, 9000, 30.0, 0.05, 0.5, seed=1)
+    >>> est = calab.estimate_parameters(traces, 30.0)
+    >>> activity = calab.run_deconvolution(traces, 30.0, est.tau_rise, est.tau_decay,
+    ...                                    est.lam, baseline=est.baseline)
+    """
+    f = positive(fs, "fs", "sampling rate in Hz, e.g. 30.0")
+    if isinstance(max_cells, bool) or not isinstance(max_cells, int) or max_cells < 1:
+        raise ValueError(f"max_cells must be an integer >= 1, got {max_cells!r}")
+    from calab.lazy import is_lazy
+
+    if is_lazy(traces):
+        return _estimate_lazy(traces, f, max_cells)
+    data, _ = _as_2d(traces)
+    _check_length(data.shape[1], f)
+    stats = _cell_stats(data, f)
+    _check_not_constant(stats.constant)
+    sample_idx = _pick_sample(stats, max_cells)
+    tr, td = _kernel(data[sample_idx], stats.noise[sample_idx], f)
+    return _finish(stats, tr, td, f, len(sample_idx))
+
+
+@dataclass(frozen=True)
+class _Stats:
+    """Per-cell figures from one pass over the traces (one chunk of cells or all)."""
+
+    noise: np.ndarray  # first estimate, from the spectrum above fs/4
+    bands: np.ndarray  # (n_cells, N_BANDS) mean periodogram, to refine the noise
+    edges: np.ndarray  # (N_BANDS + 1,) band edges in Hz
+    drift_span: np.ndarray  # peak-to-peak span of the drift, in noise SDs
+    activity_score: np.ndarray  # variance beyond the noise (smoothed trace), in noise variances
+    constant: np.ndarray
+    peak: np.ndarray  # largest value of the smoothed drift-free trace, in its noise SDs
+    n_samples: int  # samples of the smoothed trace (about two per smoothing window)
+
+
+def _cell_stats(data: np.ndarray, fs: float) -> _Stats:
+    """Figures of each row from its spectrum and its coarse maximin (samples every 0.25 s)."""
+    from calab.baseline import DEFAULT_SMOOTH_S, coarse_maximin
+
+    noise, bands, edges = _spectrum(data, fs)
+    constant = np.ptp(data, axis=1) == 0
+    coarse = coarse_maximin(data, fs, DEFAULT_WINDOW_S, DEFAULT_SMOOTH_S)
+    resid = coarse.smooth - coarse.baseline  # drift-free, smoothed over 0.5 s
+    resid -= np.median(resid, axis=1, keepdims=True)
+    # Noise SD of the smoothed trace (white noise averaged over n_smooth frames).
+    smooth_sd = noise / math.sqrt(coarse.n_smooth)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        span = np.where(noise > 0, np.ptp(coarse.baseline, axis=1) / noise, 0.0)
+        # Variance beyond the noise, in noise variances: how much signal the cell carries.
+        var = np.einsum("ij,ij->i", resid, resid) / resid.shape[1]
+        activity = np.where(noise > 0, var / smooth_sd**2 - 1.0, -np.inf)
+        peak = np.where(noise > 0, resid.max(axis=1) / smooth_sd, 0.0)
+    return _Stats(noise, bands, edges, span, activity, constant, peak, resid.shape[1])
+
+
+def _concat(parts: list[_Stats]) -> _Stats:
+    return _Stats(
+        np.concatenate([p.noise for p in parts]),
+        np.concatenate([p.bands for p in parts]),
+        parts[0].edges,
+        np.concatenate([p.drift_span for p in parts]),
+        np.concatenate([p.activity_score for p in parts]),
+        np.concatenate([p.constant for p in parts]),
+        np.concatenate([p.peak for p in parts]),
+        parts[0].n_samples,
+    )
+
+
+def _check_not_constant(constant: np.ndarray) -> None:
+    if constant.all():
+        raise ValueError(
+            "traces are constant (every row has a single value, e.g. all zero); there is "
+            "nothing to estimate: pass real fluorescence traces"
+        )
+
+
+def _pick_sample(stats: _Stats, max_cells: int) -> np.ndarray:
+    """Indices (sorted) of the most active non-constant cells."""
+    order = np.argsort(-stats.activity_score, kind="stable")
+    order = order[~stats.constant[order]]
+    return np.sort(order[:max_cells])
+
+
+def _finish(stats: _Stats, tr: float, td: float, fs: float, n_sample: int) -> ParameterEstimate:
+    noise = _refine_noise(stats.noise, stats.bands, stats.edges, tr, td, fs)
+    noise = np.where(stats.constant, 0.0, noise)
+    lam = LAM_NOISE_SDS * noise * _lam_scale(tr, td, fs)
+    # Noise alone exceeds sqrt(2 ln m) SDs about once in m independent samples.
+    level = math.sqrt(2 * math.log(max(stats.n_samples, 2)))
+    no_tr = (stats.peak < level) | stats.constant
+    span = stats.drift_span[~stats.constant]
+    mode = "drift" if float(np.median(span)) > DRIFT_NOISE_SDS else "constant"
+    return ParameterEstimate(tr, td, lam, noise, mode, no_tr, fs, n_sample)
+
+
+def _lazy_rows(traces: Any) -> Any:
+    """The (n_cells, n_frames) dask or numpy array behind a dask array or DataArray."""
+    from calab.lazy import _frame_and_cell_dims, is_dataarray
+
+    arr = traces
+    if is_dataarray(arr):
+        frame, cell = _frame_and_cell_dims(arr)
+        arr = (arr if cell is None else arr.transpose(cell, frame)).data
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise ValueError(
+            f"traces must be 1-D (n_frames,) or 2-D (n_cells, n_frames), got {arr.ndim}-D "
+            f"with shape {arr.shape}"
+        )
+    return arr
+
+
+def _estimate_lazy(traces: Any, fs: float, max_cells: int) -> ParameterEstimate:
+    """One pass over chunks of cells (figures and the sample), then the kernel from the sample.
+
+    Memory holds one chunk of cells plus ``max_cells`` sample traces at a time.
+    """
+    arr = _lazy_rows(traces)
+    _check_length(int(arr.shape[1]), fs)
+    parts: list[_Stats] = []
+    keep: list[tuple[float, int, np.ndarray]] = []
+    for a, b in _chunk_ranges(arr):
+        block, _ = _as_2d(np.asarray(arr[a:b]))
+        st = _cell_stats(block, fs)
+        parts.append(st)
+        keep.extend(
+            (float(st.activity_score[j]), a + j, block[j])
+            for j in range(b - a)
+            if not st.constant[j]
+        )
+        keep.sort(key=lambda t: -t[0])
+        del keep[max_cells:]
+    stats = _concat(parts)
+    _check_not_constant(stats.constant)
+    keep.sort(key=lambda t: t[1])
+    idx = np.array([k[1] for k in keep])
+    tr, td = _kernel(np.stack([k[2] for k in keep]), stats.noise[idx], fs)
+    return _finish(stats, tr, td, fs, len(idx))
+
+
+def _chunk_ranges(arr: Any) -> list[tuple[int, int]]:
+    """Row ranges of a dask array's chunks over cells (one range for other arrays)."""
+    chunks = getattr(arr, "chunks", None)
+    sizes = chunks[0] if isinstance(chunks, tuple) and chunks else (int(arr.shape[0]),)
+    bounds = np.concatenate(([0], np.cumsum(sizes))).astype(int)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]

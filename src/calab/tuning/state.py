@@ -1,0 +1,191 @@
+"""The tuning page's state: one table of keys with their types and ranges, for both transports.
+
+The notebook widget (traitlets) and the browser bridge (HTTP) accept exactly the same values:
+:func:`validate_changes` checks a whole set of changes before anything is stored and raises
+``ValueError``/``TypeError`` naming the key, the bad value and the allowed range.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: Most cells shown at once (cards on the page).
+MAX_SHOWN = 64
+#: Most columns of the card grid.
+MAX_COLUMNS = 8
+#: Widest plot in pixels (an 8K screen is 7,680 pixels wide).
+MAX_PLOT_WIDTH = 16_384
+#: Largest integer a page can send exactly (JavaScript numbers are doubles).
+MAX_JS_INT = 2**53 - 1
+#: Cell selection modes.
+CELL_MODES = ("active", "random", "index")
+#: State fixed by the recording: shown on the page, never changed by it.
+READ_ONLY = ("fs", "n_cells", "n_frames", "has_truth")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """What the ranges depend on: sampling rate (Hz), cells and frames of the recording."""
+
+    fs: float
+    n_cells: int
+    n_frames: int
+
+
+Check = Callable[[str, Any, Recording], Any]
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{key} must be a number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{key} must be a finite number, got {value!r}")
+    return v
+
+
+def _seconds(key: str, value: Any, rec: Recording) -> float:
+    v = _number(key, value)
+    if v <= 0:
+        raise ValueError(f"{key} must be a positive number of seconds, got {value!r}")
+    return v
+
+
+def _lam(key: str, value: Any, rec: Recording) -> float:
+    v = _number(key, value)
+    if v < 0:
+        raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+def _bool(key: str, value: Any, rec: Recording) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{key} must be True or False, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _int(key: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{key} must be an integer, got {type(value).__name__} {value!r}")
+    v = int(value)
+    if not lo <= v <= hi:
+        raise ValueError(f"{key} out of range: must be an integer in {lo}..{hi}, got {v}")
+    return v
+
+
+def _ranged(lo: int | Callable[[Recording], int], hi: int | Callable[[Recording], int]) -> Check:
+    def check(key: str, value: Any, rec: Recording) -> int:
+        a = lo(rec) if callable(lo) else lo
+        b = hi(rec) if callable(hi) else hi
+        return _int(key, value, a, b)
+
+    return check
+
+
+def _mode(key: str, value: Any, rec: Recording) -> str:
+    if value not in CELL_MODES or not isinstance(value, str):
+        raise ValueError(f"{key} must be one of {', '.join(map(repr, CELL_MODES))}, got {value!r}")
+    return value
+
+
+def _cells(key: str, value: Any, rec: Recording) -> list[int]:
+    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{key} must be a list of cell indices, got {type(value).__name__}")
+    items = list(value)
+    cells = [_int(f"{key}[{i}]", c, 0, rec.n_cells - 1) for i, c in enumerate(items)]
+    cells = list(dict.fromkeys(cells))
+    if not 1 <= len(cells) <= MAX_SHOWN:
+        raise ValueError(f"{key} must list 1 to {MAX_SHOWN} cells, got {len(cells)}")
+    return cells
+
+
+_PIN_KEYS = ("tau_rise", "tau_decay", "lam", "filter_enabled")
+
+
+def _pinned(key: str, value: Any, rec: Recording) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{key} must be None or a dict with {', '.join(_PIN_KEYS)}")
+    extra = set(value) - set(_PIN_KEYS)
+    missing = {"tau_rise", "tau_decay", "lam"} - set(value)
+    if extra or missing:
+        raise ValueError(
+            f"{key} must be None or a dict with keys tau_rise, tau_decay, lam "
+            f"(and optionally filter_enabled); missing {sorted(missing)}, unknown {sorted(extra)}"
+        )
+    pin = {
+        "tau_rise": _seconds(f"{key}['tau_rise']", value["tau_rise"], rec),
+        "tau_decay": _seconds(f"{key}['tau_decay']", value["tau_decay"], rec),
+        "lam": _lam(f"{key}['lam']", value["lam"], rec),
+        "filter_enabled": _bool(
+            f"{key}['filter_enabled']", value.get("filter_enabled", False), rec
+        ),
+    }
+    if pin["tau_rise"] >= pin["tau_decay"]:
+        raise ValueError(
+            f"{key}: tau_rise ({pin['tau_rise']} s) must be smaller than tau_decay "
+            f"({pin['tau_decay']} s)"
+        )
+    return pin
+
+
+@dataclass(frozen=True)
+class Key:
+    """One state key: its check (type and range) and whether a change needs a new view."""
+
+    check: Check
+    view: bool
+    doc: str
+
+
+#: Every key the page (or Python) may change, in the order of :data:`calab._protocol.STATE_KEYS`
+#: (a test keeps the two in sync).
+SCHEMA: dict[str, Key] = {
+    "tau_rise": Key(_seconds, True, "kernel rise time, seconds > 0"),
+    "tau_decay": Key(_seconds, True, "kernel decay time, seconds > 0"),
+    "lam": Key(_lam, True, "sparsity penalty >= 0"),
+    "filter_enabled": Key(_bool, True, "band-pass noise filter on"),
+    "cells": Key(_cells, True, f"shown cell indices, 1 to {MAX_SHOWN}, no repeats"),
+    "cell_mode": Key(_mode, False, "how cells are chosen: active, random or index"),
+    "n_shown": Key(_ranged(1, MAX_SHOWN), False, f"number of cards, 1..{MAX_SHOWN}"),
+    "columns": Key(_ranged(1, MAX_COLUMNS), False, f"card grid columns, 1..{MAX_COLUMNS}"),
+    "seed": Key(_ranged(0, MAX_JS_INT), False, "seed of the random cell draw, >= 0"),
+    "window_start": Key(_ranged(0, lambda r: r.n_frames), True, "first visible frame"),
+    "window_stop": Key(_ranged(0, lambda r: r.n_frames), True, "end of the visible frames"),
+    "plot_width": Key(_ranged(1, MAX_PLOT_WIDTH), True, "plot width in pixels"),
+    "request_id": Key(_ranged(0, MAX_JS_INT), True, "id of the page's latest request"),
+    "pinned": Key(_pinned, True, "pinned parameter set drawn for comparison, or None"),
+    "show_truth": Key(_bool, True, "draw the known spikes"),
+    "selected_cell": Key(_ranged(-1, lambda r: r.n_cells - 1), False, "cell of the spectrum"),
+}
+
+
+def validate_changes(changes: Mapping[str, Any], rec: Recording) -> dict[str, Any]:
+    """Checked, normalized copy of ``changes``; raises on the first bad key, storing nothing.
+
+    Raises
+    ------
+    TypeError
+        ``changes`` is not a mapping, or a value has the wrong type.
+    ValueError
+        Unknown or read-only key, or a value out of range.
+    """
+    if not isinstance(changes, Mapping):
+        raise TypeError(f"state changes must be a mapping of key to value, got {changes!r:.80}")
+    out: dict[str, Any] = {}
+    for key, value in changes.items():
+        spec = SCHEMA.get(key) if isinstance(key, str) else None
+        if spec is None:
+            if key in READ_ONLY:
+                raise ValueError(
+                    f"{key} is fixed by the recording and cannot be changed; "
+                    "make a new widget or session for other data"
+                )
+            raise ValueError(f"unknown state key {key!r:.80}; known keys: {', '.join(SCHEMA)}")
+        out[key] = spec.check(key, value, rec)
+    return out
