@@ -8,7 +8,7 @@ RUST_MANIFEST := --manifest-path rust/Cargo.toml
 EXTRAS ?= dev,loaders,dask,widget
 DIST   ?= dist
 
-.PHONY: install build demo test test-rust test-py lint bench clean js e2e-deps dist
+.PHONY: install build demo test test-rust test-py test-js lint bench clean js e2e-deps dist
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,7 +49,11 @@ test-rust:
 test-py: install
 	$(PY) -m pytest -q
 
-test: e2e-deps lint test-rust test-py
+# The UI's TypeScript: eslint (typescript-eslint) and the vitest unit tests of its pure modules.
+test-js: js
+	cd js && npm run lint && npm test
+
+test: e2e-deps lint test-rust test-js test-py
 
 # Release files into $(DIST)/: an abi3 wheel that runs on glibc >= 2.17 (manylinux2014: zig, from
 # the ziglang package, links against the old glibc) and the sdist (with the UI bundle and sources).
