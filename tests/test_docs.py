@@ -66,5 +66,15 @@ def test_every_path_exists(path: str) -> None:
     assert (ROOT / path).exists(), f"docs/architecture.md names {path}, which does not exist"
 
 
+def test_the_module_map_names_every_module() -> None:
+    src = ROOT / "src"
+    modules = {
+        ".".join(p.relative_to(src).with_suffix("").parts).removesuffix(".__init__")
+        for p in (src / "calab").rglob("*.py")
+    }
+    missing = sorted(m for m in modules if f"`{m}`" not in TEXT)
+    assert not missing, f"docs/architecture.md does not name {missing}"
+
+
 def test_readme_links_the_architecture() -> None:
     assert "docs/architecture.md" in (ROOT / "README.md").read_text(encoding="utf-8")
