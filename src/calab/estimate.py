@@ -428,7 +428,70 @@ def _kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float
         return candidates[0]
     scores = [_bic(sample, fs, tr, td, noise) for tr, td in candidates]
     logger.debug("kernel candidates %s, BIC %s", candidates, scores)
-    return candidates[int(np.argmin(scores))]
+    tr, td = candidates[int(np.argmin(scores))]
+    td_tail = _tail_decay(sample, noise, fs, tr_fit, td0)
+    logger.debug("decay from isolated transients %s (response kernel %s)", td_tail, td)
+    if td_tail is not None and td_tail > 1.5 * tr:
+        td = td_tail
+    return tr, td
+
+
+TAIL_DECAY_TIMES = 3.0
+"""Quiet span after an event, in decay times of the detection kernel, for a tail to count."""
+MIN_TAILS = 5
+"""Fewest isolated tails that measure the decay (else the response kernel's decay stays)."""
+
+
+def _tail_decay(
+    sample: np.ndarray, noise: np.ndarray, fs: float, tr0: float, td0: float
+) -> float | None:
+    """Decay time constant fitted to the tails of isolated transients, pooled over cells.
+
+    Activity is detected with the kernel (tr0, td0) at the strict threshold. A tail is the
+    trace after the last active frame of an event, up to the end of a quiet span of
+    :data:`TAIL_DECAY_TIMES` decay times in which nothing else is detected, starting at the
+    detection kernel's time to peak (a fixed lag: each tail's own maximum would be a noise
+    peak and shorten the decay). After its last spike every tail decays with the indicator's
+    own time constant, whatever the burst before it, so unlike the average response this is
+    not lengthened by bursts. One decay, with amplitude and offset free per tail (in noise
+    SDs; the offset takes up any error of the baseline), is fitted to all tails by a log-grid
+    search. None when fewer than :data:`MIN_TAILS` tails are found.
+    """
+    from calab.kernel import build_kernel
+
+    scale = _lam_scale(tr0, td0, fs)
+    act, base, _ = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale)
+    n = sample.shape[1]
+    span = int(round(TAIL_DECAY_TIMES * td0 * fs))
+    start = 1 + int(np.argmax(build_kernel(tr0, td0, fs)))
+    if span - start < 4:
+        return None
+    tails = []
+    for i in range(sample.shape[0]):
+        idx = np.flatnonzero(act[i] > 0)
+        if idx.size == 0 or noise[i] <= 0:
+            continue
+        gaps = np.diff(np.append(idx, n + span + 1))
+        for t in idx[(gaps > span) & (idx + span < n)]:
+            tails.append((sample[i, t + start : t + 1 + span] - base[i]) / noise[i])
+    if len(tails) < MIN_TAILS:
+        return None
+    tail = np.stack(tails)  # (n_tails, span + 1 - start), all the same length
+    steps = np.arange(tail.shape[1])
+    cnt = float(tail.shape[1])
+    sy = tail.sum(axis=1)
+    best, best_td = np.inf, None
+    for td in np.geomspace(td0 / 5, td0 * 3, 200):
+        # Amplitude and offset per tail: each tail's 2x2 normal equations in closed form.
+        m = np.exp(-steps / (td * fs))
+        sm, smm, smy = float(m.sum()), float(m @ m), tail @ m
+        det = cnt * smm - sm * sm
+        amp = (cnt * smy - sm * sy) / det
+        off = (smm * sy - sm * smy) / det
+        err = float(np.sum((tail - amp[:, None] * m[None, :] - off[:, None]) ** 2))
+        if err < best:
+            best, best_td = err, float(td)
+    return best_td
 
 
 def _response_taus(
