@@ -415,10 +415,12 @@ def _kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float
         # The maximin must see pauses of a few decay times, else it eats slow calcium.
         sample = raw - drift_baseline(raw, fs, window)
     candidates = [(tr_fit, td0)]
+    first_frame = [math.nan]
     for tr0 in sorted({tr_ar, tr_fit}):
         response = _response_taus(sample, noise, fs, tr0, td0)
         if response is not None:
-            candidates.append(response)
+            candidates.append(response[:2])
+            first_frame.append(response[2])
     if len(candidates) == 1:
         warnings.warn(
             "too few clear transients to measure the response; using the kernel from the "
@@ -427,13 +429,36 @@ def _kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float
         )
         return candidates[0]
     scores = [_bic(sample, fs, tr, td, noise) for tr, td in candidates]
-    logger.debug("kernel candidates %s, BIC %s", candidates, scores)
-    tr, td = candidates[int(np.argmin(scores))]
+    logger.debug("kernel candidates %s, BIC %s, first frame %s", candidates, scores, first_frame)
+    best = int(np.argmin(scores))
+    tr, td = candidates[best]
     td_tail = _tail_decay(sample, noise, fs, tr_fit, td0)
     logger.debug("decay from isolated transients %s (response kernel %s)", td_tail, td)
     if td_tail is not None and td_tail > 1.5 * tr:
         td = td_tail
+    # A rise of a frame or less is below what the time to peak resolves: measure it by how
+    # much of its maximum the response reaches one frame after onset.
+    if tr * fs <= 1.0 and first_frame[best] >= 0.5:
+        tr = min(tr, _rise_from_first_frame(first_frame[best], td, fs))
     return tr, td
+
+
+def _rise_from_first_frame(frac: float, tau_decay: float, fs: float) -> float:
+    """Rise time constant whose kernel reaches ``frac`` of its peak one frame after onset.
+
+    Used when the response reaches half its maximum within the first frame: the rise is then
+    shorter than a frame, and the time to peak, spread by bursts over later frames, cannot
+    measure it. Bursts lower ``frac`` (they raise the maximum), so the rise errs long.
+    """
+    from calab.kernel import build_kernel
+
+    best, best_tr = np.inf, 0.05 / fs
+    for tr in np.geomspace(0.02 / fs, min(2.0 / fs, tau_decay / 2), 80):
+        h = build_kernel(float(tr), tau_decay, fs)
+        err = abs(float(h[1] / h.max()) - frac)
+        if err < best:
+            best, best_tr = err, float(tr)
+    return best_tr
 
 
 TAIL_DECAY_TIMES = 3.0
@@ -496,8 +521,10 @@ def _tail_decay(
 
 def _response_taus(
     sample: np.ndarray, noise: np.ndarray, fs: float, tr0: float, td0: float
-) -> tuple[float, float] | None:
-    """Kernel with the timing of the response to activity detected with (tr0, td0)."""
+) -> tuple[float, float, float] | None:
+    """Kernel with the timing of the response to activity detected with (tr0, td0).
+
+    Returns (tau_rise, tau_decay, the response one frame after onset / its maximum)."""
     scale = _lam_scale(tr0, td0, fs)
     act, base, _ = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale)
     if np.count_nonzero(act > 0) < 10:
@@ -507,7 +534,9 @@ def _response_taus(
     n_lags = int(min(math.ceil(min(max(4 * td0, 1.0), 10.0) * fs), n // 2))
     h = _response_kernel(sample - base[:, None], act, 1.0 / noise**2, n_lags)
     timing = _peak_and_fwhm(h, fs)
-    return None if timing is None else _taus_from_timing(*timing)
+    if timing is None:
+        return None
+    return (*_taus_from_timing(*timing), float(h[1] / h.max()))
 
 
 def _bic(
