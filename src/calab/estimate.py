@@ -432,7 +432,7 @@ def _kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float
     logger.debug("kernel candidates %s, BIC %s, first frame %s", candidates, scores, first_frame)
     best = int(np.argmin(scores))
     tr, td = candidates[best]
-    td_tail = _tail_decay(sample, noise, fs, tr_fit, td0)
+    td_tail = _tail_decay(sample, noise, fs, tr_fit, td0, tr)
     logger.debug("decay from isolated transients %s (response kernel %s)", td_tail, td)
     if td_tail is not None and td_tail > 1.5 * tr:
         td = td_tail
@@ -464,22 +464,27 @@ def _rise_from_first_frame(frac: float, tau_decay: float, fs: float) -> float:
 TAIL_DECAY_TIMES = 3.0
 """Quiet span after an event, in decay times of the detection kernel, for a tail to count."""
 MIN_TAILS = 5
+_RISE_SKIP = 4.0
 """Fewest isolated tails that measure the decay (else the response kernel's decay stays)."""
+TAIL_SKIP_RISE_TIMES = 2.0
+"""Tails start this many rise time constants after the kernel's peak (the rise has faded)."""
 
 
 def _tail_decay(
-    sample: np.ndarray, noise: np.ndarray, fs: float, tr0: float, td0: float
+    sample: np.ndarray, noise: np.ndarray, fs: float, tr0: float, td0: float, tau_rise: float
 ) -> float | None:
     """Decay time constant fitted to the tails of isolated transients, pooled over cells.
 
     Activity is detected with the kernel (tr0, td0) at the strict threshold. A tail is the
     trace after the last active frame of an event, up to the end of a quiet span of
-    :data:`TAIL_DECAY_TIMES` decay times in which nothing else is detected, starting at the
-    detection kernel's time to peak (a fixed lag: each tail's own maximum would be a noise
-    peak and shorten the decay). After its last spike every tail decays with the indicator's
-    own time constant, whatever the burst before it, so unlike the average response this is
-    not lengthened by bursts. One decay, with amplitude and offset free per tail (in noise
-    SDs; the offset takes up any error of the baseline), is fitted to all tails by a log-grid
+    :data:`TAIL_DECAY_TIMES` decay times in which nothing else is detected. It starts at a
+    fixed lag (each tail's own maximum would be a noise peak and shorten the decay): the
+    detection kernel's time to peak plus :data:`TAIL_SKIP_RISE_TIMES` rise time constants,
+    where the rise has faded. After its last spike every tail decays with the indicator's own
+    time constant, whatever the burst before it, so unlike the average response this is not
+    lengthened by bursts. The model is the kernel's shape (``tau_rise`` given) at those lags;
+    one decay, with amplitude and offset free per tail (in noise SDs; the offset takes up any
+    error of the baseline), is fitted to all tails by a log-grid search.
     search. None when fewer than :data:`MIN_TAILS` tails are found.
     """
     from calab.kernel import build_kernel
@@ -488,7 +493,11 @@ def _tail_decay(
     act, base, _ = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale)
     n = sample.shape[1]
     span = int(round(TAIL_DECAY_TIMES * td0 * fs))
-    start = 1 + int(np.argmax(build_kernel(tr0, td0, fs)))
+    start = (
+        1
+        + int(np.argmax(build_kernel(tr0, td0, fs)))
+        + int(round(TAIL_SKIP_RISE_TIMES * tau_rise * fs))
+    )
     if span - start < 4:
         return None
     tails = []
@@ -502,13 +511,13 @@ def _tail_decay(
     if len(tails) < MIN_TAILS:
         return None
     tail = np.stack(tails)  # (n_tails, span + 1 - start), all the same length
-    steps = np.arange(tail.shape[1])
+    steps = np.arange(start, start + tail.shape[1]) / fs  # s after the last active frame's onset
     cnt = float(tail.shape[1])
     sy = tail.sum(axis=1)
     best, best_td = np.inf, None
     for td in np.geomspace(td0 / 5, td0 * 3, 200):
         # Amplitude and offset per tail: each tail's 2x2 normal equations in closed form.
-        m = np.exp(-steps / (td * fs))
+        m = np.exp(-steps / td) - np.exp(-steps / min(tau_rise, td / 1.5))
         sm, smm, smy = float(m.sum()), float(m @ m), tail @ m
         det = cnt * smm - sm * sm
         amp = (cnt * smy - sm * sy) / det
