@@ -14,9 +14,15 @@
    *response kernel*: the average response to a unit of activity, found by least squares
    given the activity that the detection kernel finds at a strict threshold
    (:data:`DETECT_NOISE_SDS`); the double exponential with the same time to peak and width at
-   half maximum as that response is the estimate. Matching timing figures rather than a
+   half maximum as that response is a candidate, and of the candidates the one with the
+   lowest BIC of the deconvolution gives the rise. Matching timing figures rather than a
    least-squares curve keeps real responses, whose decays are not single exponentials, from
-   being fitted by their slow tails alone.
+   being fitted by their slow tails alone. The **decay** then comes from the tails of
+   isolated transients (the trace after an event's last spike, with nothing detected for
+   three decay times), pooled over cells: bursts lengthen the average response but not the
+   decay after the last spike. A rise of a frame or less, below what the time to peak
+   resolves, is measured by the share of its maximum that the response reaches one frame
+   after onset.
 4. **Sparsity** per cell: ``lam = LAM_NOISE_SDS * noise * ||h|| / sum(h)``. With this
    lambda a candidate spike enters the solution only where the data, filtered with the
    kernel (the matched filter), exceed :data:`LAM_NOISE_SDS` noise SDs of that filter's
