@@ -196,3 +196,17 @@ def test_readme_example_runs() -> None:
     assert isinstance(est, calab.ParameterEstimate)
     assert est.tau_decay == pytest.approx(1.5, rel=0.2)
     assert namespace["activity"].shape == namespace["traces"].shape  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("tau_rise", [0.003, 0.004, 0.006])
+def test_rise_shorter_than_a_frame_from_the_first_frame_fraction(tau_rise: float) -> None:
+    """The kernel's share of its peak one frame after onset gives back its sub-frame rise.
+
+    (0.37-0.73 frames here; far below a third of a frame the share hardly changes.)
+    """
+    from calab.estimate import _rise_from_first_frame
+
+    fs, tau_decay = 122.0, 0.2
+    h = calab.build_kernel(tau_rise, tau_decay, fs)
+    got = _rise_from_first_frame(float(h[1] / h.max()), tau_decay, fs)
+    assert got == pytest.approx(tau_rise, rel=0.1)

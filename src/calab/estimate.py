@@ -14,9 +14,15 @@
    *response kernel*: the average response to a unit of activity, found by least squares
    given the activity that the detection kernel finds at a strict threshold
    (:data:`DETECT_NOISE_SDS`); the double exponential with the same time to peak and width at
-   half maximum as that response is the estimate. Matching timing figures rather than a
+   half maximum as that response is a candidate, and of the candidates the one with the
+   lowest BIC of the deconvolution gives the rise. Matching timing figures rather than a
    least-squares curve keeps real responses, whose decays are not single exponentials, from
-   being fitted by their slow tails alone.
+   being fitted by their slow tails alone. The **decay** then comes from the tails of
+   isolated transients (the trace after an event's last spike, with nothing detected for
+   three decay times), pooled over cells: bursts lengthen the average response but not the
+   decay after the last spike. A rise of a frame or less, below what the time to peak
+   resolves, is measured by the share of its maximum that the response reaches one frame
+   after onset.
 4. **Sparsity** per cell: ``lam = LAM_NOISE_SDS * noise * ||h|| / sum(h)``. With this
    lambda a candidate spike enters the solution only where the data, filtered with the
    kernel (the matched filter), exceed :data:`LAM_NOISE_SDS` noise SDs of that filter's
@@ -415,10 +421,12 @@ def _kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float
         # The maximin must see pauses of a few decay times, else it eats slow calcium.
         sample = raw - drift_baseline(raw, fs, window)
     candidates = [(tr_fit, td0)]
+    first_frame = [math.nan]
     for tr0 in sorted({tr_ar, tr_fit}):
         response = _response_taus(sample, noise, fs, tr0, td0)
         if response is not None:
-            candidates.append(response)
+            candidates.append(response[:2])
+            first_frame.append(response[2])
     if len(candidates) == 1:
         warnings.warn(
             "too few clear transients to measure the response; using the kernel from the "
@@ -427,14 +435,111 @@ def _kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float
         )
         return candidates[0]
     scores = [_bic(sample, fs, tr, td, noise) for tr, td in candidates]
-    logger.debug("kernel candidates %s, BIC %s", candidates, scores)
-    return candidates[int(np.argmin(scores))]
+    logger.debug("kernel candidates %s, BIC %s, first frame %s", candidates, scores, first_frame)
+    best = int(np.argmin(scores))
+    tr, td = candidates[best]
+    td_tail = _tail_decay(sample, noise, fs, tr_fit, td0, tr)
+    logger.debug("decay from isolated transients %s (response kernel %s)", td_tail, td)
+    if td_tail is not None and td_tail > 1.5 * tr:
+        td = td_tail
+    # A rise of a frame or less is below what the time to peak resolves: measure it by how
+    # much of its maximum the response reaches one frame after onset.
+    if tr * fs <= 1.0 and first_frame[best] >= 0.5:
+        tr = min(tr, _rise_from_first_frame(first_frame[best], td, fs))
+    return tr, td
+
+
+def _rise_from_first_frame(frac: float, tau_decay: float, fs: float) -> float:
+    """Rise time constant whose kernel reaches ``frac`` of its peak one frame after onset.
+
+    Used when the response reaches half its maximum within the first frame: the rise is then
+    shorter than a frame, and the time to peak, spread by bursts over later frames, cannot
+    measure it. Bursts lower ``frac`` (they raise the maximum), so the rise errs long.
+    """
+    from calab.kernel import build_kernel
+
+    best, best_tr = np.inf, 0.05 / fs
+    for tr in np.geomspace(0.02 / fs, min(2.0 / fs, tau_decay / 2), 80):
+        h = build_kernel(float(tr), tau_decay, fs)
+        err = abs(float(h[1] / h.max()) - frac)
+        if err < best:
+            best, best_tr = err, float(tr)
+    return best_tr
+
+
+TAIL_DECAY_TIMES = 3.0
+"""Quiet span after an event, in decay times of the detection kernel, for a tail to count."""
+MIN_TAILS = 5
+_RISE_SKIP = 4.0
+"""Fewest isolated tails that measure the decay (else the response kernel's decay stays)."""
+TAIL_SKIP_RISE_TIMES = 2.0
+"""Tails start this many rise time constants after the kernel's peak (the rise has faded)."""
+
+
+def _tail_decay(
+    sample: np.ndarray, noise: np.ndarray, fs: float, tr0: float, td0: float, tau_rise: float
+) -> float | None:
+    """Decay time constant fitted to the tails of isolated transients, pooled over cells.
+
+    Activity is detected with the kernel (tr0, td0) at the strict threshold. A tail is the
+    trace after the last active frame of an event, up to the end of a quiet span of
+    :data:`TAIL_DECAY_TIMES` decay times in which nothing else is detected. It starts at a
+    fixed lag (each tail's own maximum would be a noise peak and shorten the decay): the
+    detection kernel's time to peak plus :data:`TAIL_SKIP_RISE_TIMES` rise time constants,
+    where the rise has faded. After its last spike every tail decays with the indicator's own
+    time constant, whatever the burst before it, so unlike the average response this is not
+    lengthened by bursts. The model is the kernel's shape (``tau_rise`` given) at those lags;
+    one decay, with amplitude and offset free per tail (in noise SDs; the offset takes up any
+    error of the baseline), is fitted to all tails by a log-grid search.
+    search. None when fewer than :data:`MIN_TAILS` tails are found.
+    """
+    from calab.kernel import build_kernel
+
+    scale = _lam_scale(tr0, td0, fs)
+    act, base, _ = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale)
+    n = sample.shape[1]
+    span = int(round(TAIL_DECAY_TIMES * td0 * fs))
+    start = (
+        1
+        + int(np.argmax(build_kernel(tr0, td0, fs)))
+        + int(round(TAIL_SKIP_RISE_TIMES * tau_rise * fs))
+    )
+    if span - start < 4:
+        return None
+    tails = []
+    for i in range(sample.shape[0]):
+        idx = np.flatnonzero(act[i] > 0)
+        if idx.size == 0 or noise[i] <= 0:
+            continue
+        gaps = np.diff(np.append(idx, n + span + 1))
+        for t in idx[(gaps > span) & (idx + span < n)]:
+            tails.append((sample[i, t + start : t + 1 + span] - base[i]) / noise[i])
+    if len(tails) < MIN_TAILS:
+        return None
+    tail = np.stack(tails)  # (n_tails, span + 1 - start), all the same length
+    steps = np.arange(start, start + tail.shape[1]) / fs  # s after the last active frame's onset
+    cnt = float(tail.shape[1])
+    sy = tail.sum(axis=1)
+    best, best_td = np.inf, None
+    for td in np.geomspace(td0 / 5, td0 * 3, 200):
+        # Amplitude and offset per tail: each tail's 2x2 normal equations in closed form.
+        m = np.exp(-steps / td) - np.exp(-steps / min(tau_rise, td / 1.5))
+        sm, smm, smy = float(m.sum()), float(m @ m), tail @ m
+        det = cnt * smm - sm * sm
+        amp = (cnt * smy - sm * sy) / det
+        off = (smm * sy - sm * smy) / det
+        err = float(np.sum((tail - amp[:, None] * m[None, :] - off[:, None]) ** 2))
+        if err < best:
+            best, best_td = err, float(td)
+    return best_td
 
 
 def _response_taus(
     sample: np.ndarray, noise: np.ndarray, fs: float, tr0: float, td0: float
-) -> tuple[float, float] | None:
-    """Kernel with the timing of the response to activity detected with (tr0, td0)."""
+) -> tuple[float, float, float] | None:
+    """Kernel with the timing of the response to activity detected with (tr0, td0).
+
+    Returns (tau_rise, tau_decay, the response one frame after onset / its maximum)."""
     scale = _lam_scale(tr0, td0, fs)
     act, base, _ = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale)
     if np.count_nonzero(act > 0) < 10:
@@ -444,7 +549,9 @@ def _response_taus(
     n_lags = int(min(math.ceil(min(max(4 * td0, 1.0), 10.0) * fs), n // 2))
     h = _response_kernel(sample - base[:, None], act, 1.0 / noise**2, n_lags)
     timing = _peak_and_fwhm(h, fs)
-    return None if timing is None else _taus_from_timing(*timing)
+    if timing is None:
+        return None
+    return (*_taus_from_timing(*timing), float(h[1] / h.max()))
 
 
 def _bic(
