@@ -165,9 +165,19 @@ class LazyRows:
         self.storage_rows = storage_rows
         self.dtype = np.dtype(dtype)
 
-    def __getitem__(self, rows: slice) -> np.ndarray:
+    @property
+    def ndim(self) -> int:
+        """2: rows are cells, columns frames."""
+        return 2
+
+    def __getitem__(self, key: slice | tuple[slice, ...]) -> np.ndarray:
+        """``rows[a:b]`` reads rows ``a..b``; ``rows[a:b, c:d]`` (as dask asks) slices them."""
+        rows, cols = (key + (slice(None),))[:2] if isinstance(key, tuple) else (key, slice(None))
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            raise TypeError(f"rows are read by contiguous slices (rows[a:b]), got {key!r}")
         start, stop, _ = rows.indices(self.shape[0])
-        return np.asarray(self._read(start, stop), dtype=np.float64)
+        block = np.asarray(self._read(start, stop), dtype=np.float64)
+        return block if cols == slice(None) else block[:, cols]
 
 
 def _is_suite2p(p: Path) -> bool:
