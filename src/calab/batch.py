@@ -203,7 +203,14 @@ def estimate_source(src: Source, fs: float, chunk_cells: int | None = None) -> A
     from calab.estimate import estimate_parameters
 
     chunk = check_chunk_cells(chunk_cells) or default_chunk(src)
-    return estimate_parameters(lazy_view(src.data, chunk), fs)
+    rows = lazy_view(src.data, chunk)
+    if isinstance(rows, np.ndarray):
+        return estimate_parameters(rows, fs)
+    import dask
+
+    # In this process: the reader holds an open file, which a distributed client cannot ship.
+    with dask.config.set(scheduler="synchronous"):
+        return estimate_parameters(rows, fs)
 
 
 def estimated_params(est: Any) -> dict[str, Any]:
