@@ -78,7 +78,7 @@ class BridgeSession:
         return out + reply.wait(REPLY_TIMEOUT_S)
 
     def message(self, msg: Any) -> list[Message]:
-        """POST /api/v1/message: hello, spectrum request, export."""
+        """POST /api/v1/message: hello, spectrum request, export, auto, auto-status."""
         reply = Reply()
         try:
             out = self.tuning.handle(msg, deliver=reply.put)
@@ -87,16 +87,23 @@ class BridgeSession:
         return out + reply.wait(REPLY_TIMEOUT_S)
 
     def _on_export(self, export: dict[str, Any]) -> dict[str, Any]:
-        self.finish(export)
+        self.finish(export, self.tuning.params_dict())
         note = "parameters returned to Python; you can close this tab"
         return {"type": P.MSG_EXPORTED, "message": note}
 
-    def finish(self, export: Mapping[str, Any]) -> dict[str, Any]:
-        """End the session with an export JSON (from our page or a CaTune app)."""
+    def finish(
+        self, export: Mapping[str, Any], params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """End the session with an export JSON (from our page or a CaTune app).
+
+        ``params`` (our page: the session's parameters with per-cell values) replaces what
+        is read from the export.
+        """
         try:
-            params = params_from_export(dict(export), source="the page")
+            read = params_from_export(dict(export), source="the page")
         except (ValueError, TypeError, KeyError) as exc:
             raise BadRequest(f"invalid export JSON: {exc}") from exc
+        params = read if params is None else params
         self.export = dict(export)
         self.result = params
         self.done.set()
