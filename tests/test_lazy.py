@@ -98,7 +98,17 @@ def test_local_cluster_deconvolves_zarr_store(tmp_path, data) -> None:
     xr.DataArray(
         traces, dims=("unit_id", "frame"), coords={"unit_id": np.arange(24)}, name="C"
     ).chunk({"unit_id": 6, "frame": -1}).to_dataset().to_zarr(store, consolidated=False)
+    import dask
+
+    # Worker processes import numpy, zarr and calab before they register; on a busy machine
+    # that can take longer than distributed's 30 s connect timeout. Wait for them rather than
+    # fail: the test is about the result, not start-up speed.
+    slow_start = {
+        "distributed.comm.timeouts.connect": "600s",
+        "distributed.comm.timeouts.tcp": "600s",
+    }
     with (
+        dask.config.set(slow_start),
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster,

@@ -147,6 +147,18 @@ def _run(
     to :func:`calab.params.solve_block`."""
     params = Params(fs, tau_r, tau_d, lam, False, baseline, baseline_window_s)
     options = SolverOptions(method, max_iters, tol, n_threads)
+    return solve(traces, params, options, warm_start, full)
+
+
+def solve(
+    traces: Any,
+    params: Params,
+    options: SolverOptions,
+    warm_start: Any = None,
+    full: bool = False,
+) -> Any:
+    """Validated parameters applied to any traces: dask / xarray input to :mod:`calab.lazy`,
+    arrays to :func:`calab.params.solve_array` (both filter first when ``filter_enabled``)."""
     if is_lazy(traces):
         if warm_start is not None:
             raise ValueError(

@@ -285,6 +285,14 @@ class Params:
                 f"params lacks {', '.join(missing)}; pass the dict of calab.load_export_params"
             )
         per_cell = params.get("lambda_per_cell")
+        if per_cell is not None:
+            try:
+                _lam(per_cell)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(
+                    f"lambda_per_cell: {exc} (one lambda per cell, as written by "
+                    "calab.export_dict(lam=array))"
+                ) from None
         return cls(
             fs=params["fs"],
             tau_rise=params["tau_rise"],
@@ -301,6 +309,9 @@ class Params:
         ``lambda_`` is the recording-wide lambda (the median of a per-cell lambda); the calab
         extras ``lambda_per_cell``, ``baseline`` and ``baseline_window_s`` are added only when
         they differ from the CaTune model (so a plain export round-trips to the same dict).
+        These are the keys :func:`calab.load_export_params` returns for an export's ``"calab"``
+        object (:func:`calab.export_dict` writes it from ``lam``, ``baseline`` and
+        ``baseline_window_s``).
         """
         out: dict[str, Any] = {
             "tau_rise": self.tau_rise,
