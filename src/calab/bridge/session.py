@@ -87,23 +87,16 @@ class BridgeSession:
         return out + reply.wait(REPLY_TIMEOUT_S)
 
     def _on_export(self, export: dict[str, Any]) -> dict[str, Any]:
-        self.finish(export, self.tuning.params_dict())
+        self.finish(export)
         note = "parameters returned to Python; you can close this tab"
         return {"type": P.MSG_EXPORTED, "message": note}
 
-    def finish(
-        self, export: Mapping[str, Any], params: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """End the session with an export JSON (from our page or a CaTune app).
-
-        ``params`` (our page: the session's parameters with per-cell values) replaces what
-        is read from the export.
-        """
+    def finish(self, export: Mapping[str, Any]) -> dict[str, Any]:
+        """End the session with an export JSON (from our page or a CaTune app)."""
         try:
-            read = params_from_export(dict(export), source="the page")
+            params = params_from_export(dict(export), source="the page")
         except (ValueError, TypeError, KeyError) as exc:
             raise BadRequest(f"invalid export JSON: {exc}") from exc
-        params = read if params is None else params
         self.export = dict(export)
         self.result = params
         self.done.set()

@@ -67,20 +67,14 @@ def choose_cells(engine: TuningEngine, mode: str, n_shown: int, seed: int) -> li
     return [int(c) for c in engine.most_active()[:k]]
 
 
-def global_lam(engine: TuningEngine, p: Params) -> float:
-    """One recording-wide lambda for ``p``: ``lam`` itself, or the median of the per-cell ones
-    (cells with noise), the CaTune export's ``lambda``."""
-    if p.lam_mode != "per_cell":
-        return float(p.lam)
-    lam = np.asarray(engine.cell_lam(None, p))
-    noisy = engine.noise() > 0
-    return float(np.median(lam[noisy] if noisy.any() else lam))
-
-
 def export_for(
     engine: TuningEngine, p: Params, metadata: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The CaTune export JSON for parameters ``p`` tuned on ``engine``'s recording."""
+    """The CaTune export JSON for parameters ``p`` tuned on ``engine``'s recording.
+
+    Per-cell mode records each cell's lambda (``calab.lambda_per_cell``; ``parameters.lambda``
+    is their median) and a drift baseline ``calab.baseline`` (see :mod:`calab.io.export`).
+    """
     from calab.io.export import export_dict
 
     meta: dict[str, Any] = {"num_cells": engine.n_cells, "num_timepoints": engine.n_frames}
@@ -88,10 +82,11 @@ def export_for(
     return export_dict(
         tau_rise=p.tau_rise,
         tau_decay=p.tau_decay,
-        lam=global_lam(engine, p),
+        lam=engine.cell_lam(None, p),
         fs=engine.fs,
         filter_enabled=p.filter_enabled,
         metadata=meta,
+        baseline=p.baseline,  # type: ignore[arg-type]
     )
 
 
@@ -411,17 +406,11 @@ class TuningSession:
         """Current parameters as :func:`calab.load_export_params` returns them.
 
         Per-cell mode adds ``lambda_per_cell`` (list, one penalty per cell) and a drift
-        baseline ``baseline="drift"``: the keys :class:`calab.params.Params` reads.
+        baseline ``baseline="drift"`` (with ``baseline_window_s``).
         """
         from calab.io.export import params_from_export
 
-        out = params_from_export(self.export())
-        p = self.params()
-        if p.lam_mode == "per_cell":
-            out["lambda_per_cell"] = [float(v) for v in np.asarray(self.cell_lam())]
-        if p.baseline != "constant":
-            out["baseline"] = p.baseline
-        return out
+        return params_from_export(self.export())
 
     def current_request(self) -> ViewRequest:
         """The view request for the current state (what the page shows)."""
