@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -34,3 +35,18 @@ def ground_truth_dir() -> Path:
         + ", ".join(str(c) for c in candidates)
         + "); set CALAB_GROUND_TRUTH to the folder holding the *.npz files"
     )
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> np.ndarray:
+    """Six simulated traces in ``tmp_path/traces.npy`` and a CaTune export ``params.json``
+    (the command-line tests: test_cli, test_batch, io/test_open, io/test_writers)."""
+    import calab
+
+    traces, _ = calab.simulate(6, 300, 30.0, 0.05, 0.5, seed=4)
+    np.save(tmp_path / "traces.npy", traces)
+    calab.write_export(
+        tmp_path / "params.json",
+        calab.export_dict(tau_rise=0.05, tau_decay=0.5, lam=0.02, fs=30.0),
+    )
+    return traces

@@ -1,61 +1,24 @@
-"""The ``calab`` command, run as a subprocess the way users run it."""
+"""The ``calab`` command, run as a subprocess the way users run it: parsing, messages, convert,
+tune, and the flags of the CaLab package's command (issue 10). Deconvolution runs are tested in
+test_batch.py, opening and ``info`` in io/test_open.py, outputs in io/test_writers.py."""
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
+import errno
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
-import time
+import urllib.request
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
-import zarr
+from _cli_run import CMD, assert_error, digest, files, run
 
 import calab
-
-_spec = importlib.util.spec_from_file_location(
-    "calab_test_pipeline_files", Path(__file__).parent / "io" / "_pipeline_files.py"
-)
-assert _spec and _spec.loader
-files = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(files)
-
-CALAB = Path(sys.executable).with_name("calab")
-CMD = [str(CALAB)] if CALAB.exists() else [sys.executable, "-m", "calab.cli"]
-PARAMS = {"tau_rise": 0.05, "tau_decay": 0.5, "lam": 0.02, "fs": 30.0}
-
-
-def run(
-    *args: object, cwd: Path | None = None, cmd: list[str] = CMD
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*cmd, *map(str, args)], capture_output=True, text=True, timeout=120, cwd=cwd
-    )
-
-
-def assert_error(proc: subprocess.CompletedProcess, fragment: str) -> None:
-    assert proc.returncode == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("calab: error: "), proc.stderr
-    assert fragment in lines[0], lines[0]
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture
-def data(tmp_path):
-    traces, _ = calab.simulate(6, 300, 30.0, 0.05, 0.5, seed=4)
-    np.save(tmp_path / "traces.npy", traces)
-    calab.write_export(tmp_path / "params.json", calab.export_dict(**PARAMS))
-    return traces
 
 
 def test_version_and_help():
@@ -74,185 +37,11 @@ def test_no_command_is_a_usage_error():
     assert proc.returncode == 2 and "choose a command" in proc.stderr
 
 
-def test_deconvolve_npy_matches_the_api(tmp_path, data):
-    before = digest(tmp_path / "traces.npy")
-    proc = run("deconvolve", "traces.npy", "--params", "params.json", "-o", "act.npy", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "act.npy"
-    assert proc.stderr == ""  # no progress bar when stderr is not a terminal
-    got = np.load(tmp_path / "act.npy")
-    want = calab.deconvolve_from_export(data, tmp_path / "params.json")
-    np.testing.assert_array_equal(got, want)
-    assert digest(tmp_path / "traces.npy") == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["act.npy", "params.json", "traces.npy"]
-
-
-def test_deconvolve_default_output_and_force(tmp_path, data):
-    proc = run("deconvolve", "traces.npy", "--params", "params.json", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    out = tmp_path / "traces_activity.npy"
-    first = digest(out)
-    np.save(out, np.zeros(3))
-    stamp = digest(out)
-    proc = run("deconvolve", "traces.npy", "--params", "params.json", cwd=tmp_path)
-    assert_error(proc, "already exists; pass --force")
-    assert digest(out) == stamp
-    proc = run("deconvolve", "traces.npy", "--params", "params.json", "--force", cwd=tmp_path)
-    assert proc.returncode == 0 and digest(out) == first
-    proc = run("deconvolve", "traces.npy", "--params", "params.json", "-o", "traces.npy",
-               "--force", cwd=tmp_path)  # fmt: skip
-    assert_error(proc, "is an input file")
-
-
-@pytest.mark.parametrize("suffix", [".npy", ".h5", ".zarr"])
-def test_deconvolve_full(tmp_path, data, suffix):
-    out = tmp_path / f"act{suffix}"
-    proc = run("deconvolve", "traces.npy", "--params", "params.json", "-o", out.name, "--full",
-               "--chunk-size", "4", cwd=tmp_path)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    want = calab.run_deconvolution_full(data, 30.0, 0.05, 0.5, 0.02)
-    info = json.loads((tmp_path / "act_info.json").read_text())
-    np.testing.assert_allclose(info["baseline"], want.baseline, rtol=0, atol=0)
-    assert info["iterations"] == want.iterations.tolist()
-    assert info["converged"] == want.converged.tolist()
-    assert (info["num_cells"], info["num_timepoints"], info["sampling_rate_hz"]) == (6, 300, 30.0)
-    if suffix == ".npy":
-        activity = np.load(out)
-    elif suffix == ".h5":
-        with h5py.File(out, "r") as f:
-            activity = f["activity"][()]
-            np.testing.assert_array_equal(f["baseline"][()], want.baseline)
-            np.testing.assert_array_equal(f["converged"][()], want.converged)
-    else:
-        group = zarr.open_group(str(out), mode="r")
-        activity = group["activity"][:]
-        np.testing.assert_array_equal(group["iterations"][:], want.iterations)
-    np.testing.assert_array_equal(activity, want.activity)
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
-
-
-def test_deconvolve_pipeline_files(tmp_path, data):
-    files.write_caiman(
-        tmp_path / "res.hdf5", data.astype(np.float32), idx_components=np.array([1, 2])
-    )
-    proc = run("deconvolve", "res.hdf5", "--params", "params.json", "-o", "a.npy", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    want = calab.deconvolve_from_export(
-        data[[1, 2]].astype(np.float32).astype(float), tmp_path / "params.json"
-    )
-    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), want)
-
-    F = data + 50
-    folder = files.write_suite2p(
-        tmp_path, F, np.zeros_like(F), files.iscell_array([1] * 6), fs=30.0
-    )
-    proc = run("deconvolve", folder, "--format", "suite2p", "--params", "params.json",
-               "-o", "b.npy", cwd=tmp_path)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert np.load(tmp_path / "b.npy").shape == (6, 300)
-
-
-def test_deconvolve_errors(tmp_path, data):
-    proc = run("deconvolve", "traces.npy", "--params", "none.json", cwd=tmp_path)
-    assert_error(proc, "CaTune export not found")
-    (tmp_path / "new.json").write_text(json.dumps({"schema_version": "9.0.0", "parameters": {}}))
-    proc = run("deconvolve", "traces.npy", "--params", "new.json", cwd=tmp_path)
-    assert_error(proc, "unknown CaTune export schema_version '9.0.0'")
-    proc = run("deconvolve", "missing.npy", "--params", "params.json", cwd=tmp_path)
-    assert_error(proc, "not found")
-    proc = run("deconvolve", "traces.npy", "--params", "params.json", "-o", "a.csv", cwd=tmp_path)
-    assert_error(proc, "must end in .npy, .h5 or .zarr")
-    bad = data.copy()
-    bad[4, 9] = np.nan
-    np.save(tmp_path / "bad.npy", bad)
-    proc = run("deconvolve", "bad.npy", "--params", "params.json", "-o", "b.npy", cwd=tmp_path)
-    assert_error(proc, "cells 4 hold NaN")
-    assert not (tmp_path / "b.npy").exists()
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
-
-
-def _start_deconvolve(tmp_path, *extra):
-    return subprocess.Popen(
-        [*CMD, "deconvolve", "big.npy", "--params", "params.json", "-o", "out.npy", "--full",
-         *extra],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-
-
-def _wait_for_chunks(tmp_path, proc, k):
-    """Wait until the run has recorded at least k finished chunks."""
-    progress = tmp_path / ".out.npy.partial.json"
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        try:
-            if len(json.loads(progress.read_text())["done"]) >= k:
-                return
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.01)
-
-
-@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
-def test_deconvolve_interrupted_then_resumed(tmp_path, how):
-    traces, _ = calab.simulate(3000, 300, 30.0, 0.05, 0.5, seed=5)
-    np.save(tmp_path / "big.npy", traces)
-    calab.write_export(tmp_path / "params.json", calab.export_dict(**PARAMS))
-    proc = _start_deconvolve(tmp_path, "--chunk-size", "2")
-    _wait_for_chunks(tmp_path, proc, 3)
-    proc.send_signal(how)
-    out, err = proc.communicate(timeout=60)
-    if how == signal.SIGINT:
-        assert proc.returncode == 130, err
-        assert "Traceback" not in err and "run the same command again to resume" in err
-    assert not (tmp_path / "out.npy").exists()  # nothing half-written under the real name
-    before = json.loads((tmp_path / ".out.npy.partial.json").read_text())["done"]
-    assert 3 <= len(before) < 1500
-    # Same command again: resumes where it stopped, and the result is the uninterrupted one.
-    proc = _start_deconvolve(tmp_path, "--chunk-size", "2")
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
-    assert "resuming out.npy" in err
-    ref = calab.run_deconvolution_full(traces, 30.0, 0.05, 0.5, 0.02)
-    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), ref.activity)
-    info = json.loads((tmp_path / "out_info.json").read_text())
-    np.testing.assert_array_equal(info["baseline"], ref.baseline)
-    np.testing.assert_array_equal(info["iterations"], ref.iterations)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "big.npy", "out.npy", "out_info.json", "params.json"
-    ]  # fmt: skip
-
-
-def test_deconvolve_refuses_a_stale_partial(tmp_path):
-    traces, _ = calab.simulate(3000, 300, 30.0, 0.05, 0.5, seed=5)
-    np.save(tmp_path / "big.npy", traces)
-    calab.write_export(tmp_path / "params.json", calab.export_dict(**PARAMS))
-    proc = _start_deconvolve(tmp_path, "--chunk-size", "2")
-    _wait_for_chunks(tmp_path, proc, 2)
-    proc.kill()
-    proc.communicate(timeout=60)
-    # Other parameters: the partial must not be mixed in.
-    calab.write_export(
-        tmp_path / "params.json", calab.export_dict(**{**PARAMS, "lam": 0.5}), force=True
-    )
-    proc = _start_deconvolve(tmp_path, "--chunk-size", "2")
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1 and "unfinished run" in err and "--force" in err
-    proc = _start_deconvolve(tmp_path, "--chunk-size", "500", "--force")
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
-    ref = calab.run_deconvolution(traces, 30.0, 0.05, 0.5, 0.5)
-    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), ref)
-
-
 def test_convert_each_pipeline(tmp_path, data):
     files.write_caiman(tmp_path / "res.hdf5", data, idx_components=np.array([0, 5]))
     before = digest(tmp_path / "res.hdf5")
-    proc = run("convert", "res.hdf5", "--format", "caiman", "-o", "rec", cwd=tmp_path)
+    proc = run("convert", "res.hdf5", "--format", "caiman", "-o", "rec", "--accepted-only",
+               cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["rec.npy", "rec_metadata.json"]
     traces, meta = calab.load_tuning_data(tmp_path / "rec")
@@ -293,47 +82,232 @@ def test_convert_bad_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["res.hdf5"]
 
 
-def test_info(tmp_path, data):
-    bad = data.copy()
-    bad[1, :3] = np.nan
-    np.save(tmp_path / "bad.npy", bad)
-    proc = run("info", "bad.npy", cwd=tmp_path)
+# ----------------------------------------------------------------------------- the CaLab flags
+
+
+def test_short_flags_of_the_calab_package(tmp_path, data):
+    """``-p`` for --params and ``-f`` for --format, as the CaLab package's command (issue 10)."""
+    proc = run("deconvolve", "traces.npy", "-p", "params.json", "-o", "a.npy", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "6 cells x 300 timepoints" in proc.stdout
-    assert "float64" in proc.stdout and "NaN count:     3" in proc.stdout
-    assert "unknown (pass --fs)" in proc.stdout
-
-    calab.save_for_tuning(data, 20.0, tmp_path / "rec")
-    proc = run("info", "rec", "--json", cwd=tmp_path)
-    info = json.loads(proc.stdout)
-    assert info["format"] == "tuning"
-    assert (info["num_cells"], info["num_timepoints"], info["sampling_rate_hz"]) == (6, 300, 20.0)
-    assert info["duration_s"] == pytest.approx(15.0) and info["nan_count"] == 0
-
-    files.write_caiman(tmp_path / "res.hdf5", bad)
-    proc = run("info", "res.hdf5", "--json", cwd=tmp_path)
-    info = json.loads(proc.stdout)
-    assert (info["format"], info["nan_count"], info["duration_s"]) == ("caiman", 3, 10.0)
-
-    proc = run("info", "nothing.npy", cwd=tmp_path)
-    assert_error(proc, "not found")
+    want = calab.deconvolve_from_export(data, tmp_path / "params.json")
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), want)
+    proc = run("deconvolve", "traces.npy", "--params", "params.json", "--output", "b.npy",
+               "--full", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.split() == ["b.npy", "b_info.json"], proc.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), want)
+    info = json.loads((tmp_path / "b_info.json").read_text())
+    assert set(info) >= {"baseline", "iterations", "converged"}
+    files.write_caiman(tmp_path / "res.hdf5", data, idx_components=np.array([0, 5]))
+    proc = run("convert", "res.hdf5", "-f", "caiman", "--output", "rec", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(calab.load_tuning_data(tmp_path / "rec")[0], data)
 
 
-@pytest.mark.parametrize("suffix", [".h5", ".zarr"])
-def test_info_reads_calabs_own_outputs(tmp_path, suffix):
-    traces, _ = calab.simulate(6, 400, 30.0, 0.05, 0.5, seed=9)
-    np.save(tmp_path / "t.npy", traces)
-    calab.write_export(tmp_path / "params.json", calab.export_dict(**PARAMS))
-    out = f"act{suffix}"
-    run = subprocess.run(
-        [*CMD, "deconvolve", "t.npy", "--params", "params.json", "-o", out],
-        cwd=tmp_path, capture_output=True, text=True,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
-    info = subprocess.run(
-        [*CMD, "info", out, "--json"], cwd=tmp_path, capture_output=True, text=True
+def test_convert_default_output_is_the_input_name_here(tmp_path, data):
+    """The CaLab package writes ``<input stem>.npy`` in the current folder without ``-o``."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    files.write_caiman(tmp_path / "in" / "res.hdf5", data)
+    proc = run("convert", "../in/res.hdf5", "--format", "caiman", "--fs", "30.0",
+               cwd=tmp_path / "out")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["res.npy", "res_metadata.json"]
+    traces, meta = calab.load_tuning_data(tmp_path / "out" / "res")
+    np.testing.assert_array_equal(traces, data)  # every row, as the original
+    assert meta["sampling_rate_hz"] == 30.0
+
+
+def test_convert_minian_with_the_original_flags(tmp_path, data):
+    mdir = tmp_path / "minian"
+    mdir.mkdir()
+    files.write_minian_var(mdir, files.minian_array(data))
+    proc = run("convert", "minian", "-f", "minian", "--fs", "20", "-o", "m", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    traces, meta = calab.load_tuning_data(tmp_path / "m")
+    np.testing.assert_array_equal(traces, data)
+    assert meta["sampling_rate_hz"] == 20.0
+
+
+def test_accepted_only_flag(tmp_path, data):
+    files.write_caiman(tmp_path / "res.hdf5", data, idx_components=np.array([4, 1]))
+    for extra, rows in (([], [0, 1, 2, 3, 4, 5]), (["--accepted-only"], [1, 4])):
+        proc = run("info", "res.hdf5", "--json", *extra, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["num_cells"] == len(rows)
+        proc = run("convert", "res.hdf5", "-o", f"r{len(rows)}", *extra, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        traces, meta = calab.load_tuning_data(tmp_path / f"r{len(rows)}")
+        np.testing.assert_array_equal(traces, data[rows])
+        assert meta["cell_ids"] == rows
+    proc = run("info", "res.hdf5", "--accepted-only", "--all-components", cwd=tmp_path)
+    assert proc.returncode == 2 and "not allowed with" in proc.stderr
+
+
+def test_info_of_an_export_prints_its_parameters(tmp_path, data):
+    proc = run("info", "params.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "format:        CaTune export (schema 1.2.0)" in lines
+    for want in ("tau_rise:      0.05 s", "tau_decay:     0.5 s", "lambda:        0.02",
+                 "sampling rate: 30 Hz", "filter:        off"):  # fmt: skip
+        assert want in lines, proc.stdout
+    proc = run("info", "params.json", "--json", cwd=tmp_path)
+    got = json.loads(proc.stdout)
+    assert got["format"] == "export" and got["schema_version"] == "1.2.0"
+    assert {k: got[k] for k in ("tau_rise", "tau_decay", "lambda_", "fs", "filter_enabled")} == (
+        calab.load_export_params(tmp_path / "params.json")
     )
-    assert info.returncode == 0, info.stderr
-    got = json.loads(info.stdout)
-    assert (got["format"], got["num_cells"], got["num_timepoints"]) == ("calab", 6, 400)
-    assert got["sampling_rate_hz"] == 30.0 and got["nan_count"] == 0
+    (tmp_path / "other.json").write_text('{"a": 1}')
+    assert_error(run("info", "other.json", cwd=tmp_path), "not a CaTune export")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_tune(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [*CMD, "tune", "traces.npy", "--fs", "30", "--no-browser", *extra],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()  # printed once the server listens
+    assert url.startswith("http://127.0.0.1:"), (url, proc.communicate())
+    return proc, url
+
+
+def _export(url: str) -> None:
+    from calab import _protocol as P
+
+    base = url.split("/?")[0].split("?")[0].rstrip("/")
+    base = "/".join(base.split("/")[:3])
+    secret = url.split("bridge_secret=")[1].split("&")[0]
+    req = urllib.request.Request(
+        f"{base}/api/v1/message",
+        data=json.dumps({"message": {"type": P.MSG_EXPORT}}).encode(),
+        headers={"Content-Type": "application/json", P.BRIDGE_SECRET_HEADER: secret},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 200
+
+
+def test_tune_with_the_original_flags_prints_the_parameters(tmp_path, data):
+    port = _free_port()
+    proc, url = _start_tune(tmp_path, "--port", str(port), "-o", "ex.json")
+    assert url.startswith(f"http://127.0.0.1:{port}")
+    _export(url)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    params = json.loads(out)
+    assert params == calab.load_export_params(tmp_path / "ex.json")
+    assert params["fs"] == 30.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ex.json", "params.json", "traces.npy"]
+
+
+def test_tune_force_replaces_the_export_only_when_a_new_one_is_complete(tmp_path, data):
+    """Issue 9 item 3: ``tune -o X --force`` deleted X before tuning; a timeout left nothing."""
+    before = digest(tmp_path / "params.json")
+    proc = run("tune", "traces.npy", "--fs", "30", "--no-browser", "--timeout", "0.5",
+               "-o", "params.json", "--force", cwd=tmp_path)  # fmt: skip
+    assert_error(proc, "no parameters were exported")
+    assert digest(tmp_path / "params.json") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.json", "traces.npy"]
+    proc, url = _start_tune(tmp_path, "-o", "params.json", "--force", "--timeout", "60")
+    _export(url)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert digest(tmp_path / "params.json") != before
+    assert json.loads(out) == calab.load_export_params(tmp_path / "params.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.json", "traces.npy"]
+    proc = run("tune", "traces.npy", "--fs", "30", "--no-browser", "--timeout", "0.5",
+               "-o", "params.json", cwd=tmp_path)  # fmt: skip
+    assert_error(proc, "params.json already exists; pass --force")
+
+
+def test_tune_on_a_port_in_use_says_so(tmp_path, data):
+    """Issue 9 item 17: ``[Errno 98] Address already in use``."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = run("tune", "traces.npy", "--fs", "30", "--no-browser", "--timeout", "1",
+                   "--port", port, cwd=tmp_path)  # fmt: skip
+    assert_error(proc, f"port {port} is in use; choose another --port")
+    assert "Errno" not in proc.stderr
+
+
+def _read_only_folder(tmp_path: Path) -> Path:
+    if os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        return ro
+    for candidate in (Path("/sys"), Path("/proc/sys")):
+        try:
+            (candidate / ".calab-probe").touch()
+        except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                return candidate
+    pytest.skip("running as root with no read-only folder to write into")
+
+
+@pytest.mark.parametrize("command", ["deconvolve", "convert"])
+def test_a_read_only_output_folder_is_one_clear_line(tmp_path, data, command):
+    """Issue 9 item 17: raw ``[Errno 13]`` / ``[Errno 30]`` lines."""
+    ro = _read_only_folder(tmp_path)
+    args = ["-p", "params.json", "-o", ro / "a.npy"] if command == "deconvolve" else [
+        "-o", ro / "a"]  # fmt: skip
+    proc = run(command, "traces.npy", "--fs", "30", *args, cwd=tmp_path)
+    assert_error(proc, f"cannot write in {ro}")
+    assert "Errno" not in proc.stderr
+
+
+def test_oserrors_never_print_errno(tmp_path):
+    from calab.cli import _message
+
+    exc = FileExistsError(errno.EEXIST, "File exists", str(tmp_path / "a"))
+    assert _message(exc) == f"{tmp_path / 'a'}: File exists"
+    assert _message(OSError(errno.EADDRINUSE, "Address already in use")) == (
+        "Address already in use"
+    )
+
+
+def test_quiet_hides_other_libraries_warnings(tmp_path, data, monkeypatch, capsys):
+    """Issue 9 item 18: a ZarrUserWarning reached stderr under -q. Under -q only calab's own
+    warnings are printed (one line each); without -q every warning is one line."""
+    import warnings
+
+    from calab import batch, cli
+
+    real = batch.open_rows
+
+    def noisy(*args, **kwargs):
+        warnings.warn_explicit("zarr says something", UserWarning, "/x/zarr/core.py", 1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "open_rows", noisy)
+    base = ["deconvolve", str(tmp_path / "traces.npy"), "-p", str(tmp_path / "params.json")]
+    assert cli.main([*base, "-o", str(tmp_path / "a.npy"), "-q"]) == 0
+    assert capsys.readouterr().err == ""
+    assert cli.main([*base, "-o", str(tmp_path / "b.npy")]) == 0
+    assert capsys.readouterr().err == "calab: warning: zarr says something\n"
+
+
+def test_ctrl_c_outside_deconvolve_says_nothing_was_written(tmp_path, data):
+    proc, _ = _start_tune(tmp_path)  # waits for an export that never comes
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == ["calab: interrupted; no output written"]
+
+
+def test_info_of_a_npy_with_its_metadata_sidecar(tmp_path, data):
+    """The CaLab package's ``calab info rec.npy`` reads ``rec_metadata.json`` beside it."""
+    calab.save_for_tuning(data, 20.0, tmp_path / "rec")
+    proc = run("info", "rec.npy", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "sampling rate: 20 Hz" in proc.stdout.splitlines()
+    assert "shape:         6 cells x 300 timepoints" in proc.stdout.splitlines()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from calab.baseline import drift_baseline
+from calab.batch import deconvolve_file
 from calab.bridge import tune
 from calab.deconvolution import DeconvolutionResult, run_deconvolution, run_deconvolution_full
 from calab.estimate import ParameterEstimate, estimate_parameters
@@ -39,6 +40,7 @@ __all__ = [
     "bandpass_filter",
     "build_kernel",
     "compute_lipschitz",
+    "deconvolve_file",
     "deconvolve_from_export",
     "drift_baseline",
     "estimate_parameters",

@@ -25,8 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from calab import _protocol as P
-from calab.deconvolution import DeconvolutionResult, run_deconvolution_full, squeeze
-from calab.filter import bandpass_filter
+from calab.deconvolution import DeconvolutionResult, squeeze
 from calab.tuning import TuningEngine, ViewRequest, ViewResult
 from calab.tuning.session import Message, TuningSession
 
@@ -374,37 +373,20 @@ class TuneWidget(anywidget.AnyWidget):
         DeconvolutionResult
             Fields with a leading ``n_cells`` axis (1-D/scalars if the traces were 1-D).
         """
-        from tqdm.auto import tqdm
+        from calab.batch import deconvolve_rows
+        from calab.params import Params
 
-        if isinstance(chunk_cells, bool) or not isinstance(chunk_cells, int) or chunk_cells < 1:
-            raise ValueError(
-                f"chunk_cells must be a positive integer (cells per solver call), "
-                f"got {chunk_cells!r}; e.g. chunk_cells=256"
-            )
         p = self._session.params()
-        lam_all = self._session.cell_lam()
-        traces = self._engine.traces
-        n = traces.shape[0]
-        parts: list[DeconvolutionResult] = []
-        starts = range(0, n, chunk_cells)
-        for a in tqdm(starts, desc="deconvolving", unit="chunk", disable=not progress):
-            y = traces[a : a + chunk_cells]
-            if p.filter_enabled:
-                y = bandpass_filter(y, p.tau_rise, p.tau_decay, self._engine.fs)
-            lam = lam_all if np.ndim(lam_all) == 0 else lam_all[a : a + chunk_cells]  # type: ignore[index]
-            parts.append(
-                run_deconvolution_full(
-                    y,
-                    self._engine.fs,
-                    p.tau_rise,
-                    p.tau_decay,
-                    lam,
-                    baseline=p.baseline,  # type: ignore[arg-type]
-                    **solver_kwargs,
-                )
-            )
-        res = DeconvolutionResult(
-            *(np.concatenate([getattr(r, f) for r in parts]) for f in DeconvolutionResult._fields)
+        params = Params(
+            self._engine.fs,
+            p.tau_rise,
+            p.tau_decay,
+            self._session.cell_lam(),  # one number, or one per cell in per-cell mode
+            p.filter_enabled,
+            p.baseline,  # type: ignore[arg-type]
+        )
+        res: DeconvolutionResult = deconvolve_rows(
+            self._engine.traces, params, chunk_cells=chunk_cells, progress=progress, **solver_kwargs
         )
         if self._was_1d:
             return squeeze(res)

@@ -1,0 +1,835 @@
+"""Batch deconvolution: one chunk loop for arrays and files, with resume and locking.
+
+- :func:`iter_chunks` is the chunk loop: it reads a block of cells, checks it, solves it with
+  :func:`calab.params.solve_block` (the one "filter, then solve") and hands the result over.
+- :func:`deconvolve_rows` runs the loop over an array (what ``TuneWidget.deconvolve`` and
+  :func:`calab.deconvolve_from_export` do).
+- :func:`deconvolve_file` runs it from a file to a file, as ``calab deconvolve`` does: it
+  streams (bounded memory), takes a lock on the output, writes under a temporary name and
+  resumes an interrupted run after verifying what it reuses.
+
+A run writing ``OUT`` keeps its unfinished work in the folder ``.OUT.partial`` beside it (the
+data, the per-cell results and ``progress.json``, which records each finished chunk with a
+digest of its rows, written only after that chunk's data is flushed) and holds the lock file
+``.OUT.lock`` (the pid of the run). On resume, each recorded chunk is read back and checked
+against its digest; a damaged or truncated partial is never trusted.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import math
+import numbers
+import os
+import signal
+import stat
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from calab._validate import traces_2d
+from calab.io._common import PathLike
+from calab.io.open import ReadOptions, Source, open_rows
+from calab.io.writers import (
+    FIELDS,
+    Writer,
+    check_outputs,
+    commit,
+    dumps_json,
+    open_npy_exactly,
+    remove,
+    write_json_atomic,
+    write_text_atomic,
+    writer_for,
+)
+from calab.params import DeconvolutionResult, Params, SolverOptions, solve_block, squeeze
+
+log = logging.getLogger(__name__)
+
+#: Test hook, read only here: after this many chunks are recorded, the run waits for a signal
+#: (so tests interrupt it at a known point instead of racing a clock).
+PAUSE_ENV = "CALAB_TEST_PAUSE_AFTER_CHUNKS"
+#: Keywords of run_deconvolution that belong to the model (Params), not to SolverOptions.
+MODEL_KEYWORDS = ("baseline", "baseline_window_s")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`deconvolve_file`; the message says what was kept and how to resume."""
+
+
+class OutputBusyError(RuntimeError):
+    """Another live process holds the lock on the output."""
+
+
+class BatchResult(NamedTuple):
+    """What :func:`deconvolve_file` wrote.
+
+    Attributes
+    ----------
+    output : Path
+        The activity file (.npy, .h5 or .zarr).
+    info : Path or None
+        ``<stem>_info.json`` with ``full=True``.
+    num_cells, num_timepoints : int
+    not_converged : int
+        Cells whose solve did not converge.
+    resumed_chunks : int
+        Chunks reused from an interrupted run.
+    """
+
+    output: Path
+    info: Path | None
+    num_cells: int
+    num_timepoints: int
+    not_converged: int
+    resumed_chunks: int
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def export_params(params: Any) -> dict[str, Any]:
+    """Deconvolution parameters from an export path, an export object or a parameter dict.
+
+    Parameters
+    ----------
+    params : str, path-like, dict or Params
+        A CaTune export JSON file, a parsed export (with ``parameters``), the dict
+        :func:`calab.load_export_params` returns (``tau_rise``, ``tau_decay``, ``lambda_``,
+        ``fs``, ``filter_enabled``) or a :class:`calab.params.Params`.
+
+    Returns
+    -------
+    dict
+        ``{'tau_rise', 'tau_decay', 'lambda_', 'fs', 'filter_enabled'}`` (seconds, Hz), plus
+        calab's extras when set; validated.
+    """
+    from calab.io.export import load_export_params, params_from_export
+
+    if isinstance(params, Params):
+        return params.to_export()
+    if not isinstance(params, Mapping):
+        if not isinstance(params, str | os.PathLike):
+            raise TypeError(
+                "params must be a CaTune export path, an export dict or the dict "
+                f"load_export_params returns, got {type(params).__name__}"
+            )
+        return load_export_params(params)
+    if "parameters" in params or "schema_version" in params:
+        return params_from_export(params)
+    return Params.from_export(params).to_export()
+
+
+def as_params(params: Any, fs: float | None = None, **model: Any) -> Params:
+    """:func:`export_params` as a :class:`calab.params.Params`, solved at ``fs`` if given.
+
+    ``model`` overrides the export's ``baseline`` and ``baseline_window_s``.
+    """
+    if isinstance(params, Params) and fs is None and not model:
+        return params
+    p = export_params(params)
+    return Params.from_export({**p, **({} if fs is None else {"fs": fs}), **model})
+
+
+def check_chunk_cells(chunk_cells: Any) -> int | None:
+    """Validate ``chunk_cells`` (cells per solver call): None or an integer >= 1."""
+    if chunk_cells is None:
+        return None
+    if (
+        isinstance(chunk_cells, bool)
+        or not isinstance(chunk_cells, numbers.Integral)
+        or chunk_cells < 1
+    ):
+        raise ValueError(
+            f"chunk_cells must be an integer >= 1 (cells per solver call), got {chunk_cells!r}"
+        )
+    return int(chunk_cells)
+
+
+# ----------------------------------------------------------------------------- the chunk loop
+
+
+def _pause_for_tests(finished: int) -> None:
+    after = os.environ.get(PAUSE_ENV)
+    if after and finished == int(after):
+        log.warning("test hook: paused after %d chunks", finished)
+        for h in logging.getLogger("calab").handlers:
+            h.flush()
+        while True:  # only a signal ends this (SIGINT raises KeyboardInterrupt here)
+            if hasattr(signal, "pause"):
+                signal.pause()
+            else:  # pragma: no cover - Windows
+                time.sleep(3600)
+
+
+def _labels(ids: Any, rows: list[int]) -> str:
+    return ", ".join(str(ids[r] if ids is not None else r) for r in rows[:10]) + (
+        f" and {len(rows) - 10} more" if len(rows) > 10 else ""
+    )
+
+
+def iter_chunks(
+    rows: Any,
+    params: Params,
+    options: SolverOptions | None = None,
+    *,
+    chunk_cells: int | None = None,
+    skip: frozenset[int] | set[int] = frozenset(),
+    ids: Any = None,
+    where: str = "traces",
+    progress: bool = False,
+    dtype: Any = None,
+    warm_start: Any = None,
+    full: bool = False,
+) -> Iterator[tuple[int, int, DeconvolutionResult]]:
+    """Solve ``rows`` a block of cells at a time; yield ``(start, stop, result)`` per block.
+
+    Each block is checked for NaN/Inf (naming the cells), then filtered and solved by
+    :func:`calab.params.solve_block`.
+
+    Parameters
+    ----------
+    rows : row-sliceable, shape (n_cells, n_frames)
+        An array, a memmap or a lazy reader (``rows[a:b]`` reads cells ``a..b``).
+    params : Params
+        Model parameters (a per-cell lambda is sliced per block).
+    options : SolverOptions, optional
+        Solver settings.
+    chunk_cells : int, optional
+        Cells per block (default: all at once).
+    skip : set of int
+        Block starts already done (resume).
+    ids : sequence, optional
+        Cell ids, to name cells in error messages.
+    where : str
+        The source, named in error messages.
+    progress : bool
+        Show a progress bar (tqdm) over cells.
+    dtype : dtype, optional
+        Convert each block to this dtype before solving.
+    warm_start : array_like, shape (n_cells, n_frames), optional
+        Activity of a previous solve, sliced per block.
+    full : bool
+        Also compute the reconvolution.
+
+    Raises
+    ------
+    ValueError
+        If a block holds NaN or Inf (naming the cells), or the solver returns non-finite values.
+    """
+    from tqdm.auto import tqdm
+
+    n = int(rows.shape[0])
+    chunk = check_chunk_cells(chunk_cells) or max(n, 1)
+    if not isinstance(params.lam, float):
+        params.lam_for(n)
+    starts = range(0, n, chunk)
+    done_rows = sum(min(chunk, n - s) for s in starts if s in skip)
+    finished = 0
+    with tqdm(
+        total=n,
+        initial=done_rows,
+        unit="cell",
+        desc="deconvolve",
+        disable=not progress,
+        leave=False,
+    ) as bar:
+        for start in starts:
+            if start in skip:
+                continue
+            stop = min(n, start + chunk)
+            block = np.asarray(rows[start:stop], dtype=dtype)
+            finite = np.isfinite(block)
+            bad = np.flatnonzero(~finite.all(axis=1))
+            if bad.size:
+                cells = _labels(ids, [start + int(i) for i in bad])
+                frame = int(np.argmin(finite[bad[0]]))
+                raise ValueError(
+                    f"{where}: traces of cells {cells} hold NaN or Inf (the first at frame "
+                    f"{frame}); drop or interpolate them first"
+                )
+            init = None if warm_start is None else np.asarray(warm_start[start:stop])
+            res = solve_block(block, params.for_cells(start, stop), options, init, full)
+            base = np.asarray(res.baseline).reshape(stop - start, -1)
+            broken = ~(np.isfinite(res.activity).all(axis=1) & np.isfinite(base).all(axis=1))
+            if broken.any():
+                cells = _labels(ids, [start + int(i) for i in np.flatnonzero(broken)])
+                raise ValueError(
+                    f"the solver returned NaN or Inf for cells {cells} of {where} with "
+                    f"tau_rise={params.tau_rise:g} s, tau_decay={params.tau_decay:g} s, "
+                    f"fs={params.fs:g} Hz; the kernel cannot be represented at these values "
+                    "(check the time constants and the sampling rate)"
+                )
+            yield start, stop, res
+            bar.update(stop - start)
+            finished += 1
+            _pause_for_tests(finished)
+
+
+def deconvolve_rows(
+    rows: Any,
+    params: Any,
+    *,
+    fs: float | None = None,
+    chunk_cells: int | None = None,
+    progress: bool = True,
+    full: bool = True,
+    ids: Any = None,
+    options: SolverOptions | None = None,
+    warm_start: Any = None,
+    **solver_kwargs: Any,
+) -> Any:
+    """Deconvolve an array a block of cells at a time (the loop of :func:`deconvolve_file`).
+
+    Parameters
+    ----------
+    rows : array_like, shape (n_cells, n_frames) or (n_frames,)
+        Traces; a dask array or xarray DataArray is solved lazily instead (dask chunks).
+    params : str, path-like, dict or Params
+        As :func:`export_params` takes.
+    fs : float, optional
+        Sampling rate of ``rows`` in Hz (default: the parameters' ``fs``).
+    chunk_cells : int, optional
+        Cells per solver call (default: all at once).
+    progress : bool
+        Show a progress bar over cells.
+    full : bool
+        Return a :class:`calab.DeconvolutionResult` with the reconvolution (True) or the
+        activity alone.
+    ids : sequence, optional
+        Cell ids named in error messages.
+    options : SolverOptions, optional
+        Solver settings (method, max_iters, tol, n_threads).
+    warm_start : array_like, same shape as ``rows``, optional
+        Activity from a previous solve.
+    **solver_kwargs
+        Instead of ``options``: :class:`calab.params.SolverOptions` fields (``method``,
+        ``max_iters``, ``tol``, ``n_threads``); also ``baseline`` and ``baseline_window_s``
+        (model options, as :func:`calab.run_deconvolution` takes them).
+
+    Returns
+    -------
+    DeconvolutionResult or ndarray
+        Shaped like ``rows`` (1-D input gives 1-D/scalar fields).
+    """
+    from calab.lazy import deconvolve_lazy, is_lazy
+
+    model = {k: solver_kwargs.pop(k) for k in MODEL_KEYWORDS if k in solver_kwargs}
+    if options is not None and solver_kwargs:
+        raise TypeError("pass either options= or solver keywords, not both")
+    opts = options if options is not None else SolverOptions(**solver_kwargs)
+    p = as_params(params, fs, **model)
+    if is_lazy(rows):
+        if warm_start is not None:
+            raise ValueError("warm_start is not supported for dask or xarray input")
+        return deconvolve_lazy(rows, p, opts, full)
+    data, was_1d = traces_2d(rows)
+    init = None
+    if warm_start is not None:
+        if np.shape(warm_start) != np.shape(rows):
+            raise ValueError(
+                f"warm_start has shape {np.shape(warm_start)} but traces have shape "
+                f"{np.shape(rows)}; pass the activity of a previous solve of the same traces"
+            )
+        init, _ = traces_2d(warm_start, "warm_start")
+    n = data.shape[0]
+    out: dict[str, Any] = {}
+    for start, stop, res in iter_chunks(
+        data, p, opts, chunk_cells=chunk_cells, ids=ids, progress=progress, warm_start=init,
+        full=full,
+    ):  # fmt: skip
+        for name in DeconvolutionResult._fields:
+            value = getattr(res, name)
+            if value is None:
+                out[name] = None
+                continue
+            value = np.asarray(value)
+            if name not in out:
+                out[name] = np.empty((n, *value.shape[1:]), dtype=value.dtype)
+            out[name][start:stop] = value
+    result = DeconvolutionResult(*(out[f] for f in DeconvolutionResult._fields))
+    if was_1d:
+        result = squeeze(result)
+    return result if full else result.activity
+
+
+# ----------------------------------------------------------------------------- locking
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        return int(text) if text.isdigit() else None
+    except OSError:
+        return None
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def lock_path(out: Path) -> Path:
+    """The lock file of an output: ``.OUT.lock`` beside it."""
+    return out.parent / f".{out.name}.lock"
+
+
+@contextmanager
+def output_lock(out: Path) -> Iterator[Path]:
+    """Hold an exclusive lock on ``out`` while writing it.
+
+    The lock file ``.OUT.lock`` holds the pid of the run. The lock is held by the operating
+    system, so a lock left by a dead process (killed, crashed, rebooted) is taken over; a live
+    one makes this raise :class:`OutputBusyError`. The lock file is never opened through a link.
+    """
+    path = lock_path(out)
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"output folder does not exist: {out.parent}")
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                why = (exc.strerror or "permission denied").lower()
+                raise PermissionError(
+                    f"cannot write in {out.parent} ({why}); choose an output folder you can "
+                    "write to"
+                ) from None
+            if os.path.islink(path):
+                raise ValueError(
+                    f"{path} is a symbolic link; calab does not follow it: delete it"
+                ) from None
+            raise OSError(f"cannot create the lock file {path}: {exc.strerror}") from None
+        if not _try_lock(fd):
+            pid = _read_pid(fd)
+            os.close(fd)
+            who = f"pid {pid}" if pid else "another process"
+            raise OutputBusyError(
+                f"another calab run ({who}) is writing {out}; wait for it to finish or choose "
+                "another output"
+            )
+        try:
+            same = os.path.samestat(os.fstat(fd), os.lstat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file as we opened it: lock the new one
+    try:
+        old = _read_pid(fd)
+        if old and old != os.getpid():
+            log.info("taking over the lock of %s from pid %d, which is no longer running", out, old)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        try:
+            os.unlink(path)
+        finally:
+            os.close(fd)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def default_output(src: Source) -> Path:
+    """``<input stem>_activity.npy`` beside the input."""
+    name = src.path.name
+    for suffix in (".npy", ".hdf5", ".h5", ".zarr"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return src.path.with_name(f"{name or 'traces'}_activity.npy")
+
+
+def info_path_for(out: Path) -> Path:
+    """``<OUT stem>_info.json`` beside the output."""
+    return out.with_name(out.name[: -len(out.suffix)] + "_info.json")
+
+
+def default_chunk(src: Source) -> int:
+    """Cells per block: about 16 MB of float64 traces, whole storage chunks where possible."""
+    n, t = src.shape
+    budget = max(1, 2_000_000 // max(t, 1))
+    rows = getattr(src.data, "storage_rows", None)
+    if rows and rows <= budget:
+        budget = (budget // rows) * rows
+    return max(1, min(n, budget))
+
+
+def _fingerprint(
+    src: Source, attrs: dict[str, Any], chunk: int, full: bool, options: ReadOptions
+) -> dict[str, Any]:
+    """What must match for an interrupted run to be resumed instead of restarted."""
+    st = src.path.stat()
+    stamp: list[Any] = [st.st_size, st.st_mtime_ns]
+    if src.path.is_dir():  # a zarr store or a suite2p folder: its files change when rewritten
+        stamp += sorted(
+            [str(q.relative_to(src.path)), q.stat().st_size, q.stat().st_mtime_ns]
+            for q in src.path.rglob("*")
+            if q.is_file()
+        )[:10_000]
+    return {
+        "input": str(src.path.resolve()),
+        "format": src.format,
+        "options": [options.trace, options.accepted_only, options.variable,
+                    options.neuropil_coef, options.cells_only, options.plane],
+        "stamp": stamp,
+        "shape": list(src.shape),
+        "chunk": chunk,
+        "full": full,
+        "parameters": attrs["parameters"],
+        "sampling_rate_hz": attrs["sampling_rate_hz"],
+        "calab_version": attrs["calab_version"],
+    }  # fmt: skip
+
+
+def _digest(arrays: Mapping[str, Any], stats: np.ndarray) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for name in sorted(arrays):
+        h.update(np.ascontiguousarray(arrays[name], dtype=FIELDS[name]).tobytes())
+    h.update(np.ascontiguousarray(stats, dtype="<f8").tobytes())
+    return h.hexdigest()
+
+
+def _private_dir(path: Path) -> bool:
+    """A real folder (not a link) owned by this user and writable by no one else."""
+    st = os.lstat(path)
+    mine = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+    return stat.S_ISDIR(st.st_mode) and mine and not st.st_mode & 0o022
+
+
+class _Partial:
+    """The unfinished work of a run writing ``out``: ``.OUT.partial/`` beside it."""
+
+    def __init__(self, out: Path, fingerprint: dict[str, Any], writer_cls: type[Writer]) -> None:
+        self.dir = out.parent / f".{out.name}.partial"
+        self.data = self.dir / f"data{writer_cls.suffix}"
+        self.stats_path = self.dir / "stats.npy"
+        self.record_path = self.dir / "progress.json"
+        self.fingerprint = fingerprint
+        self.writer_cls = writer_cls
+        self.done: dict[int, str] = {}
+        self.writer: Writer | None = None
+        self.stats: Any = None
+
+    def saved(self) -> dict[str, Any] | None:
+        import json
+
+        try:
+            saved = json.loads(self.record_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return saved if isinstance(saved, dict) else None
+
+    def open(self, shape: tuple[int, int], full: bool, attrs: dict[str, Any], force: bool) -> None:
+        """Reopen a matching partial (verifying it) or start a fresh one."""
+        if os.path.lexists(self.dir):
+            if not _private_dir(self.dir):
+                raise ValueError(
+                    f"{self.dir} is not a private folder of yours (a link, or writable by "
+                    "others); calab will not use it: delete it"
+                )
+            saved = self.saved()
+            if force:
+                remove(self.dir)
+            elif saved is not None and saved.get("fingerprint") != self.fingerprint:
+                raise ValueError(
+                    f"an unfinished run with other inputs or settings left {self.dir}; pass "
+                    "--force (force=True) to start over (it is deleted)"
+                )
+            elif not self._resume(saved, shape, full, attrs):
+                remove(self.dir)
+        if self.writer is None:
+            os.mkdir(self.dir, 0o700)
+            try:
+                self.writer = self.writer_cls(self.data, shape, full, attrs, False)
+                self.stats = np.lib.format.open_memmap(
+                    self.stats_path, mode="w+", dtype="<f8", shape=(shape[0], 3)
+                )
+                self.record()
+            except BaseException:
+                self.close()
+                remove(self.dir)
+                raise
+
+    def _resume(
+        self,
+        saved: dict[str, Any] | None,
+        shape: tuple[int, int],
+        full: bool,
+        attrs: dict[str, Any],
+    ) -> bool:
+        if saved is None or not isinstance(saved.get("done"), dict):
+            log.warning(
+                "the record of the unfinished run in %s is unreadable; starting over", self.dir
+            )
+            return False
+        try:
+            writer = self.writer_cls(self.data, shape, full, attrs, True)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("the unfinished run in %s is damaged (%s); starting over", self.dir, exc)
+            return False
+        try:
+            writer.check()
+            open_npy_exactly(self.stats_path, (shape[0], 3))
+            stats = np.lib.format.open_memmap(self.stats_path, mode="r+")
+        except (OSError, ValueError) as exc:
+            writer.close()
+            log.warning("the unfinished run in %s is damaged (%s); starting over", self.dir, exc)
+            return False
+        self.writer, self.stats = writer, stats
+        chunk = int(self.fingerprint["chunk"])
+        bad = 0
+        for key, digest in saved["done"].items():
+            start = int(key)
+            stop = min(shape[0], start + chunk)
+            if start % chunk or not 0 <= start < shape[0]:
+                bad += 1
+                continue
+            if _digest(writer.read(start, stop), np.asarray(stats[start:stop])) == digest:
+                self.done[start] = digest
+            else:
+                bad += 1
+        if bad:
+            log.warning(
+                "%d recorded chunks of %s do not match what is on disk; they are redone",
+                bad,
+                self.dir,
+            )
+        return True
+
+    def add(self, start: int, stop: int, res: DeconvolutionResult) -> None:
+        """Write a finished chunk, flush it, then record it."""
+        assert self.writer is not None
+        self.writer.write(start, res)
+        self.writer.flush()
+        rows = np.column_stack([res.baseline, res.iterations, res.converged]).astype("<f8")
+        self.stats[start:stop] = rows
+        self.stats.flush()
+        arrays = {k: getattr(res, k) for k in self.writer.names()}
+        self.done[start] = _digest(arrays, rows)
+        self.record()
+
+    def record(self) -> None:
+        done = {str(k): v for k, v in sorted(self.done.items())}
+        record = {"fingerprint": self.fingerprint, "done": done}
+        # No fsync: a record that outlives its data on a crash is caught by the digests.
+        what = f"the progress record {self.record_path}"
+        write_json_atomic(self.record_path, record, what, sync=False)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.stats is not None:
+            self.stats.flush()
+            self.stats = None
+
+
+def deconvolve_file(
+    path_in: PathLike,
+    path_out: PathLike | None,
+    params: Any,
+    *,
+    format: str | None = None,
+    fs: float | None = None,
+    chunk_cells: int | None = None,
+    force: bool = False,
+    full: bool = False,
+    progress: bool = True,
+    n_threads: int | None = None,
+    **options: Any,
+) -> BatchResult:
+    """Deconvolve a file of traces into an activity file, streaming, locked and resumable.
+
+    Exactly what ``calab deconvolve`` does: reads ``path_in`` a block of cells at a time
+    (about 16 MB), band-passes each block when the export says so, solves it and writes it to
+    ``path_out`` under a temporary name; the output appears only when complete. An interrupted
+    run (Ctrl-C, a killed job, a reboot) is resumed by the same call without redoing the
+    finished blocks, after checking each reused block against its recorded digest.
+
+    Parameters
+    ----------
+    path_in : str or path-like
+        ``.npy``, a tuning-file stem, a CaImAn ``.hdf5``, a Minian folder or store, a suite2p
+        folder, or a ``.h5``/``.zarr`` written by calab.
+    path_out : str or path-like or None
+        ``.npy``, ``.h5``/``.hdf5`` or ``.zarr`` (default ``<input stem>_activity.npy``).
+    params : str, path-like or dict
+        A CaTune export JSON path, a parsed export, or the dict of
+        :func:`calab.load_export_params`.
+    format : {"npy", "tuning", "caiman", "minian", "suite2p", "calab"}, optional
+        Input format (default: guessed).
+    fs : float, optional
+        Sampling rate in Hz (default: the file's, else the export's). Time constants are in
+        seconds, so data at another rate than the tuning are solved at their own rate
+        (with a warning).
+    chunk_cells : int, optional
+        Cells per block (default: about 16 MB of traces).
+    force : bool
+        Replace existing outputs and discard an unfinished run made with other settings.
+    full : bool
+        Also write ``<stem>_info.json`` (baseline, iterations, converged; also stored in
+        ``.h5``/``.zarr`` outputs).
+    progress : bool
+        Show a progress bar.
+    n_threads : int, optional
+        Solver threads (default: all cores).
+    **options
+        :class:`calab.io.open.ReadOptions`: ``trace``, ``accepted_only``, ``variable``,
+        ``neuropil_coef``, ``cells_only``, ``plane``.
+
+    Returns
+    -------
+    BatchResult
+
+    Raises
+    ------
+    OutputBusyError
+        If another live run is writing the same output.
+    RunInterrupted
+        On Ctrl-C (a KeyboardInterrupt); the unfinished work is kept for resuming.
+    FileExistsError, FileNotFoundError, ValueError
+        Unsafe or existing outputs, bad inputs or parameters (each message names the fix).
+    """
+    from calab import __version__
+
+    p = export_params(params)
+    chunk_arg = check_chunk_cells(chunk_cells)
+    solver = SolverOptions(n_threads=n_threads)
+    if p.get("baseline", "constant") != "constant":
+        raise ValueError(
+            "deconvolve_file writes one baseline value per cell; baseline='drift' is available "
+            "in memory (calab.run_deconvolution_full) but not for file outputs"
+        )
+    opts = ReadOptions(**options)
+    params_file = None if isinstance(params, Mapping) else Path(params).expanduser()
+    with open_rows(path_in, format=format, fs=fs, **options) as src:
+        rate = src.fs if src.fs is not None else p["fs"]
+        if not math.isclose(rate, p["fs"], rel_tol=1e-9):
+            warnings.warn(
+                f"the data are sampled at {rate:g} Hz but the parameters were tuned at "
+                f"{p['fs']:g} Hz; deconvolving at {rate:g} Hz (time constants are in seconds)",
+                UserWarning,
+                stacklevel=2,
+            )
+        out = Path(path_out).expanduser() if path_out is not None else default_output(src)
+        writer_cls = writer_for(out)
+        info_path = info_path_for(out)
+        targets = [out, info_path] if full else [out]
+        inputs = [*src.inputs, *([params_file] if params_file else [])]
+        check_outputs(targets, inputs, force)  # early, for a clear error before any work
+        with output_lock(out):
+            check_outputs(targets, inputs, force)  # again, now that no other run can write
+            return _run(src, p, rate, out, info_path, writer_cls, chunk_arg, force, full,
+                        progress, solver, opts, __version__)  # fmt: skip
+
+
+def _run(
+    src: Source,
+    p: dict[str, Any],
+    rate: float,
+    out: Path,
+    info_path: Path,
+    writer_cls: type[Writer],
+    chunk_arg: int | None,
+    force: bool,
+    full: bool,
+    progress: bool,
+    solver: SolverOptions,
+    opts: ReadOptions,
+    version: str,
+) -> BatchResult:
+    n, t = src.shape
+    chunk = chunk_arg or default_chunk(src)
+    attrs = {
+        "calab_version": version,
+        "source": str(src.path),
+        "format": src.format,
+        "sampling_rate_hz": rate,
+        "parameters": p,
+    }
+    partial = _Partial(out, _fingerprint(src, attrs, chunk, full, opts), writer_cls)
+    partial.open((n, t), full, attrs, force)
+    resumed = len(partial.done)
+    n_chunks = -(-n // chunk)
+    if resumed:
+        log.info("resuming %s: %d of %d chunks already written", out.name, resumed, n_chunks)
+    ids = src.meta.get("cell_ids")
+    try:
+        for start, stop, res in iter_chunks(
+            src.data, Params.from_export({**p, "fs": rate}), solver, chunk_cells=chunk,
+            skip=set(partial.done), ids=ids, where=str(src.path), progress=progress,
+            dtype=np.float64,
+        ):  # fmt: skip
+            partial.add(start, stop, res)
+        stats = np.array(partial.stats)
+        baseline = stats[:, 0]
+        iterations = stats[:, 1].astype(np.int64)
+        converged = stats[:, 2].astype(bool)
+        info_text = None
+        if full:
+            info = dict(attrs)
+            info.update(
+                output=str(out),
+                num_cells=n,
+                num_timepoints=t,
+                cell_ids=list(ids) if ids is not None else None,
+                baseline=baseline.tolist(),
+                iterations=iterations.tolist(),
+                converged=converged.tolist(),
+            )
+            info_text = dumps_json(info, f"the info file {info_path}", indent=1) + "\n"
+        partial.close()
+        commit(partial.data, out)
+        if info_text is not None:
+            write_text_atomic(info_path, info_text)
+        remove(partial.dir)
+    except KeyboardInterrupt:
+        partial.close()
+        name = partial.dir.name
+        raise RunInterrupted(
+            f"interrupted; {len(partial.done)} of {n_chunks} chunks are saved in {name}: run "
+            f"the same command again to resume (or delete {name})"
+        ) from None
+    except BaseException:
+        partial.close()
+        remove(partial.dir)
+        raise
+    n_bad = int((~converged).sum())
+    if n_bad:
+        warnings.warn(f"{n_bad} of {n} cells did not converge", RuntimeWarning, stacklevel=3)
+    return BatchResult(out, info_path if full else None, n, t, n_bad, resumed)
+
+
+__all__ = [
+    "BatchResult",
+    "OutputBusyError",
+    "RunInterrupted",
+    "deconvolve_file",
+    "deconvolve_rows",
+    "export_params",
+    "iter_chunks",
+    "output_lock",
+]
