@@ -6,8 +6,9 @@ PIP    := $(PY) -m pip
 CARGO  ?= cargo
 RUST_MANIFEST := --manifest-path rust/Cargo.toml
 EXTRAS ?= dev,loaders,dask,widget
+DIST   ?= dist
 
-.PHONY: install build demo test test-rust test-py lint bench clean js e2e-deps
+.PHONY: install build demo test test-rust test-py test-js lint bench clean js e2e-deps dist
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,9 +38,10 @@ lint: install
 	$(CARGO) fmt $(RUST_MANIFEST) --check
 	$(CARGO) clippy $(RUST_MANIFEST) --all-targets -q -- -D warnings
 	PYO3_PYTHON=$(abspath $(PY)) $(CARGO) clippy $(RUST_MANIFEST) --all-targets --all-features -q -- -D warnings
-	$(VENV)/bin/ruff check src tests examples bench
-	$(VENV)/bin/ruff format --check src tests examples bench
+	$(VENV)/bin/ruff check src tests examples bench js/build_backend.py
+	$(VENV)/bin/ruff format --check src tests examples bench js/build_backend.py
 	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest calab._solver
 
 test-rust:
 	$(CARGO) test $(RUST_MANIFEST) -q --release
@@ -47,10 +49,23 @@ test-rust:
 test-py: install
 	$(PY) -m pytest -q
 
-test: e2e-deps lint test-rust test-py
+# The UI's TypeScript: eslint (typescript-eslint) and the vitest unit tests of its pure modules.
+test-js: js
+	cd js && npm run lint && npm test
+
+test: e2e-deps lint test-rust test-js test-py
+
+# Release files into $(DIST)/: an abi3 wheel that runs on glibc >= 2.17 (manylinux2014: zig, from
+# the ziglang package, links against the old glibc) and the sdist (with the UI bundle and sources).
+dist: $(PY) js
+	$(PIP) install -q "maturin>=1.9.3,<2" "ziglang>=0.13"
+	rm -f $(DIST)/calab-*.whl $(DIST)/calab-*.tar.gz
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release --strip --zig \
+		--compatibility manylinux2014 --interpreter $(PY) --out $(DIST)
+	$(VENV)/bin/maturin sdist --out $(DIST)
 
 bench: install
 	$(PY) bench/solver.py
 
 clean:
-	rm -rf $(VENV) rust/target src/calab/_solver*.so .pytest_cache .hypothesis
+	rm -rf $(VENV) rust/target src/calab/_solver*.so .pytest_cache .hypothesis dist

@@ -1,30 +1,9 @@
-// Canvas drawing of min/max-downsampled series (one vertical segment per pixel column).
-
-export const COLORS: Record<string, string> = {
-  raw: "#17becf",
-  filtered: "#1f77b4",
-  fit: "#ff7f0e",
-  activity: "#2ca02c",
-  residual: "#d62728",
-  pin_fit: "#7f3fbf",
-  pin_activity: "#7f3fbf",
-  truth: "#222222",
-};
-
-export const LABELS: Record<string, string> = {
-  raw: "raw",
-  filtered: "filtered",
-  fit: "fit (K s + b)",
-  activity: "activity",
-  residual: "residual",
-  pin_fit: "pinned fit",
-  pin_activity: "pinned activity",
-  truth: "true spikes",
-};
+// Hand-drawn canvas parts: the overview strip above each card (min/max per pixel column)
+// and the spike ticks drawn into a card's plot.
 
 /** Size the canvas backing store for the device pixel ratio; return a 2-D context in CSS px. */
 export function prepare(canvas: HTMLCanvasElement, cssW: number, cssH: number): CanvasRenderingContext2D {
-  const dpr = Math.min(2, (globalThis.devicePixelRatio as number | undefined) || 1);
+  const dpr = Math.min(2, globalThis.devicePixelRatio || 1);
   const w = Math.max(1, Math.round(cssW * dpr));
   const h = Math.max(1, Math.round(cssH * dpr));
   if (canvas.width !== w || canvas.height !== h) {
@@ -36,145 +15,135 @@ export function prepare(canvas: HTMLCanvasElement, cssW: number, cssH: number): 
   const ctx = canvas.getContext("2d");
   if (!ctx) throw new Error("canvas 2d context unavailable");
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-  ctx.setLineDash([]);
   ctx.clearRect(0, 0, cssW, cssH);
   return ctx;
 }
 
-export interface Band {
-  top: number;
-  height: number;
-  lo: number;
-  hi: number;
+/** Vertical pixel of v when [lo, hi] fills [top, top + height]. */
+export function yOf(top: number, height: number, lo: number, hi: number, v: number): number {
+  const span = hi - lo || 1;
+  return top + height - ((v - lo) / span) * height;
 }
 
-export function yOf(band: Band, v: number): number {
-  const span = band.hi - band.lo || 1;
-  return band.top + band.height - ((v - band.lo) / span) * band.height;
-}
-
-/** Range [lo, hi] of bins [off, off + 2*nb) ignoring NaN. */
-export function range(data: Float32Array, off: number, nb: number, into?: [number, number]): [number, number] {
-  let lo = into ? into[0] : Infinity;
-  let hi = into ? into[1] : -Infinity;
-  for (let i = off; i < off + 2 * nb; i++) {
-    const v = data[i];
-    if (v === v) {
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-  }
-  if (into) {
-    into[0] = lo;
-    into[1] = hi;
-  }
-  return [lo, hi];
-}
-
-/** Draw bins [off, off + 2*nb) of data (min, max pairs) across [x0, x0 + w). */
+/** Draw min/max pairs `data` (length 2*nb) across [0, w): one vertical segment per bin. */
 export function drawMinMax(
   ctx: CanvasRenderingContext2D,
   data: Float32Array,
-  off: number,
-  nb: number,
-  x0: number,
   w: number,
-  band: Band,
+  top: number,
+  height: number,
+  lo: number,
+  hi: number,
   color: string,
-  dashed = false,
-  lineWidth = 1,
 ): void {
-  ctx.save();
-  ctx.beginPath();
-  ctx.rect(x0, band.top - 1, w, band.height + 2);
-  ctx.clip();
+  const nb = data.length / 2;
   ctx.strokeStyle = color;
-  ctx.lineWidth = lineWidth;
-  ctx.setLineDash(dashed ? [4, 3] : []);
+  ctx.lineWidth = 1;
   ctx.beginPath();
   let pen = false;
   for (let k = 0; k < nb; k++) {
-    const mn = data[off + 2 * k];
-    const mx = data[off + 2 * k + 1];
+    const mn = data[2 * k]!;
+    const mx = data[2 * k + 1]!;
     if (mn !== mn) {
       pen = false;
       continue;
     }
-    const x = x0 + ((k + 0.5) / nb) * w;
-    if (!pen) {
-      ctx.moveTo(x, yOf(band, mn));
-      pen = true;
-    } else {
-      ctx.lineTo(x, yOf(band, mn));
-    }
-    if (mx !== mn) ctx.lineTo(x, yOf(band, mx));
+    const x = ((k + 0.5) / nb) * w;
+    const y = yOf(top, height, lo, hi, mn);
+    if (pen) ctx.lineTo(x, y);
+    else ctx.moveTo(x, y);
+    pen = true;
+    if (mx !== mn) ctx.lineTo(x, yOf(top, height, lo, hi, mx));
   }
   ctx.stroke();
-  ctx.restore();
 }
 
-/** Vertical ticks where the series (max per bin) is positive: for spike trains. */
+/**
+ * Spike ticks: for each bin whose max is positive, a vertical tick up from `y0` (taller for
+ * more spikes in the bin). `xOf(k)` gives the bin's pixel column.
+ */
 export function drawTicks(
   ctx: CanvasRenderingContext2D,
   data: Float32Array,
-  off: number,
-  nb: number,
-  x0: number,
-  w: number,
+  xOf: (k: number) => number,
   y0: number,
   h: number,
   color: string,
 ): void {
-  ctx.save();
+  const nb = data.length / 2;
   ctx.strokeStyle = color;
   ctx.lineWidth = 1;
+  ctx.setLineDash([]);
   ctx.beginPath();
   for (let k = 0; k < nb; k++) {
-    const mx = data[off + 2 * k + 1];
+    const mx = data[2 * k + 1]!;
     if (mx > 0) {
-      const x = x0 + ((k + 0.5) / nb) * w;
+      const x = xOf(k);
       ctx.moveTo(x, y0);
       ctx.lineTo(x, y0 - h * Math.min(1, 0.5 + 0.25 * mx));
     }
   }
   ctx.stroke();
-  ctx.restore();
 }
 
-/** "Nice" tick step for a span. */
-export function niceStep(span: number, target: number): number {
-  const raw = span / Math.max(1, target);
-  const p = Math.pow(10, Math.floor(Math.log10(raw)));
-  for (const m of [1, 2, 5, 10]) if (m * p >= raw) return m * p;
-  return 10 * p;
-}
+export type Segment = [x0: number, y0: number, x1: number, y1: number];
 
-export function timeAxis(
-  ctx: CanvasRenderingContext2D,
-  t0: number,
-  t1: number,
-  x0: number,
-  w: number,
-  y: number,
-  gridTop: number,
-): void {
-  const step = niceStep(t1 - t0, Math.max(2, Math.floor(w / 80)));
+/** Stroke line segments (canvas pixels) 1 CSS px wide, dashed by `dash` (CSS px) unless empty. */
+export function strokeSegments(ctx: CanvasRenderingContext2D, color: string, dash: number[], segs: Segment[]): void {
+  const px = globalThis.devicePixelRatio || 1;
   ctx.save();
-  ctx.fillStyle = "#666";
-  ctx.strokeStyle = "rgba(0,0,0,0.08)";
-  ctx.font = "10px sans-serif";
-  ctx.textAlign = "center";
-  for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) {
-    const x = x0 + ((t - t0) / (t1 - t0)) * w;
-    ctx.beginPath();
-    ctx.moveTo(x, gridTop);
-    ctx.lineTo(x, y - 10);
-    ctx.stroke();
-    const label = step < 1 ? t.toFixed(Math.min(3, Math.ceil(-Math.log10(step)))) : t.toFixed(0);
-    // Keep the labels at either edge inside the canvas instead of cutting them in half.
-    const half = ctx.measureText(label).width / 2;
-    ctx.textAlign = x - half < x0 ? "left" : x + half > x0 + w ? "right" : "center";
-    ctx.fillText(label, x, y);
+  ctx.strokeStyle = color;
+  ctx.lineWidth = px;
+  ctx.setLineDash(dash.map((d) => d * px));
+  ctx.beginPath();
+  for (const [x0, y0, x1, y1] of segs) {
+    ctx.moveTo(x0, y0);
+    ctx.lineTo(x1, y1);
   }
+  ctx.stroke();
   ctx.restore();
+}
+
+export interface Box {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
+
+/**
+ * The path through points (xs[i], ys[i]) for i in [i0, i1], mapped from [x0, x1] x [y0, y1] onto
+ * `box` (canvas pixels, y down). With min/max pairs at equal x this draws one vertical segment
+ * per bin, as a min/max downsampled trace needs; NaN or null lifts the pen. (Cheaper than
+ * uPlot's own builder, which re-aggregates points per pixel column; ours already are.)
+ */
+export function minMaxPath(
+  xs: ArrayLike<number>,
+  ys: ArrayLike<number | null | undefined>,
+  i0: number,
+  i1: number,
+  box: Box,
+  x0: number,
+  x1: number,
+  y0: number,
+  y1: number,
+): Path2D {
+  const path = new Path2D();
+  const kx = box.width / (x1 - x0 || 1);
+  const ky = box.height / (y1 - y0 || 1);
+  const bottom = box.top + box.height;
+  let pen = false;
+  for (let i = Math.max(0, i0); i <= i1 && i < ys.length; i++) {
+    const v = ys[i];
+    if (v == null || v !== v) {
+      pen = false;
+      continue;
+    }
+    const x = box.left + (xs[i]! - x0) * kx;
+    const y = bottom - (v - y0) * ky;
+    if (pen) path.lineTo(x, y);
+    else path.moveTo(x, y);
+    pen = true;
+  }
+  return path;
 }

@@ -8,7 +8,6 @@ export const MSG_EXPORTED = "calab:exported";
 
 export const MSG_HELLO = "calab:hello";
 export const MSG_REQ_SPECTRUM = "calab:get-spectrum";
-export const MSG_RESHUFFLE = "calab:reshuffle";
 export const MSG_EXPORT = "calab:export";
 
 export interface ParamSet {
@@ -51,6 +50,8 @@ export interface ViewHeader {
   lam_max: number;
   fs: number;
   n_frames: number;
+  /** Span in seconds of the kernel curve (second buffer); absent when the parameters are invalid. */
+  kernel_t_max_s?: number;
 }
 
 export interface OverviewHeader {

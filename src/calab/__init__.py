@@ -6,7 +6,9 @@ Minian and suite2p; the CaTune export JSON; and the ``calab`` command line.
 
 from __future__ import annotations
 
+import re
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from calab.baseline import drift_baseline
 from calab.batch import deconvolve_file
@@ -28,10 +30,34 @@ from calab.io import (
 from calab.kernel import build_kernel, compute_lipschitz, kernel_timing, tau_to_ar2
 from calab.simulate import simulate
 
-try:
-    __version__ = version("calab")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+
+def _source_tree_version(pyproject: Path) -> str | None:
+    """The [project] version in a source checkout's pyproject.toml, or None if there is none."""
+    if not pyproject.is_file():
+        return None
+    match = re.search(
+        r'^\[project\]\s*$(?:(?!^\[).)*?^version\s*=\s*"([^"]+)"',
+        pyproject.read_text(encoding="utf-8"),
+        flags=re.M | re.S,
+    )
+    return match.group(1) if match else None
+
+
+def _version() -> str:
+    # A source checkout (editable install, or src/ on sys.path): its pyproject.toml, which is
+    # right even before a reinstall refreshes the recorded metadata. Installed from a wheel
+    # (src/calab/ is then site-packages/calab/, with no pyproject.toml two levels up): the
+    # version pip recorded.
+    found = _source_tree_version(Path(__file__).resolve().parents[2] / "pyproject.toml")
+    if found is not None:
+        return found
+    try:
+        return version("calab")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "DeconvolutionResult",

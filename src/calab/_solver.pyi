@@ -3,6 +3,8 @@
 import numpy as np
 import numpy.typing as npt
 
+__all__ = ["build_kernel", "tau_to_ar2", "kernel_info", "deconvolve", "convolve"]
+
 def build_kernel(tau_rise: float, tau_decay: float, fs: float) -> npt.NDArray[np.float64]: ...
 def tau_to_ar2(
     tau_rise: float, tau_decay: float, fs: float

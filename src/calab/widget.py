@@ -25,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from calab import _protocol as P
+from calab._bundle import missing_bundle_error
 from calab.deconvolution import DeconvolutionResult, squeeze
 from calab.tuning import TuningEngine, ViewRequest, ViewResult
 from calab.tuning.session import Message, TuningSession
@@ -47,10 +48,7 @@ def _bundle(name: str) -> Path | str:
     if not path.exists():
         if name.endswith(".css"):
             return ""
-        raise FileNotFoundError(
-            f"the widget bundle {path} is missing; build it with `make js` "
-            "(needs node and npm) or install a calab wheel"
-        )
+        raise missing_bundle_error(path)
     return path
 
 

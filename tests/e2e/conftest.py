@@ -1,4 +1,8 @@
-"""Fixtures for the browser tests: a real JupyterLab server and Debian's headless Chromium."""
+"""Fixtures for the browser tests: a real JupyterLab server and Debian's headless Chromium.
+
+Every browser context a test opens is screenshotted when it closes (the page, and the first
+tuning widget on it) into tests/e2e/screenshots/ (git-ignored), so a reviewer can look.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,42 @@ from typing import Any
 import pytest
 
 from e2e.harness import LabServer, ensure_chromium, launch_browser, start_lab
+from e2e.shots import save_screenshots
+
+_current_test = {"name": "e2e"}
+
+
+class _ShotContext:
+    """A browser context that screenshots its pages before it closes."""
+
+    def __init__(self, ctx: Any) -> None:
+        self._ctx = ctx
+        self._name = _current_test["name"]
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._ctx, attr)
+
+    def close(self) -> None:
+        pages = [p for p in self._ctx.pages if not p.is_closed()]
+        for i, pg in enumerate(pages):
+            save_screenshots(pg, self._name if i == 0 else f"{self._name}-{i}")
+        self._ctx.close()
+
+
+class _ShotBrowser:
+    def __init__(self, browser: Any) -> None:
+        self._browser = browser
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self._browser, attr)
+
+    def new_context(self, **kwargs: Any) -> _ShotContext:
+        return _ShotContext(self._browser.new_context(**kwargs))
+
+
+@pytest.fixture(autouse=True)
+def _screenshot_name(request: pytest.FixtureRequest) -> None:
+    _current_test["name"] = request.node.name
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +70,7 @@ def browser(chromium_ready: None) -> Iterator[Any]:
 
     with sync_playwright() as pw:
         b = launch_browser(pw)
-        yield b
+        yield _ShotBrowser(b)
         b.close()
 
 

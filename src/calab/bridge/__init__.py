@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from calab._bundle import missing_bundle_error
 from calab.bridge.server import STATIC_DIR, BridgeServer
 from calab.bridge.session import BridgeSession
 from calab.tuning import TuningEngine
@@ -99,10 +100,7 @@ def start(
             raise ValueError(f"app_url must be an http(s) URL, got {app_url!r}")
         allowed_origin = f"{parts.scheme}://{parts.netloc}"
     elif not (STATIC_DIR / "bridge.js").is_file():
-        raise FileNotFoundError(
-            f"the tuning UI bundle {STATIC_DIR / 'bridge.js'} is missing; build it with "
-            "`make js` (needs node and npm) or install a calab wheel"
-        )
+        raise missing_bundle_error(STATIC_DIR / "bridge.js")
     secret = secrets.token_urlsafe(32)
     server = BridgeServer(session, secret, port=int(port or 0), allowed_origin=allowed_origin)
     server.start()

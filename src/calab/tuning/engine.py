@@ -94,12 +94,16 @@ class ViewResult:
     f_hp: float
     f_lp: float
     solve_ms: float
+    #: The kernel's shape for the UI's kernel plot (see :func:`kernel_curve`); None on bad params.
+    kernel: np.ndarray | None = None
 
     def pack(self) -> tuple[dict[str, Any], list[bytes]]:
         """Header (small JSON) and buffers: float32, C order, shape in the header.
 
-        The buffer has shape ``(n_cells, n_series, n_bins, 2)``: min and max per pixel bin.
-        Series of a cell in the error state are NaN.
+        The first buffer has shape ``(n_cells, n_series, n_bins, 2)``: min and max per pixel bin.
+        Series of a cell in the error state are NaN. A second buffer, when the parameters are
+        valid, holds the kernel curve: float32, shape ``(KERNEL_POINTS,)``, sampled evenly over
+        ``[0, kernel_t_max_s]`` seconds, peak 1.
         """
         req = self.request
         n_s = len(self.series_names)
@@ -128,7 +132,11 @@ class ViewResult:
             "f_lp": self.f_lp,
             "solve_ms": self.solve_ms,
         }
-        return header, [data.tobytes()]
+        buffers = [data.tobytes()]
+        if self.kernel is not None:
+            header["kernel_t_max_s"] = KERNEL_SPAN_DECAYS * req.params.tau_decay
+            buffers.append(self.kernel.astype(np.float32).tobytes())
+        return header, buffers
 
 
 def _params_dict(p: Params) -> dict[str, Any]:
@@ -140,6 +148,26 @@ def _params_dict(p: Params) -> dict[str, Any]:
         "lam_mode": p.lam_mode,
         "baseline": p.baseline,
     }
+
+
+#: Points and span (in decay times) of the kernel curve sent to the UI with each view.
+KERNEL_POINTS = 256
+KERNEL_SPAN_DECAYS = 5.0
+
+
+def kernel_curve(tau_rise: float, tau_decay: float) -> np.ndarray:
+    """The continuous kernel shape ``exp(-t/tau_decay) - exp(-t/tau_rise)``, largest sample 1.
+
+    Sampled at ``KERNEL_POINTS`` even times over ``[0, KERNEL_SPAN_DECAYS * tau_decay]`` seconds,
+    the curve whose ``t_peak_s`` and ``fwhm_s`` :func:`calab.kernel.kernel_timing` reports.
+
+    Returns
+    -------
+    curve : ndarray, shape (KERNEL_POINTS,), float32
+    """
+    t = np.linspace(0.0, KERNEL_SPAN_DECAYS * tau_decay, KERNEL_POINTS)
+    h = np.exp(-t / tau_decay) - np.exp(-t / tau_rise)
+    return (h / h.max()).astype(np.float32)
 
 
 def kernel_length(tau_decay: float, fs: float) -> int:
@@ -512,9 +540,11 @@ class TuningEngine:
             p.validated(self.fs)
             t_peak, fwhm = self.timing(p)
             f_hp, f_lp = filter_cutoffs(p.tau_rise, p.tau_decay, self.fs)
+            kernel: np.ndarray | None = kernel_curve(p.tau_rise, p.tau_decay)
             param_error = None
         except (ValueError, TypeError) as exc:
             t_peak = fwhm = f_hp = f_lp = float("nan")
+            kernel = None
             param_error = str(exc)
         cells: list[CellResult] = []
         if param_error is not None:
@@ -535,6 +565,7 @@ class TuningEngine:
             f_hp,
             f_lp,
             (time.perf_counter() - t0) * 1e3,
+            kernel,
         )
 
     def _cell_views(
