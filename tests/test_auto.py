@@ -296,3 +296,20 @@ def test_bad_mode_values_are_refused_naming_the_key(traces, changes, match):
         s.apply(changes)
     with pytest.raises(ValueError, match="lam_mode"):
         calab.TuneWidget(traces, FS, lam_mode="both", threaded=False)
+
+
+def test_auto_finishing_after_close_moves_nothing(traces):
+    release = threading.Event()
+
+    def held(x: Any, fs: float) -> Any:
+        assert release.wait(30)
+        return calab.estimate_parameters(x, fs)
+
+    s, sent = make(traces, tau_rise=0.1, tau_decay=1.5, lam=0.02, estimator=held)
+    reply = Reply()
+    s.handle({"type": P.MSG_AUTO}, deliver=reply.put)
+    s.close()
+    release.set()
+    assert reply.wait(30) == []
+    assert s.wait_auto(30)
+    assert (s.state["tau_rise"], s.state["tau_decay"], s.state["lam_mode"]) == (0.1, 1.5, "global")

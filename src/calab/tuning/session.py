@@ -590,6 +590,10 @@ class TuningSession:
             ({"type": P.MSG_STATE, "changes": changes}, []),
         ]
         with self._lock:
+            if self._closed:  # the page went away while estimating: nothing to move
+                if deliver is not None:
+                    deliver([])
+                return {}
             self.state.update(changes)
             job = _Job(
                 make_request(self.state),
