@@ -178,7 +178,7 @@ def lazy_view(rows: Any, chunk_cells: int) -> Any:
                  "memory to estimate the parameters")  # fmt: skip
         return np.asarray(rows[0 : int(rows.shape[0])], dtype=np.float64)
     n, t = int(rows.shape[0]), int(rows.shape[1])
-    return da.from_array(
+    return da.from_array(  # type: ignore[no-untyped-call]  # dask ships no annotations here
         rows, chunks=(max(1, min(chunk_cells, n)), t), asarray=True, lock=True,
         meta=np.empty((0, 0), dtype=np.float64), name=False,
     )  # fmt: skip
