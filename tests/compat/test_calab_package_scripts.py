@@ -195,3 +195,14 @@ def test_readme_deconvolution_and_kernel_math(traces):
     g1, g2, d, r = calab.tau_to_ar2(tau_rise=0.02, tau_decay=0.4, fs=30.0)
     assert g1 == pytest.approx(d + r) and g2 == pytest.approx(-d * r)
     assert calab.compute_lipschitz(kernel) > 0
+
+
+def test_tune_takes_the_original_positional_order(traces, capsys):
+    # The CaLab package: tune(traces, fs=30.0, timeout=None, port=None, app_url=None,
+    # open_browser=True). With open_browser=False the URL is printed; nobody opens it, so the
+    # call returns None once the timeout has passed.
+    assert calab.tune(traces, FS, 0.5, None, None, False) is None
+    url = capsys.readouterr().out.strip()
+    assert url.startswith("http://127.0.0.1:")
+    with pytest.raises(TypeError):
+        calab.tune(traces, FS, 0.5, None, None, False, 0.05)  # start values are keywords

@@ -113,6 +113,10 @@ def start(
 def tune(
     traces: Any,
     fs: float = 30.0,
+    timeout: float | None = None,
+    port: int | None = None,
+    app_url: str | None = None,
+    open_browser: bool = True,
     *,
     tau_rise: float | None = None,
     tau_decay: float | None = None,
@@ -120,10 +124,6 @@ def tune(
     lam_mode: str | None = None,
     baseline: str | None = None,
     filter_enabled: bool = False,
-    timeout: float | None = None,
-    port: int | None = None,
-    open_browser: bool = True,
-    app_url: str | None = None,
     output: str | Path | None = None,
     truth: Any = None,
     on_url: Callable[[str], None] | None = None,
@@ -134,6 +134,9 @@ def tune(
     tuning page from the package (no internet needed) and solves with the same Rust code as
     :class:`calab.TuneWidget`. Every request needs a per-session secret that only the opened
     URL carries. Blocks until Export, the timeout, or the page going away.
+
+    The first six arguments may be given by position in the CaLab package's order
+    (``traces, fs, timeout, port, app_url, open_browser``); the rest are keywords.
 
     Parameters
     ----------
