@@ -86,7 +86,7 @@ def ensure_bundle() -> None:
 
 
 def _after_ensuring_bundle(hook: Callable[..., str]) -> Callable[..., str]:
-    """maturin's build hook ``hook``, run once the UI bundle is in place."""
+    """Wrap maturin's build hook ``hook`` so that it runs once the UI bundle is in place."""
 
     @functools.wraps(hook)
     def build(*args: Any, **kwargs: Any) -> str:

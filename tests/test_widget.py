@@ -108,7 +108,7 @@ def test_bad_input_raises_before_rendering(bad, kwargs, match):
 
 
 def test_bad_trait_values_are_rejected(traces):
-    w = make(traces)
+    w = make(traces, tau_rise=0.05, tau_decay=0.5)  # given: no estimate at the start
     with pytest.raises(Exception, match="positive"):
         w.tau_rise = -0.1
     with pytest.raises(Exception, match="lam"):

@@ -2,7 +2,18 @@
 
 import { Disposer, h } from "./dom";
 import { fmt } from "./format";
-import { MSG_EXPORT, type ParamSet, type Transport } from "./protocol";
+import {
+  MSG_AUTO,
+  MSG_AUTO_DONE,
+  MSG_AUTO_STATUS,
+  MSG_EXPORT,
+  type AutoDoneHeader,
+  type AutoProgressHeader,
+  type BaselineMode,
+  type LamMode,
+  type ParamSet,
+  type Transport,
+} from "./protocol";
 import { lamToPos, posToLam } from "./scales";
 
 export type Request = (changes: Record<string, unknown>) => void;
@@ -17,11 +28,17 @@ export interface Controls {
   sync(): void;
   /** The largest useful lambda (from the kernel) changes the log slider's scale. */
   setLamMax(v: number): void;
+  /** Show Auto's progress or outcome (auto-progress / auto-done messages). */
+  onAuto(msg: AutoProgressHeader | AutoDoneHeader): void;
 }
 
 interface ParamCtl {
   setValue(v: number): void;
+  label: HTMLElement;
 }
+
+/** How often the page asks for Auto's progress while it runs (the bridge cannot push). */
+const AUTO_POLL_MS = 500;
 
 export function buildControls(t: Transport, request: Request, d: Disposer): Controls {
   const el = h("div", { class: "calab-controls" });
@@ -78,14 +95,35 @@ export function buildControls(t: Transport, request: Request, d: Disposer): Cont
       setValue(v);
       commit(v);
     });
-    el.append(h("label", { class: "calab-param" }, h("span", {}, `${label}${unit ? ` (${unit})` : ""}`), rng, box));
-    return { setValue };
+    const text = h("span", {}, `${label}${unit ? ` (${unit})` : ""}`);
+    el.append(h("label", { class: "calab-param" }, text, rng, box));
+    return { setValue, label: text };
   }
 
   el.append(h("div", { class: "calab-title" }, "calab tuning"));
   const rise = paramControl("tau_rise", "rise time", "param-tau-rise", "s", 0.001, 0.5, 0.001);
   const decay = paramControl("tau_decay", "decay time", "param-tau-decay", "s", 0.02, 5, 0.005);
   const lam = paramControl("lam", "sparsity λ", "param-lambda", "", 0, 1, 0);
+
+  // What the sparsity slider means, and the baseline of the model.
+  const lamMode = h(
+    "select",
+    { "data-testid": "lam-mode", class: "calab-select", "aria-label": "sparsity mode" },
+    h("option", { value: "global" }, "one λ for all cells"),
+    h("option", { value: "per_cell" }, "per cell (× noise SD)"),
+  );
+  const baseline = h(
+    "select",
+    { "data-testid": "baseline", class: "calab-select", "aria-label": "baseline" },
+    h("option", { value: "constant" }, "constant"),
+    h("option", { value: "drift" }, "follows drift"),
+  );
+  el.append(
+    h("label", { class: "calab-param" }, h("span", {}, "sparsity"), lamMode),
+    h("label", { class: "calab-param" }, h("span", {}, "baseline"), baseline),
+  );
+  d.listen(lamMode, "change", () => request({ lam_mode: lamMode.value }));
+  d.listen(baseline, "change", () => request({ baseline: baseline.value }));
 
   const check = (testid: string, text: string, key: string) => {
     const cb = h("input", { type: "checkbox", "data-testid": testid });
@@ -112,6 +150,8 @@ export function buildControls(t: Transport, request: Request, d: Disposer): Cont
           tau_decay: Number(t.get("tau_decay")),
           lam: Number(t.get("lam")),
           filter_enabled: Boolean(t.get("filter_enabled")),
+          lam_mode: (t.get<string>("lam_mode") ?? "global") as LamMode,
+          baseline: (t.get<string>("baseline") ?? "constant") as BaselineMode,
         };
         request({ pinned: p });
       }),
@@ -121,6 +161,47 @@ export function buildControls(t: Transport, request: Request, d: Disposer): Cont
   );
   const exportMsg = h("div", { class: "calab-note", "data-testid": "export-status" });
   el.append(exportMsg);
+
+  // Auto: estimate the parameters from the recording; the kernel moves the sliders.
+  const autoBtn = button("auto", "Auto", () => {
+    autoBtn.disabled = true;
+    autoMsg.textContent = "estimating parameters…";
+    autoMsg.dataset.state = "running";
+    t.send({ type: MSG_AUTO });
+    stopPoll();
+    poll = window.setInterval(() => t.send({ type: MSG_AUTO_STATUS }), AUTO_POLL_MS);
+  });
+  autoBtn.title = "Estimate kernel, per-cell sparsity and baseline from the recording";
+  const autoMsg = h("div", { class: "calab-note", "data-testid": "auto-status" });
+  let poll = 0;
+  const stopPoll = () => {
+    if (poll) window.clearInterval(poll);
+    poll = 0;
+  };
+  d.add(stopPoll);
+  el.insertBefore(h("div", { class: "calab-buttons" }, autoBtn), el.children[1] ?? null);
+  el.insertBefore(autoMsg, el.children[2] ?? null);
+  function onAuto(msg: AutoProgressHeader | AutoDoneHeader): void {
+    if (msg.type === MSG_AUTO_DONE) {
+      stopPoll();
+      autoBtn.disabled = false;
+      if (msg.error) {
+        autoMsg.dataset.state = "error";
+        autoMsg.textContent = `Auto failed: ${msg.error}`;
+      } else {
+        const e = msg.estimate;
+        autoMsg.dataset.state = "done";
+        autoMsg.textContent = e
+          ? `Auto: rise ${fmt(e.tau_rise, 3)} s, decay ${fmt(e.tau_decay, 3)} s, λ per cell, ` +
+            `baseline ${e.baseline} (${fmt(e.elapsed_s, 2)} s)`
+          : "Auto: done";
+      }
+    } else if (msg.running) {
+      autoBtn.disabled = true;
+      autoMsg.dataset.state = "running";
+      autoMsg.textContent = `${msg.message ?? "estimating parameters"} · ${fmt(msg.elapsed_s ?? 0, 2)} s`;
+    }
+  }
 
   const kernelHost = h("div", { class: "calab-kernel", "data-testid": "kernel-plot" });
   const kernelText = h("div", { class: "calab-note", "data-testid": "kernel-text" });
@@ -166,6 +247,10 @@ export function buildControls(t: Transport, request: Request, d: Disposer): Cont
     rise.setValue(Number(t.get("tau_rise")));
     decay.setValue(Number(t.get("tau_decay")));
     lam.setValue(Number(t.get("lam")));
+    const perCell = t.get("lam_mode") === "per_cell";
+    lamMode.value = perCell ? "per_cell" : "global";
+    lam.label.textContent = perCell ? "sparsity (× noise SD)" : "sparsity λ";
+    baseline.value = t.get("baseline") === "drift" ? "drift" : "constant";
     filt.cb.checked = Boolean(t.get("filter_enabled"));
     truth.cb.checked = Boolean(t.get("show_truth"));
     truth.row.style.display = t.get("has_truth") ? "" : "none";
@@ -181,6 +266,7 @@ export function buildControls(t: Transport, request: Request, d: Disposer): Cont
     kernelText,
     exportMsg,
     sync,
+    onAuto,
     setLamMax(v: number) {
       lamMax = v;
       lam.setValue(Number(t.get("lam")));

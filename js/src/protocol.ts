@@ -13,8 +13,11 @@ export const MSG_EXPORT = "calab:export";
 export interface ParamSet {
   tau_rise: number;
   tau_decay: number;
+  /** A penalty (lam_mode "global") or noise SDs of each cell (lam_mode "per_cell"). */
   lam: number;
   filter_enabled: boolean;
+  lam_mode?: LamMode;
+  baseline?: BaselineMode;
 }
 
 export interface CellMetrics {
@@ -74,7 +77,13 @@ export interface ExportedHeader {
   error?: string;
 }
 
-export type KernelMessage = ViewHeader | OverviewHeader | SpectrumHeader | ExportedHeader;
+export type KernelMessage =
+  | ViewHeader
+  | OverviewHeader
+  | SpectrumHeader
+  | ExportedHeader
+  | AutoProgressHeader
+  | AutoDoneHeader;
 
 /** What the UI needs from its host: the anywidget model, or the HTTP bridge. */
 export interface Transport {
@@ -99,3 +108,40 @@ export const MSG_STATE = "calab:state";
 export const MSG_SUPERSEDED = "calab:superseded";
 export const BRIDGE_SECRET_HEADER = "X-Bridge-Secret";
 export const BRIDGE_HEARTBEAT_MS = 3000;
+
+// Parameters from the data (Auto); keep in sync with src/calab/_protocol.py.
+/** Page -> kernel: estimate the parameters from the recording, then move the sliders. */
+export const MSG_AUTO = "calab:auto";
+/** Page -> kernel: answered at once with the latest auto-progress (the bridge polls it). */
+export const MSG_AUTO_STATUS = "calab:auto-status";
+export const MSG_AUTO_PROGRESS = "calab:auto-progress";
+export const MSG_AUTO_DONE = "calab:auto-done";
+
+/** State key lam_mode: what the sparsity slider means. */
+export type LamMode = "global" | "per_cell";
+/** State key baseline: CaTune's scalar baseline, or a drift-following one. */
+export type BaselineMode = "constant" | "drift";
+
+export interface AutoProgressHeader {
+  type: typeof MSG_AUTO_PROGRESS;
+  /** True while the estimate runs. */
+  running: boolean;
+  elapsed_s?: number;
+  message?: string;
+}
+
+export interface AutoDoneHeader {
+  type: typeof MSG_AUTO_DONE;
+  /** The state changes made (tau_rise, tau_decay, lam, lam_mode, baseline); absent on error. */
+  changes?: Record<string, unknown>;
+  estimate?: {
+    tau_rise: number;
+    tau_decay: number;
+    lambda_: number;
+    baseline: BaselineMode;
+    n_no_transients: number;
+    elapsed_s: number;
+  };
+  /** The estimate failed: nothing changed. */
+  error?: string;
+}

@@ -9,6 +9,8 @@ import { Disposer, h } from "./dom";
 import { fmt } from "./format";
 import {
   f32,
+  MSG_AUTO_DONE,
+  MSG_AUTO_PROGRESS,
   MSG_EXPORTED,
   MSG_HELLO,
   MSG_OVERVIEW,
@@ -228,7 +230,7 @@ export function mountTuner(el: HTMLElement, t: Transport): () => void {
     layout();
     drawAll();
   }
-  for (const key of ["tau_rise", "tau_decay", "lam", "filter_enabled", "show_truth", "cell_mode", "n_shown", "columns"]) {
+  for (const key of ["tau_rise", "tau_decay", "lam", "filter_enabled", "show_truth", "cell_mode", "n_shown", "columns", "lam_mode", "baseline"]) {
     d.add(
       t.on(key, () => {
         controls.sync();
@@ -236,7 +238,7 @@ export function mountTuner(el: HTMLElement, t: Transport): () => void {
       }),
     );
   }
-  for (const key of ["tau_rise", "tau_decay", "lam", "filter_enabled"]) {
+  for (const key of ["tau_rise", "tau_decay", "lam", "filter_enabled", "lam_mode", "baseline"]) {
     // A change made in Python: the kernel solves it; show the cards as solving meanwhile.
     d.add(t.on(key, () => cards.forEach((c) => (c.root.dataset.state = "solving"))));
   }
@@ -280,6 +282,8 @@ export function mountTuner(el: HTMLElement, t: Transport): () => void {
       } else if (msg.type === MSG_SPECTRUM) {
         if (buffers.length >= 2) spectrum = { header: msg, freqs: f32(buffers[0]!), power: f32(buffers[1]!) };
         drawSpectrum();
+      } else if (msg.type === MSG_AUTO_PROGRESS || msg.type === MSG_AUTO_DONE) {
+        controls.onAuto(msg);
       } else if (msg.type === MSG_EXPORTED) {
         controls.exportMsg.textContent = msg.error ? `export failed: ${msg.error}` : (msg.message ?? `saved ${msg.path}`);
       }

@@ -10,12 +10,16 @@ MSG_VIEW = "calab:view"  # header + buffer (n_cells, n_series, n_bins, 2)
 MSG_OVERVIEW = "calab:overview"  # header + buffer (n_cells, n_bins, 2)
 MSG_SPECTRUM = "calab:spectrum"  # header + buffers freqs, power
 MSG_EXPORTED = "calab:exported"  # {path} or {error}
+MSG_AUTO_PROGRESS = "calab:auto-progress"  # {running, elapsed_s, message}: Auto is estimating
+MSG_AUTO_DONE = "calab:auto-done"  # {changes, estimate} (the sliders moved) or {error}
 
 # Page -> kernel.
 MSG_HELLO = "calab:hello"  # page rendered: send overview and view
 MSG_REQ_SPECTRUM = "calab:get-spectrum"  # {cell}
 MSG_RESHUFFLE = "calab:reshuffle"
 MSG_EXPORT = "calab:export"
+MSG_AUTO = "calab:auto"  # estimate parameters from the recording, then move the sliders
+MSG_AUTO_STATUS = "calab:auto-status"  # answered at once with the latest auto-progress
 
 #: Synced state (small values only). The page sets ``request_id`` with every change it makes.
 #: Types and ranges: calab.tuning.state.SCHEMA (same order), for the widget and the bridge.
@@ -36,6 +40,8 @@ STATE_KEYS = (
     "pinned",
     "show_truth",
     "selected_cell",
+    "lam_mode",
+    "baseline",
 )
 
 # Browser bridge (HTTP): the page posts state changes and messages; each reply carries the

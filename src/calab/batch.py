@@ -39,12 +39,14 @@ from calab.io._common import PathLike
 from calab.io.open import ReadOptions, Source, open_rows
 from calab.io.writers import (
     FIELDS,
+    NpyWriter,
     Writer,
     check_outputs,
     commit,
     dumps_json,
     open_npy_exactly,
     remove,
+    sidecar_path,
     write_json_atomic,
     write_text_atomic,
     writer_for,
@@ -82,6 +84,11 @@ class BatchResult(NamedTuple):
         Cells whose solve did not converge.
     resumed_chunks : int
         Chunks reused from an interrupted run.
+    baseline : Path or None
+        ``<stem>_baseline.npy``, the (n_cells, n_timepoints) drift baseline, written with
+        ``full=True`` and ``baseline="drift"`` beside a ``.npy`` output.
+    params : dict
+        The parameters used (the :func:`export_params` dict; estimated ones with ``"auto"``).
     """
 
     output: Path
@@ -90,6 +97,8 @@ class BatchResult(NamedTuple):
     num_timepoints: int
     not_converged: int
     resumed_chunks: int
+    baseline: Path | None = None
+    params: dict[str, Any] | None = None
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -151,6 +160,63 @@ def check_chunk_cells(chunk_cells: Any) -> int | None:
             f"chunk_cells must be an integer >= 1 (cells per solver call), got {chunk_cells!r}"
         )
     return int(chunk_cells)
+
+
+# ----------------------------------------------------------------------------- estimation
+
+
+def lazy_view(rows: Any, chunk_cells: int) -> Any:
+    """``rows`` as a dask array of ``chunk_cells`` cells per chunk (read only when computed).
+
+    What :func:`calab.estimate_parameters` reads one chunk at a time. Without dask the rows are
+    read into memory whole (with a logged note).
+    """
+    try:
+        import dask.array as da
+    except ImportError:
+        log.info("dask is not installed (pip install 'calab[dask]'): reading every trace into "
+                 "memory to estimate the parameters")  # fmt: skip
+        return np.asarray(rows[0 : int(rows.shape[0])], dtype=np.float64)
+    n, t = int(rows.shape[0]), int(rows.shape[1])
+    return da.from_array(  # type: ignore[no-untyped-call]  # dask ships no annotations here
+        rows, chunks=(max(1, min(chunk_cells, n)), t), asarray=True, lock=True,
+        meta=np.empty((0, 0), dtype=np.float64), name=False,
+    )  # fmt: skip
+
+
+def estimate_source(src: Source, fs: float, chunk_cells: int | None = None) -> Any:
+    """:func:`calab.estimate_parameters` of an opened file, read a block of cells at a time.
+
+    Parameters
+    ----------
+    src : Source
+        From :func:`calab.io.open.open_rows`.
+    fs : float
+        Sampling rate in Hz.
+    chunk_cells : int, optional
+        Cells per read (default: about 16 MB of traces, as :func:`deconvolve_file` reads).
+
+    Returns
+    -------
+    calab.estimate.ParameterEstimate
+    """
+    from calab.estimate import estimate_parameters
+
+    chunk = check_chunk_cells(chunk_cells) or default_chunk(src)
+    rows = lazy_view(src.data, chunk)
+    if isinstance(rows, np.ndarray):
+        return estimate_parameters(rows, fs)
+    import dask
+
+    # In this process: the reader holds an open file, which a distributed client cannot ship.
+    with dask.config.set(scheduler="synchronous"):
+        return estimate_parameters(rows, fs)
+
+
+def estimated_params(est: Any) -> dict[str, Any]:
+    """The :func:`export_params` dict of an estimate: per-cell lambda and its baseline mode."""
+    p = Params(est.fs, est.tau_rise, est.tau_decay, np.asarray(est.lam), False, est.baseline)
+    return p.to_export()
 
 
 # ----------------------------------------------------------------------------- the chunk loop
@@ -463,6 +529,21 @@ def default_output(src: Source) -> Path:
     return src.path.with_name(f"{name or 'traces'}_activity.npy")
 
 
+def check_cell_count(p: Mapping[str, Any], n_cells: int, where: str) -> None:
+    """Refuse a per-cell lambda (``lambda_per_cell``) whose length is not the file's cell count."""
+    lam = p.get("lambda_per_cell")
+    if lam is not None and len(lam) != n_cells:
+        raise ValueError(
+            f"the parameters' lambda_per_cell has {len(lam)} values but {where} has {n_cells} "
+            "cells; use the export made for this recording (or one without per-cell lambda)"
+        )
+
+
+def baseline_path_for(out: Path) -> Path:
+    """``<OUT stem>_baseline.npy``: the (n_cells, n_frames) drift baseline of a ``.npy`` output."""
+    return sidecar_path(out)
+
+
 def info_path_for(out: Path) -> Path:
     """``<OUT stem>_info.json`` beside the output."""
     return out.with_name(out.name[: -len(out.suffix)] + "_info.json")
@@ -523,7 +604,14 @@ def _private_dir(path: Path) -> bool:
 class _Partial:
     """The unfinished work of a run writing ``out``: ``.OUT.partial/`` beside it."""
 
-    def __init__(self, out: Path, fingerprint: dict[str, Any], writer_cls: type[Writer]) -> None:
+    def __init__(
+        self,
+        out: Path,
+        fingerprint: dict[str, Any],
+        writer_cls: type[Writer],
+        drift: bool = False,
+    ) -> None:
+        self.drift = drift
         self.dir = out.parent / f".{out.name}.partial"
         self.data = self.dir / f"data{writer_cls.suffix}"
         self.stats_path = self.dir / "stats.npy"
@@ -564,7 +652,7 @@ class _Partial:
         if self.writer is None:
             os.mkdir(self.dir, 0o700)
             try:
-                self.writer = self.writer_cls(self.data, shape, full, attrs, False)
+                self.writer = self.writer_cls(self.data, shape, full, attrs, False, self.drift)
                 self.stats = np.lib.format.open_memmap(
                     self.stats_path, mode="w+", dtype="<f8", shape=(shape[0], 3)
                 )
@@ -587,7 +675,7 @@ class _Partial:
             )
             return False
         try:
-            writer = self.writer_cls(self.data, shape, full, attrs, True)
+            writer = self.writer_cls(self.data, shape, full, attrs, True, self.drift)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("the unfinished run in %s is damaged (%s); starting over", self.dir, exc)
             return False
@@ -625,7 +713,10 @@ class _Partial:
         assert self.writer is not None
         self.writer.write(start, res)
         self.writer.flush()
-        rows = np.column_stack([res.baseline, res.iterations, res.converged]).astype("<f8")
+        base = np.asarray(res.baseline, dtype="<f8")
+        if base.ndim == 2:  # a drift baseline: its mean per cell here, the rows in the writer
+            base = base.mean(axis=1)
+        rows = np.column_stack([base, res.iterations, res.converged]).astype("<f8")
         self.stats[start:stop] = rows
         self.stats.flush()
         arrays = {k: getattr(res, k) for k in self.writer.names()}
@@ -678,7 +769,10 @@ def deconvolve_file(
         ``.npy``, ``.h5``/``.hdf5`` or ``.zarr`` (default ``<input stem>_activity.npy``).
     params : str, path-like or dict
         A CaTune export JSON path, a parsed export, or the dict of
-        :func:`calab.load_export_params`.
+        :func:`calab.load_export_params`; or ``"auto"``: estimate them from ``path_in``
+        first (:func:`calab.estimate_parameters`, read a block of cells at a time) and use the
+        per-cell lambda and baseline mode of the estimate. Estimation is deterministic, so a
+        resumed ``"auto"`` run finds the same parameters (they are part of the resume check).
     format : {"npy", "tuning", "caiman", "minian", "suite2p", "calab"}, optional
         Input format (default: guessed).
     fs : float, optional
@@ -691,7 +785,9 @@ def deconvolve_file(
         Replace existing outputs and discard an unfinished run made with other settings.
     full : bool
         Also write ``<stem>_info.json`` (baseline, iterations, converged; also stored in
-        ``.h5``/``.zarr`` outputs).
+        ``.h5``/``.zarr`` outputs). With ``baseline="drift"`` the baseline has one value per
+        frame, shape (n_cells, n_timepoints): the ``baseline`` array of a ``.h5``/``.zarr``
+        output, or ``<stem>_baseline.npy`` beside a ``.npy`` one (the info file names it).
     progress : bool
         Show a progress bar.
     n_threads : int, optional
@@ -715,19 +811,21 @@ def deconvolve_file(
     """
     from calab import __version__
 
-    p = export_params(params)
+    auto = isinstance(params, str) and params == "auto"
+    p = {} if auto else export_params(params)
     chunk_arg = check_chunk_cells(chunk_cells)
     solver = SolverOptions(n_threads=n_threads)
-    if p.get("baseline", "constant") != "constant":
-        raise ValueError(
-            "deconvolve_file writes one baseline value per cell; baseline='drift' is available "
-            "in memory (calab.run_deconvolution_full) but not for file outputs"
-        )
     opts = ReadOptions(**options)
-    params_file = None if isinstance(params, Mapping) else Path(params).expanduser()
+    params_file = None if auto or isinstance(params, Mapping) else Path(params).expanduser()
     with open_rows(path_in, format=format, fs=fs, **options) as src:
+        if auto and src.fs is None:
+            raise ValueError(
+                f"{src.path} stores no sampling rate; pass fs= (--fs HZ) to estimate the parameters"
+            )
         rate = src.fs if src.fs is not None else p["fs"]
-        if not math.isclose(rate, p["fs"], rel_tol=1e-9):
+        if not auto:
+            check_cell_count(p, src.shape[0], str(src.path))
+        if not auto and not math.isclose(rate, p["fs"], rel_tol=1e-9):
             warnings.warn(
                 f"the data are sampled at {rate:g} Hz but the parameters were tuned at "
                 f"{p['fs']:g} Hz; deconvolving at {rate:g} Hz (time constants are in seconds)",
@@ -738,10 +836,17 @@ def deconvolve_file(
         writer_cls = writer_for(out)
         info_path = info_path_for(out)
         targets = [out, info_path] if full else [out]
+        if full and p.get("baseline") == "drift" and writer_cls is NpyWriter:
+            targets.append(baseline_path_for(out))
         inputs = [*src.inputs, *([params_file] if params_file else [])]
         check_outputs(targets, inputs, force)  # early, for a clear error before any work
         with output_lock(out):
             check_outputs(targets, inputs, force)  # again, now that no other run can write
+            if auto:
+                p = estimated_params(estimate_source(src, rate, chunk_arg))
+                if full and p.get("baseline") == "drift" and writer_cls is NpyWriter:
+                    targets.append(baseline_path_for(out))
+                    check_outputs(targets, inputs, force)
             return _run(src, p, rate, out, info_path, writer_cls, chunk_arg, force, full,
                         progress, solver, opts, __version__)  # fmt: skip
 
@@ -770,7 +875,8 @@ def _run(
         "sampling_rate_hz": rate,
         "parameters": p,
     }
-    partial = _Partial(out, _fingerprint(src, attrs, chunk, full, opts), writer_cls)
+    drift = p.get("baseline") == "drift"
+    partial = _Partial(out, _fingerprint(src, attrs, chunk, full, opts), writer_cls, drift)
     partial.open((n, t), full, attrs, force)
     resumed = len(partial.done)
     n_chunks = -(-n // chunk)
@@ -800,8 +906,13 @@ def _run(
                 iterations=iterations.tolist(),
                 converged=converged.tolist(),
             )
+            if drift:  # (n_cells, n_frames): beside a .npy, else the file's baseline array
+                where = baseline_path_for(out) if writer_cls is NpyWriter else out
+                info["baseline"] = {"mode": "drift", "file": str(where), "shape": [n, t]}
             info_text = dumps_json(info, f"the info file {info_path}", indent=1) + "\n"
         partial.close()
+        if drift and full and writer_cls is NpyWriter:
+            commit(sidecar_path(partial.data), baseline_path_for(out))
         commit(partial.data, out)
         if info_text is not None:
             write_text_atomic(info_path, info_text)
@@ -820,7 +931,8 @@ def _run(
     n_bad = int((~converged).sum())
     if n_bad:
         warnings.warn(f"{n_bad} of {n} cells did not converge", RuntimeWarning, stacklevel=3)
-    return BatchResult(out, info_path if full else None, n, t, n_bad, resumed)
+    sidecar = baseline_path_for(out) if drift and full and writer_cls is NpyWriter else None
+    return BatchResult(out, info_path if full else None, n, t, n_bad, resumed, sidecar, p)
 
 
 __all__ = [

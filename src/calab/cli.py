@@ -146,10 +146,16 @@ def _open(args: argparse.Namespace, *, check: bool = True) -> Any:
 def _cmd_deconvolve(args: argparse.Namespace) -> int:
     from calab.batch import deconvolve_file
 
+    if args.auto == (args.params is not None):
+        args.parser.error(
+            "choose the parameters: -p/--params EXPORT.json, or --auto to estimate them from FILE"
+            if not args.auto
+            else "-p/--params and --auto exclude each other (--auto estimates the parameters)"
+        )
     result = deconvolve_file(
         args.file,
         args.output,
-        args.params,
+        "auto" if args.auto else args.params,
         format=args.format,
         fs=args.fs,
         chunk_cells=args.chunk_size,
@@ -160,6 +166,8 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
         **_read_options(args),
     )
     print(result.output)
+    if result.baseline is not None:
+        print(result.baseline)
     if result.info is not None:
         print(result.info)
     return 0
@@ -190,6 +198,68 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         commit(tmp_meta, meta_path)
     print(npy_path)
     print(meta_path)
+    return 0
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    from calab.batch import estimate_source, output_lock
+    from calab.io.export import export_dict, write_export
+    from calab.io.open import open_rows
+    from calab.io.writers import check_outputs, commit, temp_dir
+
+    output = Path(args.output).expanduser() if args.output else None
+    with open_rows(args.file, format=args.format, fs=args.fs, **_read_options(args)) as src:
+        if src.fs is None:
+            raise CLIError(f"{src.path} stores no sampling rate; pass --fs HZ")
+        if output is not None:
+            check_outputs([output], src.inputs, args.force)  # before the work
+        est = estimate_source(src, src.fs, args.chunk_size)
+        n, t = src.shape
+        ids = src.meta.get("cell_ids")
+        flagged = [int(i) for i in np.flatnonzero(est.no_transients)]
+        if output is not None:
+            export = export_dict(
+                tau_rise=est.tau_rise,
+                tau_decay=est.tau_decay,
+                lam=est.lam,
+                fs=est.fs,
+                baseline=est.baseline,
+                metadata={"source_filename": src.path.name, "num_cells": n, "num_timepoints": t},
+            )
+            with output_lock(output), temp_dir(output) as tmp:
+                write_export(tmp / "export.json", export)
+                check_outputs([output], src.inputs, args.force)
+                commit(tmp / "export.json", output)
+    lam = est.params["lambda_"]
+    if args.json:
+        info = {
+            "file": str(src.path),
+            "num_cells": n,
+            "num_timepoints": t,
+            **est.params,
+            "baseline": est.baseline,
+            "lambda_per_cell": est.lam.tolist(),
+            "noise_sd": est.noise.tolist(),
+            "no_transients": [ids[i] if ids is not None else i for i in flagged],
+            "output": str(output) if output is not None else None,
+        }
+        print(json.dumps(info, allow_nan=False))
+        return 0
+    names = [str(ids[i] if ids is not None else i) for i in flagged]
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    _print_fields(
+        ("file", src.path),
+        ("shape", f"{n} cells x {t} timepoints"),
+        ("sampling rate", f"{est.fs:g} Hz"),
+        ("tau_rise", f"{est.tau_rise:g} s"),
+        ("tau_decay", f"{est.tau_decay:g} s"),
+        ("lambda", f"{lam:g} (median; per cell {np.min(est.lam):g} to {np.max(est.lam):g})"),
+        ("noise SD", f"{np.median(est.noise):g} (median)"),
+        ("baseline", est.baseline),
+        ("no transients", f"{len(flagged)} cells" + (f": {shown}" if names else "")),
+    )
+    if output is not None:
+        print(output)
     return 0
 
 
@@ -357,14 +427,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "deconvolve",
-        help="deconvolve traces with the parameters of a CaTune export",
-        description="Deconvolve FILE with the parameters of a CaTune export JSON and write "
+        help="deconvolve traces with the parameters of a CaTune export (or --auto)",
+        description="Deconvolve FILE with the parameters of a CaTune export JSON (or, with "
+        "--auto, parameters estimated from FILE) and write "
         "the activity (n_cells, n_timepoints) as .npy, .h5 or .zarr (by OUT's extension). "
         "Streams, takes a lock on OUT, and resumes an interrupted run.",
     )
     p.add_argument("file", metavar="FILE", help=".npy file, tuning-file stem or pipeline output")
+    p.add_argument("-p", "--params", metavar="EXPORT.json", help="CaTune export JSON")
     p.add_argument(
-        "-p", "--params", required=True, metavar="EXPORT.json", help="CaTune export JSON"
+        "--auto",
+        action="store_true",
+        help="estimate the parameters from FILE instead (per-cell lambda, baseline mode; "
+        "as 'calab estimate')",
     )
     p.add_argument(
         "-o", "--output", metavar="OUT", help="output file (default: <FILE stem>_activity.npy)"
@@ -380,7 +455,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=THREADS, metavar="N", help="solver threads (default: all)")
     p.add_argument("--chunk-size", type=COUNT, metavar="N", help="cells per solver batch")
     _add_input_options(p)
-    p.set_defaults(handler=_cmd_deconvolve)
+    p.set_defaults(handler=_cmd_deconvolve, parser=p)
+
+    p = sub.add_parser(
+        "estimate",
+        help="estimate kernel, per-cell lambda and baseline mode from the traces",
+        description="Estimate the parameters from FILE itself (calab.estimate_parameters, read "
+        "a block of cells at a time) and print them; with -o also write the export JSON "
+        "(per-cell lambda and baseline under its 'calab' key), for 'calab deconvolve -p'.",
+    )
+    p.add_argument("file", metavar="FILE", help=".npy file, tuning-file stem or pipeline output")
+    p.add_argument("-o", "--output", metavar="EXPORT.json", help="write the export JSON")
+    p.add_argument("--force", action="store_true", help="replace an existing -o file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--chunk-size", type=COUNT, metavar="N", help="cells read at a time")
+    _add_input_options(p)
+    p.set_defaults(handler=_cmd_estimate)
 
     p = sub.add_parser(
         "convert",

@@ -143,8 +143,10 @@ def _run(
     baseline: Any,
     baseline_window_s: Any,
 ) -> Any:
-    """Both public functions: validate once, then lazy input to :mod:`calab.lazy` and arrays
-    to :func:`calab.params.solve_block`."""
+    """Validate once for both public functions, then solve.
+
+    Lazy input goes to :mod:`calab.lazy`, arrays to :func:`calab.params.solve_block`.
+    """
     params = Params(fs, tau_r, tau_d, lam, False, baseline, baseline_window_s)
     options = SolverOptions(method, max_iters, tol, n_threads)
     return solve(traces, params, options, warm_start, full)
@@ -157,8 +159,11 @@ def solve(
     warm_start: Any = None,
     full: bool = False,
 ) -> Any:
-    """Validated parameters applied to any traces: dask / xarray input to :mod:`calab.lazy`,
-    arrays to :func:`calab.params.solve_array` (both filter first when ``filter_enabled``)."""
+    """Apply validated parameters to any traces.
+
+    Dask / xarray input goes to :mod:`calab.lazy`, arrays to :func:`calab.params.solve_array`
+    (both filter first when ``filter_enabled``).
+    """
     if is_lazy(traces):
         if warm_start is not None:
             raise ValueError(

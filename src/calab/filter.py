@@ -10,8 +10,10 @@ from calab._validate import as_real_array, check_finite, model_params
 
 
 def filter_cutoffs(tau_rise: float, tau_decay: float, fs: float) -> tuple[float, float]:
-    """High-pass and low-pass cut-offs in Hz: ``1/(2 pi tau_decay 16)`` and
-    ``min(4/(2 pi tau_rise), fs/2)``."""
+    """Return the high-pass and low-pass cut-offs in Hz.
+
+    They are ``1/(2 pi tau_decay 16)`` and ``min(4/(2 pi tau_rise), fs/2)``.
+    """
     tr, td, f = model_params(tau_rise, tau_decay, fs)
     f_hp = 1.0 / (2 * np.pi * td * 16)
     f_lp = min(4.0 / (2 * np.pi * tr), f / 2)

@@ -19,17 +19,17 @@ FRAME_DIMS = ("frame", "frames", "time", "t")
 
 
 def is_dask_array(obj: Any) -> bool:
-    """True for a dask array, decided without importing dask."""
+    """Return True for a dask array, decided without importing dask."""
     return type(obj).__module__.startswith("dask.") and hasattr(obj, "chunks")
 
 
 def is_dataarray(obj: Any) -> bool:
-    """True for an xarray DataArray, decided without importing xarray."""
+    """Return True for an xarray DataArray, decided without importing xarray."""
     return type(obj).__name__ == "DataArray" and type(obj).__module__.startswith("xarray.")
 
 
 def is_lazy(obj: Any) -> bool:
-    """True for a dask array or an xarray DataArray."""
+    """Return True for a dask array or an xarray DataArray."""
     return is_dask_array(obj) or is_dataarray(obj)
 
 
@@ -62,7 +62,7 @@ def _frame_and_cell_dims(arr: Any) -> tuple[str, str | None]:
 
 
 def _params_for(params: Params, block_info: dict[Any, Any] | None, n_cells: int) -> Params:
-    """The parameters of one chunk of cells: a per-cell lambda sliced to the chunk."""
+    """Return the parameters of one chunk of cells: a per-cell lambda sliced to the chunk."""
     if isinstance(params.lam, float):
         return params
     if block_info is None or None not in block_info:  # dask probing with a dummy block

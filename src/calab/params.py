@@ -123,7 +123,7 @@ class SolverOptions:
 
 
 def _lam(lam: Any) -> float | npt.NDArray[np.float64]:
-    """A scalar lambda as float, or a 1-D per-cell lambda as a read-only float64 array."""
+    """Return a scalar lambda as float, or a 1-D per-cell lambda as a read-only float64 array."""
     if isinstance(lam, np.ndarray) and lam.ndim == 0:
         return lam_value(lam.item())
     if isinstance(lam, numbers.Real):
@@ -237,13 +237,15 @@ class Params:
                 self.baseline, self.baseline_window_s)  # fmt: skip
 
     def __eq__(self, other: object) -> bool:
+        """Compare by value (a per-cell lambda element by element)."""
         return isinstance(other, Params) and self._key() == other._key()
 
     def __hash__(self) -> int:
+        """Hash by value, consistent with ``__eq__``."""
         return hash(self._key())
 
     def lam_for(self, n_cells: int) -> float | npt.NDArray[np.float64]:
-        """The lambda for a block of ``n_cells`` cells (a per-cell array must match it)."""
+        """Return the lambda for a block of ``n_cells`` cells (a per-cell array must match it)."""
         if isinstance(self.lam, float):
             return self.lam
         if self.lam.shape != (n_cells,):
@@ -254,7 +256,7 @@ class Params:
         return self.lam
 
     def for_cells(self, start: int, stop: int) -> Params:
-        """The parameters of cells ``start:stop`` of a recording (a per-cell lambda sliced).
+        """Return the parameters of cells ``start:stop`` of a recording (a per-cell lambda sliced).
 
         For a chunk loop over cells, e.g. ``solve_block(traces[a:b], params.for_cells(a, b))``.
         """
@@ -304,7 +306,7 @@ class Params:
         )
 
     def to_export(self) -> dict[str, Any]:
-        """The dict of :func:`calab.load_export_params`.
+        """Return the dict of :func:`calab.load_export_params`.
 
         ``lambda_`` is the recording-wide lambda (the median of a per-cell lambda); the calab
         extras ``lambda_per_cell``, ``baseline`` and ``baseline_window_s`` are added only when
@@ -448,7 +450,7 @@ def solve_block(
 
 
 def squeeze(res: DeconvolutionResult) -> DeconvolutionResult:
-    """The single row of a one-cell result, with scalar baseline/iterations/converged.
+    """Return the single row of a one-cell result, with scalar baseline/iterations/converged.
 
     A drift baseline (one value per frame) becomes its single row.
     """

@@ -61,11 +61,19 @@ class TuneWidget(anywidget.AnyWidget):
         Fluorescence traces. Kept by reference; only what is on screen is sent to the page.
     fs : float
         Sampling rate in Hz.
-    tau_rise, tau_decay : float
+    tau_rise, tau_decay : float, optional
         Starting kernel rise and decay times in seconds.
     lam : float, optional
-        Starting sparsity penalty; default 1 % of the value that zeroes all activity of the
-        shown cells.
+        Starting sparsity: a penalty, or noise SDs of each cell when ``lam_mode="per_cell"``;
+        default 1 % of the value that zeroes all activity of the shown cells. Given none of
+        ``tau_rise``, ``tau_decay``, ``lam``, the widget starts from
+        :func:`calab.estimate_parameters` (per-cell mode and the estimate's baseline); a
+        recording too short to estimate starts from 0.05 s / 0.5 s.
+    lam_mode : {"global", "per_cell"}, optional
+        ``"global"``: one penalty for every cell. ``"per_cell"``: the sparsity slider is in
+        noise SDs and cell ``i`` gets ``lam * noise[i]``.
+    baseline : {"constant", "drift"}, optional
+        CaTune's scalar baseline, or a drift-following one (:func:`calab.baseline.drift_baseline`).
     filter_enabled : bool
         Start with the band-pass noise filter on.
     truth : array_like, shape like ``traces``, optional
@@ -80,14 +88,17 @@ class TuneWidget(anywidget.AnyWidget):
 
     Attributes
     ----------
-    tau_rise, tau_decay, lam, filter_enabled
+    tau_rise, tau_decay, lam, filter_enabled, lam_mode, baseline
         The current parameters; assigning them moves the sliders. Every state trait is checked
         by the same rules as the browser page of :func:`calab.tune` (see
         :mod:`calab.tuning.state`): a bad value raises ``ValueError``/``TypeError`` naming it
         and the old value stays. ``fs``, ``n_cells``, ``n_frames`` are fixed by the data.
     params : dict
         ``{'tau_rise', 'tau_decay', 'lambda_', 'fs', 'filter_enabled'}`` as
-        :func:`calab.load_export_params` returns.
+        :func:`calab.load_export_params` returns, plus ``lambda_per_cell`` (per-cell mode) and
+        ``baseline`` (drift).
+    estimate : ParameterEstimate or None
+        The last estimate (at the start or from Auto).
 
     Raises
     ------
@@ -117,6 +128,8 @@ class TuneWidget(anywidget.AnyWidget):
     pinned = traitlets.Any(None).tag(sync=True)
     show_truth = traitlets.Any(False).tag(sync=True)
     selected_cell = traitlets.Any(-1).tag(sync=True)
+    lam_mode = traitlets.Any("global").tag(sync=True)
+    baseline = traitlets.Any("constant").tag(sync=True)
 
     # Facts about the recording (read-only).
     fs = traitlets.Float(30.0).tag(sync=True)
@@ -129,9 +142,11 @@ class TuneWidget(anywidget.AnyWidget):
         traces: Any,
         fs: float = 30.0,
         *,
-        tau_rise: float = 0.05,
-        tau_decay: float = 0.5,
+        tau_rise: float | None = None,
+        tau_decay: float | None = None,
         lam: float | None = None,
+        lam_mode: str | None = None,
+        baseline: str | None = None,
         filter_enabled: bool = False,
         truth: Any = None,
         n_shown: int = 4,
@@ -147,11 +162,14 @@ class TuneWidget(anywidget.AnyWidget):
             tau_rise=tau_rise,
             tau_decay=tau_decay,
             lam=lam,
+            lam_mode=lam_mode,
+            baseline=baseline,
             filter_enabled=filter_enabled,
             n_shown=n_shown,
             columns=columns,
             emit=self._emit,
             on_export=self._export_reply,
+            on_state=self._mirror,
             threaded=threaded,
         )
         self._was_1d = np.ndim(traces) == 1
@@ -205,13 +223,23 @@ class TuneWidget(anywidget.AnyWidget):
 
     @traitlets.observe(*P.STATE_KEYS)
     def _on_state(self, change: Any) -> None:
-        if not self._ready:
+        if not self._ready or self.__dict__.get("_mirroring"):
             return
         state = self._session.state
         diff = {k: getattr(self, k) for k in P.STATE_KEYS if getattr(self, k) != state[k]}
         if diff:
             for key, value in self._session.apply(diff).items():
                 setattr(self, key, value)  # the session chose cells: mirror them
+
+    def _mirror(self, changes: dict[str, Any]) -> None:
+        """Show state changes the session made itself (Auto) in the traitlets and the page."""
+        self._mirroring = True  # the session has these values already: no apply per trait
+        try:
+            with self.hold_sync():
+                for key, value in changes.items():
+                    setattr(self, key, value)
+        finally:
+            self._mirroring = False
 
     def set_state(self, sync_data: dict[str, Any]) -> None:
         """Take the page's changes; a refused set is logged, undone on the page and answered."""
@@ -266,8 +294,35 @@ class TuneWidget(anywidget.AnyWidget):
 
     @property
     def lam_max(self) -> float:
-        """Lambda at which all activity of the shown cells becomes zero (slider maximum)."""
+        """Lambda at which all activity of the shown cells becomes zero (slider maximum).
+
+        In the slider's units: a penalty, or noise SDs in per-cell mode.
+        """
         return self._engine.lambda_max(tuple(self.cells), self._session.params())
+
+    @property
+    def estimate(self) -> Any:
+        """The last :class:`calab.estimate.ParameterEstimate` (start or Auto), or None."""
+        return self._session.estimate
+
+    def auto(self) -> dict[str, Any]:
+        """Estimate the parameters from the recording and move the sliders there (the Auto
+        button). Returns the state changes; on failure a warning, no change, empty dict.
+
+        Examples
+        --------
+        >>> w.auto()  # doctest: +SKIP
+        {'tau_rise': 0.048, 'tau_decay': 0.51, 'lam': 1.3, 'lam_mode': 'per_cell', ...}
+        """
+        changes = self._session.auto()
+        if not changes:
+            status = self._session.handle({"type": P.MSG_AUTO_STATUS})
+            logger.warning("calab widget: Auto made no change (%s)", status[0][0].get("message"))
+        return changes
+
+    def lam_per_cell(self) -> float | np.ndarray:
+        """The penalty in use: one number (global mode) or shape (n_cells,) (per-cell mode)."""
+        return self._session.cell_lam()
 
     def _export_dict(self, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
         return self._session.export(metadata)
@@ -275,9 +330,7 @@ class TuneWidget(anywidget.AnyWidget):
     @property
     def params(self) -> dict[str, Any]:
         """Current parameters as :func:`calab.load_export_params` returns them."""
-        from calab.io.export import params_from_export
-
-        return params_from_export(self._export_dict())
+        return self._session.params_dict()
 
     def export(
         self, path: str | Path, *, force: bool = False, metadata: dict[str, Any] | None = None
@@ -300,8 +353,9 @@ class TuneWidget(anywidget.AnyWidget):
     ) -> DeconvolutionResult:
         """Deconvolve the whole recording with the current parameters.
 
-        Band-passes each trace first when the noise filter is on. Runs over chunks of cells
-        with a tqdm progress bar.
+        Band-passes each trace first when the noise filter is on; uses each cell's own lambda
+        in per-cell mode and the drift baseline when chosen. Runs over chunks of cells with a
+        tqdm progress bar.
 
         Parameters
         ----------
@@ -321,7 +375,14 @@ class TuneWidget(anywidget.AnyWidget):
         from calab.params import Params
 
         p = self._session.params()
-        params = Params(self._engine.fs, p.tau_rise, p.tau_decay, p.lam, p.filter_enabled)
+        params = Params(
+            self._engine.fs,
+            p.tau_rise,
+            p.tau_decay,
+            self._session.cell_lam(),  # one number, or one per cell in per-cell mode
+            p.filter_enabled,
+            p.baseline,  # type: ignore[arg-type]
+        )
         res: DeconvolutionResult = deconvolve_rows(
             self._engine.traces, params, chunk_cells=chunk_cells, progress=progress, **solver_kwargs
         )

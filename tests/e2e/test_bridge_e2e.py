@@ -74,6 +74,11 @@ def test_tune_page_sliders_and_export(browser: Any, tune_cli: Any) -> None:
     assert "bridge_secret" not in page.url  # the secret leaves the address bar
     rev = wait_fresh(page, root)
     assert root.locator("[data-testid=cell-card]").count() >= 1
+    # calab tune starts from the estimate: sparsity per cell, in noise SDs. One lambda for all
+    # cells is what CaTune's export holds.
+    assert root.locator("[data-testid=lam-mode]").input_value() == "per_cell"
+    root.locator("[data-testid=lam-mode]").select_option("global")
+    rev = wait_fresh(page, root, rev + 1)
 
     for testid, value in (
         ("param-tau-rise", 0.08),
@@ -99,6 +104,50 @@ def test_tune_page_sliders_and_export(browser: Any, tune_cli: Any) -> None:
     assert params["lambda_"] == pytest.approx(0.05, rel=0.02)
     assert params["filter_enabled"] is True and params["fs"] == 30.0
     assert calab.load_export_params(out) == params
+    assert not errors, errors
+    ctx.close()
+
+
+def test_auto_moves_the_sliders_to_the_estimate(browser: Any, tune_cli: Any) -> None:
+    proc, url, out = tune_cli
+    traces = np.load(out.parent / "traces.npy")
+    est = calab.estimate_parameters(traces, 30.0)  # what Auto must reach, computed here
+    ctx, page, root, errors = open_tuner(browser, url)
+    rev = wait_fresh(page, root)
+    # Move away from the start (which is the estimate already), in global mode.
+    root.locator("[data-testid=lam-mode]").select_option("global")
+    rev = wait_fresh(page, root, rev + 1)
+    away = (("param-tau-decay", 1.5), ("param-tau-rise", 0.15), ("param-lambda", 0.3))
+    for testid, value in away:
+        set_range(root.locator(f"[data-testid={testid}]"), value)
+        rev = wait_fresh(page, root, rev + 1)
+
+    root.locator("[data-testid=auto]").click()
+    page.wait_for_function(
+        "el => el.dataset.state === 'done' || el.dataset.state === 'error'",
+        arg=root.locator("[data-testid=auto-status]").element_handle(),
+        timeout=60_000,
+    )
+    status = root.locator("[data-testid=auto-status]")
+    assert status.get_attribute("data-state") == "done", status.inner_text()
+    wait_fresh(page, root, rev)
+    k = float(np.median(est.lam / est.noise))
+    assert read_value(root.locator("[data-testid=param-tau-rise]")) == pytest.approx(
+        est.tau_rise, abs=0.001
+    )
+    assert read_value(root.locator("[data-testid=param-tau-decay]")) == pytest.approx(
+        est.tau_decay, abs=0.005
+    )
+    assert read_value(root.locator("[data-testid=param-lambda]")) == pytest.approx(k, rel=1e-6)
+    assert root.locator("[data-testid=lam-mode]").input_value() == "per_cell"
+    assert root.locator("[data-testid=baseline]").input_value() == est.baseline
+
+    root.locator("[data-testid=export]").click()
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    params = json.loads(stdout.strip().splitlines()[-1])
+    assert params["tau_decay"] == pytest.approx(est.tau_decay, rel=1e-9)
+    np.testing.assert_allclose(params["lambda_per_cell"], est.lam, rtol=1e-9)
     assert not errors, errors
     ctx.close()
 
@@ -130,7 +179,7 @@ def test_bad_parameters_show_an_error_on_the_cards_and_recover(browser: Any, tun
     ctx, page, root, errors = open_tuner(browser, url)
     rev = wait_fresh(page, root)
 
-    # tau_decay below tau_rise (0.05 s): every card says what is wrong, as in the widget.
+    # tau_decay below tau_rise (about 0.05 s): every card says what is wrong, as in the widget.
     decay = root.locator("[data-testid=param-tau-decay]")
     set_range(decay, 0.02)
     wait_cards(page, root, "error", rev + 1)
@@ -143,10 +192,12 @@ def test_bad_parameters_show_an_error_on_the_cards_and_recover(browser: Any, tun
 
     # A value the server refuses (rise time 0 from the number box): the page takes the
     # server's value back and its cards are answered, not left "solving".
+    # The server's value: the start estimate's rise time (calab tune is given no parameters).
+    server_rise = read_value(root.locator("[data-testid=param-tau-rise]"))
     box = root.locator("input[aria-label='rise time value']")
     box.fill("0")
     box.dispatch_event("change")
     rev = wait_fresh(page, root, rev + 1)
-    assert read_value(root.locator("[data-testid=param-tau-rise]")) == pytest.approx(0.05)
+    assert read_value(root.locator("[data-testid=param-tau-rise]")) == pytest.approx(server_rise)
     assert not errors, errors
     ctx.close()

@@ -137,7 +137,8 @@ def test_two_widgets_are_independent(lab: LabServer, page: Any) -> None:
         "import calab\n"
         "w = calab.TuneWidget(*calab.simulate(3, 3000, 30.0, seed=1)[:1], fs=30.0, n_shown=2)\n"
         "w",
-        "w2 = calab.TuneWidget(calab.simulate(5, 4000, 20.0, seed=2)[0], fs=20.0, n_shown=3)\nw2",
+        "w2 = calab.TuneWidget(calab.simulate(5, 4000, 20.0, seed=2)[0], fs=20.0, n_shown=3,\n"
+        "                     tau_rise=0.05, tau_decay=0.5)\nw2",
     )
     nbformat.write(nb, lab.root / "two.ipynb")
     open_and_run(page, lab, "two.ipynb")

@@ -102,6 +102,24 @@ def test_open_rows_streams_what_open_traces_reads(tmp_path, data):
             held = tmp_path / "minian" / "C.zarr" if name == "minian" else tmp_path / name
             assert lazy.inputs == whole.inputs == (held,)
     assert open_rows(tmp_path / "res.hdf5", accepted_only=True).shape == (2, 300)
+
+
+def test_lazy_rows_take_the_indexes_dask_asks_for(tmp_path, data):
+    """A streamed CaImAn file as a dask array (what ``calab estimate`` hands the estimator)."""
+    import dask.array as da
+
+    files.write_caiman(tmp_path / "res.hdf5", data)
+    with open_rows(tmp_path / "res.hdf5") as src:
+        rows = src.data
+        assert rows.ndim == 2
+        np.testing.assert_array_equal(rows[2:5, 10:20], data[2:5, 10:20])
+        np.testing.assert_array_equal(rows[[4, 0], :7], data[[4, 0], :7])
+        np.testing.assert_array_equal(rows[np.array([1, 5])], data[[1, 5]])
+        lazy = da.from_array(rows, chunks=(2, 300), asarray=True, name=False)
+        np.testing.assert_array_equal(lazy[[5, 1, 3]].compute(), data[[5, 1, 3]])
+        np.testing.assert_array_equal(lazy[1:4, ::3].compute(), data[1:4, ::3])
+        with pytest.raises(IndexError):
+            rows[[0, 9]]
     with pytest.raises(ValueError, match="neuropil_coef must be a finite number >= 0"):
         open_rows(tmp_path / "traces.npy", neuropil_coef=float("nan"))
     with pytest.raises(TypeError, match="unexpected keyword argument 'accepted'"):

@@ -68,9 +68,11 @@ def start(
     traces: Any,
     fs: float = 30.0,
     *,
-    tau_rise: float = 0.05,
-    tau_decay: float = 0.5,
+    tau_rise: float | None = None,
+    tau_decay: float | None = None,
     lam: float | None = None,
+    lam_mode: str | None = None,
+    baseline: str | None = None,
     filter_enabled: bool = False,
     truth: Any = None,
     port: int | None = None,
@@ -84,6 +86,8 @@ def start(
         tau_rise=tau_rise,
         tau_decay=tau_decay,
         lam=lam,
+        lam_mode=lam_mode,
+        baseline=baseline,
         filter_enabled=filter_enabled,
         metadata=metadata,
     )
@@ -110,9 +114,11 @@ def tune(
     traces: Any,
     fs: float = 30.0,
     *,
-    tau_rise: float = 0.05,
-    tau_decay: float = 0.5,
+    tau_rise: float | None = None,
+    tau_decay: float | None = None,
     lam: float | None = None,
+    lam_mode: str | None = None,
+    baseline: str | None = None,
     filter_enabled: bool = False,
     timeout: float | None = None,
     port: int | None = None,
@@ -135,8 +141,11 @@ def tune(
         Fluorescence traces (they stay in this process; the page gets only what it shows).
     fs : float
         Sampling rate in Hz.
-    tau_rise, tau_decay, lam, filter_enabled
-        Start values (``lam`` defaults to 1 % of the value that zeroes all activity).
+    tau_rise, tau_decay, lam, lam_mode, baseline, filter_enabled
+        Start values, as for :class:`calab.TuneWidget`: given none of ``tau_rise``,
+        ``tau_decay``, ``lam``, the page starts from :func:`calab.estimate_parameters`
+        (per-cell sparsity in noise SDs, the estimate's baseline); otherwise ``lam`` defaults
+        to 1 % of the value that zeroes all activity and the kernel to 0.05 s / 0.5 s.
     timeout : float, optional
         Seconds to wait for Export; then return None (the server is stopped either way).
     port : int, optional
@@ -157,7 +166,8 @@ def tune(
     -------
     dict or None
         ``{'tau_rise', 'tau_decay', 'lambda_', 'fs', 'filter_enabled'}`` as
-        :func:`calab.load_export_params` returns, or None on timeout / page closed.
+        :func:`calab.load_export_params` returns (plus ``lambda_per_cell`` in per-cell mode
+        and ``baseline`` when it is ``"drift"``), or None on timeout / page closed.
     """
     if output is not None and Path(output).exists():
         raise FileExistsError(f"{output} exists; choose another output path or delete it")
@@ -167,6 +177,8 @@ def tune(
         tau_rise=tau_rise,
         tau_decay=tau_decay,
         lam=lam,
+        lam_mode=lam_mode,
+        baseline=baseline,
         filter_enabled=filter_enabled,
         truth=truth,
         port=port,

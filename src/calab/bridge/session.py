@@ -78,7 +78,7 @@ class BridgeSession:
         return out + reply.wait(REPLY_TIMEOUT_S)
 
     def message(self, msg: Any) -> list[Message]:
-        """POST /api/v1/message: hello, spectrum request, export."""
+        """POST /api/v1/message: hello, spectrum request, export, auto, auto-status."""
         reply = Reply()
         try:
             out = self.tuning.handle(msg, deliver=reply.put)

@@ -46,7 +46,7 @@ def _listing(group: Any) -> str:
 
 
 def _get(h5py: Any, f: Any, key: str, where: str, *, required: bool = True) -> Any:
-    """The HDF5 object at ``key`` (None if absent and not ``required``).
+    """Return the HDF5 object at ``key`` (None if absent and not ``required``).
 
     Raises KeyError naming the full key and listing what the file holds where the path stops;
     refuses external links (they would read another file) and dangling links.
@@ -101,7 +101,7 @@ def _dataset(h5py: Any, node: Any, key: str, where: str) -> Any:
 
 
 def _scalar(ds: Any, where: str, key: str) -> Any:
-    """A CaImAn-saved scalar (0-d dataset); None for CaImAn's 'NoneType' placeholder."""
+    """Read a CaImAn-saved scalar (0-d dataset); None for CaImAn's 'NoneType' placeholder."""
     with _h5(where, key):
         value = ds[()]
     if isinstance(value, bytes | str | np.bytes_ | np.str_):
@@ -113,8 +113,10 @@ def _scalar(ds: Any, where: str, key: str) -> Any:
 
 
 def _accepted(h5py: Any, f: Any, n_rows: int, where: str) -> np.ndarray | None:
-    """The rows listed in ``estimates/idx_components`` (sorted, unique), or None if the file
-    has no list (CaImAn stores 'NoneType' before ``evaluate_components``)."""
+    """Return the rows listed in ``estimates/idx_components`` (sorted, unique).
+
+    None if the file has no list (CaImAn stores 'NoneType' before ``evaluate_components``).
+    """
     node = _get(h5py, f, IDX_KEY, where, required=False)
     ds = _dataset(h5py, node, IDX_KEY, where) if node is not None else None
     if ds is None:
@@ -271,12 +273,15 @@ class CaimanRows:
         return c
 
     def close(self) -> None:
+        """Close the HDF5 file."""
         self._f.close()
 
     def __enter__(self) -> CaimanRows:
+        """Return self; the file closes on leaving the ``with`` block."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the HDF5 file."""
         self.close()
 
 

@@ -1,5 +1,6 @@
-"""The CaTune export JSON: the parameter file shared by the web app, the widget, the bridge
-and the command line (schema 1.2.0 written; 1.1.0 and 1.2.0 read).
+"""The CaTune export JSON, the parameter file of the web app, widget, bridge and CLI.
+
+Schema 1.2.0 is written; 1.1.0 and 1.2.0 are read.
 
 calab's own extensions (a lambda per cell, the drift-following baseline) are recorded under
 the top-level key ``"calab"``, which CaTune ignores; every CaTune field keeps its meaning.
@@ -159,7 +160,7 @@ def _number(params: Mapping[str, Any], key: str, where: str) -> float:
 
 
 def calab_extensions(params: Params) -> dict[str, Any] | None:
-    """The ``"calab"`` object of an export for ``params`` (None for a plain CaTune model).
+    """Return the ``"calab"`` object of an export for ``params`` (None for a plain CaTune model).
 
     Layout (format 1), each field optional on reading::
 

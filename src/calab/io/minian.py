@@ -33,7 +33,7 @@ def _is_zarr_store(p: Path) -> bool:
 
 
 def find_store(path: PathLike, variable: str = "C") -> Path:
-    """The zarr store holding ``variable``: ``path/<variable>.zarr`` or ``path`` itself.
+    """Return the zarr store holding ``variable``: ``path/<variable>.zarr`` or ``path`` itself.
 
     Raises
     ------
@@ -144,7 +144,7 @@ def _group_arrays(store: Path) -> list[str] | None:
 
 
 def open_minian(path: PathLike, *, variable: str = "C") -> tuple[Any, str]:
-    """The variable as a lazy xarray DataArray with dims (unit_id, frame), and its store.
+    """Open the variable as a lazy xarray DataArray with dims (unit_id, frame), and its store.
 
     Nothing is read but metadata and the coordinates; read rows with :func:`minian_rows`
     (errors then name the store). Stores holding FIFOs or devices, and arrays with missing
@@ -210,8 +210,11 @@ def open_minian(path: PathLike, *, variable: str = "C") -> tuple[Any, str]:
 
 
 def minian_rows(da: Any, start: int, stop: int) -> np.ndarray:
-    """Rows ``start:stop`` of a DataArray from :func:`open_minian`, shape (stop - start,
-    n_frames); a chunk that cannot be decoded raises OSError naming the store and variable."""
+    """Read rows ``start:stop`` of a DataArray from :func:`open_minian`.
+
+    Returns shape (stop - start, n_frames); a chunk that cannot be decoded raises OSError
+    naming the store and variable.
+    """
     try:
         return np.asarray(da.isel({UNIT_DIM: slice(start, stop)}).values)
     except MemoryError:
@@ -225,7 +228,7 @@ def minian_rows(da: Any, start: int, stop: int) -> np.ndarray:
 
 
 def unit_ids(da: Any) -> np.ndarray:
-    """The unit_id coordinate of a Minian DataArray (or 0..n-1 without one)."""
+    """Return the unit_id coordinate of a Minian DataArray (or 0..n-1 without one)."""
     if UNIT_DIM in da.coords:
         return np.asarray(da.coords[UNIT_DIM].values)
     return np.arange(da.shape[0])

@@ -165,9 +165,27 @@ class LazyRows:
         self.storage_rows = storage_rows
         self.dtype = np.dtype(dtype)
 
-    def __getitem__(self, rows: slice) -> np.ndarray:
-        start, stop, _ = rows.indices(self.shape[0])
-        return np.asarray(self._read(start, stop), dtype=np.float64)
+    @property
+    def ndim(self) -> int:
+        """2: rows are cells, columns frames."""
+        return 2
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        """``rows[a:b]`` reads rows ``a..b``; ``rows[a:b, cols]`` and ``rows[[i, j], cols]``
+        (as dask asks) read those rows, then take ``cols``."""
+        rows, cols = (tuple(key) + (slice(None),))[:2] if isinstance(key, tuple) else (key, None)
+        if isinstance(rows, slice) and rows.step in (None, 1):
+            start, stop, _ = rows.indices(self.shape[0])
+            block = np.asarray(self._read(start, stop), dtype=np.float64)
+        else:
+            index = np.arange(self.shape[0])[rows]  # IndexError/TypeError as numpy's
+            if index.ndim != 1:
+                raise TypeError(f"rows are read by a slice or a list of rows, got {key!r}")
+            n_cols = int(self.shape[1])
+            block = np.empty((index.size, n_cols), dtype=np.float64)
+            for j, i in enumerate(index.tolist()):
+                block[j] = np.asarray(self._read(i, i + 1), dtype=np.float64).reshape(n_cols)
+        return block if cols is None else block[:, cols]
 
 
 def _is_suite2p(p: Path) -> bool:

@@ -1,5 +1,8 @@
-"""suite2p output folders (``suite2p/plane0/`` with ``F.npy``, ``Fneu.npy``, ``iscell.npy``,
-``ops.npy``)."""
+"""suite2p output folders.
+
+A plane folder (``suite2p/plane0/``) holds ``F.npy``, ``Fneu.npy``, ``iscell.npy`` and
+``ops.npy``.
+"""
 
 from __future__ import annotations
 
@@ -25,8 +28,10 @@ from calab.io._common import (
 
 
 def find_plane(folder: PathLike, plane: int = 0) -> Path:
-    """The plane folder holding ``F.npy``: ``folder`` itself, ``folder/plane<N>`` or
-    ``folder/suite2p/plane<N>``."""
+    """Return the plane folder holding ``F.npy``.
+
+    That is ``folder`` itself, ``folder/plane<N>`` or ``folder/suite2p/plane<N>``.
+    """
     try:
         p = require_dir(folder, "suite2p folder")
     except NotADirectoryError as exc:
@@ -84,7 +89,7 @@ class _OpsUnpickler(pickle.Unpickler):
 
 
 def read_ops(path: PathLike) -> Any:
-    """The object stored in a suite2p ``ops.npy``, read without running code from the file.
+    """Load the object stored in a suite2p ``ops.npy``, read without running code from the file.
 
     ``np.save`` stores a dict as a pickled object array. Unlike ``np.load(allow_pickle=True)``
     this rebuilds only dicts, lists, tuples, numbers, strings, bools, None and numpy arrays,

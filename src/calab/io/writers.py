@@ -196,6 +196,10 @@ class Writer:
         File attributes (h5/zarr): version, source, parameters.
     resume : bool
         Reopen an existing file instead of creating one; its arrays must have the right shapes.
+    drift : bool
+        The baseline follows drift: with ``full`` it is stored as (n_cells, n_timepoints) (in
+        h5/zarr the ``baseline`` array; beside a .npy the file :func:`sidecar_path`) instead of
+        one value per cell.
     """
 
     suffix = ""
@@ -207,7 +211,9 @@ class Writer:
         full: bool,
         attrs: dict[str, Any],
         resume: bool = False,
+        drift: bool = False,
     ) -> None:
+        self.drift = drift
         self.path = path
         self.shape = shape
         self.full = full
@@ -229,17 +235,21 @@ class Writer:
         n, t = self.shape
         return {
             k: (self.shape, (self.chunk_rows(), t), FIELDS[k])
-            if k == "activity"
+            if self.per_frame(k)
             else ((n,), (max(1, n),), FIELDS[k])
             for k in self.names()
         }
+
+    def per_frame(self, name: str) -> bool:
+        """Whether array ``name`` has one value per frame, shape (n_cells, n_timepoints)."""
+        return name == "activity" or (name == "baseline" and self.drift)
 
     def check(self) -> None:
         """Raise ValueError if a reopened file's arrays do not have the expected shapes."""
         n, t = self.shape
         for name in self.names():
             arr = self.arrays.get(name)
-            want = (n, t) if name == "activity" else (n,)
+            want = (n, t) if self.per_frame(name) else (n,)
             if arr is None or tuple(arr.shape) != want:
                 got = None if arr is None else tuple(arr.shape)
                 raise ValueError(f"{self.path}: {name} has shape {got}, expected {want}")
@@ -259,6 +269,11 @@ class Writer:
 
     def close(self) -> None:
         """Flush and close the file (idempotent)."""
+
+
+def sidecar_path(path: Path, name: str = "baseline") -> Path:
+    """``<stem>_<name>.npy`` beside a ``.npy`` file (the drift baseline of a .npy output)."""
+    return path.with_name(path.name[: -len(path.suffix)] + f"_{name}.npy")
 
 
 def open_npy_exactly(path: Path, shape: tuple[int, ...], dtype: str = "<f8") -> None:
@@ -285,27 +300,30 @@ class NpyWriter(Writer):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        if self.resume:
-            open_npy_exactly(self.path, self.shape)
-            out = np.lib.format.open_memmap(self.path, mode="r+")
-        else:
-            out = np.lib.format.open_memmap(self.path, mode="w+", dtype="<f8", shape=self.shape)
-        self.arrays = {"activity": out}
+        paths = {"activity": self.path, "baseline": sidecar_path(self.path)}
+        for name in self.names():
+            if self.resume:
+                open_npy_exactly(paths[name], self.shape)
+                arr = np.lib.format.open_memmap(paths[name], mode="r+")
+            else:
+                arr = np.lib.format.open_memmap(
+                    paths[name], mode="w+", dtype="<f8", shape=self.shape
+                )
+            self.arrays[name] = arr
 
     def names(self) -> list[str]:
-        """Only the activity: a .npy file holds one array."""
-        return ["activity"]
+        """The activity; with ``full`` and ``drift`` also the baseline (in a second file)."""
+        return ["activity", "baseline"] if self.full and self.drift else ["activity"]
 
     def flush(self) -> None:
         """Write the mapped rows to the file."""
-        if self.arrays:
-            self.arrays["activity"].flush()
+        for arr in self.arrays.values():
+            arr.flush()
 
     def close(self) -> None:
-        """Flush and drop the memory map."""
-        if self.arrays:
-            self.arrays["activity"].flush()
-            self.arrays = {}
+        """Flush and drop the memory maps."""
+        self.flush()
+        self.arrays = {}
 
 
 class H5Writer(Writer):
@@ -392,6 +410,7 @@ __all__ = [
     "is_calab_zarr",
     "open_npy_exactly",
     "remove",
+    "sidecar_path",
     "temp_dir",
     "write_json_atomic",
     "write_text_atomic",

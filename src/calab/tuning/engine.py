@@ -30,18 +30,29 @@ BATCH_CELL_FRAMES = 400_000
 
 @dataclass(frozen=True)
 class Params:
-    """One parameter set: kernel time constants (seconds), sparsity ``lam``, noise filter."""
+    """One parameter set: kernel time constants (seconds), sparsity, noise filter, baseline.
+
+    ``lam_mode="global"``: ``lam`` is the penalty of every cell. ``lam_mode="per_cell"``:
+    ``lam`` is in noise SDs, each cell's penalty is ``lam * noise_sd[cell]`` (see
+    :meth:`TuningEngine.cell_lam`). ``baseline`` is ``"constant"`` or ``"drift"``.
+    """
 
     tau_rise: float
     tau_decay: float
     lam: float
     filter_enabled: bool = False
+    lam_mode: str = "global"
+    baseline: str = "constant"
 
     def validated(self, fs: float) -> Params:
         """Return self after checking the values (raises ValueError/TypeError naming the fix)."""
         model_params(self.tau_rise, self.tau_decay, fs)
         if not (math.isfinite(self.lam) and self.lam >= 0):
             raise ValueError(f"lam must be a finite number >= 0, got {self.lam!r}")
+        if self.lam_mode not in ("global", "per_cell"):
+            raise ValueError(f"lam_mode must be 'global' or 'per_cell', got {self.lam_mode!r}")
+        if self.baseline not in ("constant", "drift"):
+            raise ValueError(f"baseline must be 'constant' or 'drift', got {self.baseline!r}")
         return self
 
 
@@ -134,6 +145,8 @@ def _params_dict(p: Params) -> dict[str, Any]:
         "tau_decay": p.tau_decay,
         "lam": p.lam,
         "filter_enabled": p.filter_enabled,
+        "lam_mode": p.lam_mode,
+        "baseline": p.baseline,
     }
 
 
@@ -163,11 +176,16 @@ def kernel_length(tau_decay: float, fs: float) -> int:
 
 
 def lambda_max(y: np.ndarray, kernel: np.ndarray) -> float:
-    """Smallest lambda at which every cell's activity is zero.
+    """Smallest lambda at which every cell's activity is zero (see :func:`lambda_max_rows`)."""
+    return float(lambda_max_rows(y, kernel).max())
+
+
+def lambda_max_rows(y: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Smallest lambda at which each cell's activity is zero, shape (n_cells,).
 
     With ``s = 0`` the optimal baseline is ``mean(y)``; zero is optimal while
     ``K^T (y - mean y) <= lambda * G_dc`` elementwise, so
-    ``lambda_max = max_i [K^T (y - mean y)]_i / G_dc`` (maximum over the given cells).
+    ``lambda_max = max_i [K^T (y - mean y)]_i / G_dc`` for each row.
 
     Parameters
     ----------
@@ -179,7 +197,7 @@ def lambda_max(y: np.ndarray, kernel: np.ndarray) -> float:
     n, m = r.shape[1], kernel.size
     nfft = 1 << (n + m - 1).bit_length()
     corr = np.fft.irfft(np.fft.rfft(r, nfft, axis=1) * np.conj(np.fft.rfft(kernel, nfft)), nfft)
-    return float(max(corr[:, :n].max(), 0.0) / kernel.sum())
+    return np.asarray(np.maximum(corr[:, :n].max(axis=1), 0.0) / kernel.sum())
 
 
 def noise_sd(y: np.ndarray) -> np.ndarray:
@@ -282,6 +300,8 @@ class TuningEngine:
         self._lam_max: _LRU = _LRU(64)
         self._timing: _LRU = _LRU(64)
         self._rank: np.ndarray | None = None
+        self._drift: _LRU = _LRU(64)
+        self._noise = np.full(self.n_cells, np.nan)
 
     @property
     def n_cells(self) -> int:
@@ -303,6 +323,61 @@ class TuningEngine:
             y = bandpass_filter(raw, params.tau_rise, params.tau_decay, self.fs)
             self._filtered.put(key, y)
         return y
+
+    def drift(self, cell: int, params: Params) -> np.ndarray:
+        """Drift baseline (:func:`calab.baseline.drift_baseline`) of the cell's whole signal."""
+        from calab.baseline import drift_baseline
+
+        key = (cell, params.filter_enabled) + (
+            (params.tau_rise, params.tau_decay) if params.filter_enabled else ()
+        )
+        d = self._drift.get(key)
+        if d is None:
+            d = np.asarray(drift_baseline(self.signal(cell, params), self.fs), dtype=np.float64)
+            self._drift.put(key, d)
+        return d
+
+    def solved_signal(self, cell: int, params: Params) -> np.ndarray:
+        """What the solver fits with a constant baseline: the signal, minus its drift if any."""
+        y = self.signal(cell, params)
+        return y - self.drift(cell, params) if params.baseline == "drift" else y
+
+    # ---- noise and per-cell sparsity -----------------------------------------------------
+    def set_noise(self, noise: Any, cells: Sequence[int] | np.ndarray | None = None) -> None:
+        """Use these noise SDs (e.g. an estimate's ``noise``) for ``cells`` (default all).
+
+        The other cells keep theirs; when ``cells`` is None every cell gets a new value.
+        """
+        idx = np.arange(self.n_cells) if cells is None else np.asarray(cells, dtype=np.intp)
+        arr = np.asarray(noise, dtype=np.float64)
+        if arr.shape != idx.shape:
+            raise ValueError(f"noise must have shape {idx.shape}, got {arr.shape}")
+        if not (np.isfinite(arr).all() and (arr >= 0).all()):
+            raise ValueError("noise must hold finite values >= 0 (noise SD per cell)")
+        self._noise[idx] = arr
+        self._lam_max.clear()  # per-cell units changed
+        self._pin_cache.clear()
+
+    def noise(self, cells: Sequence[int] | None = None) -> np.ndarray:
+        """Noise SD of each of ``cells`` (all cells when None), shape (len(cells),).
+
+        From the last :meth:`set_noise` (the parameter estimate), else measured on demand by
+        :func:`calab.estimate.noise_sd` (power spectrum above fs / 4) and kept.
+        """
+        from calab.estimate import noise_sd as spectral_noise_sd
+
+        idx = np.arange(self.n_cells) if cells is None else np.asarray(cells, dtype=np.intp)
+        todo = idx[np.isnan(self._noise[idx])]
+        for k in range(0, todo.size, 256):
+            part = todo[k : k + 256]
+            self._noise[part] = spectral_noise_sd(self.traces[part], self.fs)
+        return np.asarray(self._noise[idx], dtype=np.float64)
+
+    def cell_lam(self, cells: Sequence[int] | None, params: Params) -> float | np.ndarray:
+        """Penalty of each of ``cells``: ``lam`` (global) or ``lam * noise`` (per_cell)."""
+        if params.lam_mode != "per_cell":
+            return float(params.lam)
+        return params.lam * self.noise(cells)
 
     def padding(self, params: Params) -> int:
         """Frames solved on each side of the visible window: one kernel length."""
@@ -341,7 +416,13 @@ class TuningEngine:
         overlap; zeros elsewhere). Returns one dict per cell as :meth:`solve_window` does.
         """
         a, b = self.segment(start, stop, params)
-        ys = np.stack([self.signal(c, params)[a:b] for c in cells])
+        ys = np.stack([self.solved_signal(c, params)[a:b] for c in cells])
+        drifts = (
+            np.stack([self.drift(c, params)[a:b] for c in cells])
+            if params.baseline == "drift"
+            else np.zeros((len(cells), 1))
+        )
+        lam = self.cell_lam(cells, params)
         warm = [self._warm_start(c, slot, a, b) for c in cells]
         init: np.ndarray | None = None
         if any(w is not None for w in warm):
@@ -352,7 +433,7 @@ class TuningEngine:
             self.fs,
             params.tau_rise,
             params.tau_decay,
-            params.lam,
+            lam if np.ndim(lam) == 0 else (lam[0] if one else lam),  # type: ignore[index]
             warm_start=init[0] if one and init is not None else init,
             n_threads=1 if one else None,
         )
@@ -364,13 +445,14 @@ class TuningEngine:
         out = []
         for i, cell in enumerate(cells):
             self._warm[(cell, slot)] = (a, b, acts[i])
-            y = ys[i]
+            y = ys[i] + drifts[i]  # the drift is part of the fit
+            fit = fits[i] + drifts[i]
             out.append(
                 {
                     "y": y[w],
-                    "fit": fits[i, w],
+                    "fit": fit[w],
                     "activity": acts[i, w],
-                    "residual": y[w] - fits[i, w],
+                    "residual": y[w] - fit[w],
                     "baseline": float(baselines[i]),
                     "iterations": int(iterations[i]),
                     "segment": (a, b),
@@ -596,12 +678,19 @@ class TuningEngine:
         return out
 
     def lambda_max(self, cells: Sequence[int], p: Params) -> float:
-        """Lambda that zeroes all activity of ``cells`` with ``p``'s kernel (see module fn)."""
-        key = (tuple(cells), p.tau_rise, p.tau_decay, p.filter_enabled)
+        """Lambda that zeroes all activity of ``cells`` with ``p``'s kernel (see module fn).
+
+        In ``p``'s units: a penalty (global mode) or noise SDs (per-cell mode).
+        """
+        key = (tuple(cells), p.tau_rise, p.tau_decay, p.filter_enabled, p.baseline, p.lam_mode)
         v = self._lam_max.get(key)
         if v is None:
-            y = np.stack([self.signal(c, p) for c in cells])
-            v = lambda_max(y, build_kernel(p.tau_rise, p.tau_decay, self.fs))
+            y = np.stack([self.solved_signal(c, p) for c in cells])
+            rows = lambda_max_rows(y, build_kernel(p.tau_rise, p.tau_decay, self.fs))
+            if p.lam_mode == "per_cell":
+                sd = self.noise(cells)
+                rows = np.where(sd > 0, rows / np.where(sd > 0, sd, 1.0), 0.0)
+            v = float(rows.max())
             self._lam_max.put(key, v)
         return v
 

@@ -23,6 +23,10 @@ MAX_PLOT_WIDTH = 16_384
 MAX_JS_INT = 2**53 - 1
 #: Cell selection modes.
 CELL_MODES = ("active", "random", "index")
+#: What the sparsity slider means: one lambda for all cells, or noise SDs of each cell.
+LAM_MODES = ("global", "per_cell")
+#: Baseline of the model: CaTune's scalar b, or a drift-following baseline (calab.baseline).
+BASELINE_MODES = ("constant", "drift")
 #: State fixed by the recording: shown on the page, never changed by it.
 READ_ONLY = ("fs", "n_cells", "n_frames", "has_truth")
 
@@ -92,6 +96,17 @@ def _mode(key: str, value: Any, rec: Recording) -> str:
     return value
 
 
+def _choice(options: tuple[str, ...]) -> Check:
+    def check(key: str, value: Any, rec: Recording) -> str:
+        if not isinstance(value, str) or value not in options:
+            raise ValueError(
+                f"{key} must be one of {', '.join(map(repr, options))}, got {value!r:.80}"
+            )
+        return value
+
+    return check
+
+
 def _cells(key: str, value: Any, rec: Recording) -> list[int]:
     if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
         raise TypeError(f"{key} must be a list of cell indices, got {type(value).__name__}")
@@ -103,7 +118,7 @@ def _cells(key: str, value: Any, rec: Recording) -> list[int]:
     return cells
 
 
-_PIN_KEYS = ("tau_rise", "tau_decay", "lam", "filter_enabled")
+_PIN_KEYS = ("tau_rise", "tau_decay", "lam", "filter_enabled", "lam_mode", "baseline")
 
 
 def _pinned(key: str, value: Any, rec: Recording) -> dict[str, Any] | None:
@@ -116,7 +131,8 @@ def _pinned(key: str, value: Any, rec: Recording) -> dict[str, Any] | None:
     if extra or missing:
         raise ValueError(
             f"{key} must be None or a dict with keys tau_rise, tau_decay, lam "
-            f"(and optionally filter_enabled); missing {sorted(missing)}, unknown {sorted(extra)}"
+            f"(and optionally filter_enabled, lam_mode, baseline); missing {sorted(missing)}, "
+            f"unknown {sorted(extra)}"
         )
     pin = {
         "tau_rise": _seconds(f"{key}['tau_rise']", value["tau_rise"], rec),
@@ -126,6 +142,10 @@ def _pinned(key: str, value: Any, rec: Recording) -> dict[str, Any] | None:
             f"{key}['filter_enabled']", value.get("filter_enabled", False), rec
         ),
     }
+    # Optional (default global / constant): kept only when given, as the page sent them.
+    for name, options in (("lam_mode", LAM_MODES), ("baseline", BASELINE_MODES)):
+        if name in value:
+            pin[name] = _choice(options)(f"{key}[{name!r}]", value[name], rec)
     if pin["tau_rise"] >= pin["tau_decay"]:
         raise ValueError(
             f"{key}: tau_rise ({pin['tau_rise']} s) must be smaller than tau_decay "
@@ -148,7 +168,7 @@ class Key:
 SCHEMA: dict[str, Key] = {
     "tau_rise": Key(_seconds, True, "kernel rise time, seconds > 0"),
     "tau_decay": Key(_seconds, True, "kernel decay time, seconds > 0"),
-    "lam": Key(_lam, True, "sparsity penalty >= 0"),
+    "lam": Key(_lam, True, "sparsity: penalty >= 0, or noise SDs of each cell (per_cell)"),
     "filter_enabled": Key(_bool, True, "band-pass noise filter on"),
     "cells": Key(_cells, True, f"shown cell indices, 1 to {MAX_SHOWN}, no repeats"),
     "cell_mode": Key(_mode, False, "how cells are chosen: active, random or index"),
@@ -162,6 +182,10 @@ SCHEMA: dict[str, Key] = {
     "pinned": Key(_pinned, True, "pinned parameter set drawn for comparison, or None"),
     "show_truth": Key(_bool, True, "draw the known spikes"),
     "selected_cell": Key(_ranged(-1, lambda r: r.n_cells - 1), False, "cell of the spectrum"),
+    "lam_mode": Key(
+        _choice(LAM_MODES), True, "lam is one penalty (global) or noise SDs per cell (per_cell)"
+    ),
+    "baseline": Key(_choice(BASELINE_MODES), True, "constant (CaTune's b) or drift-following"),
 }
 
 
