@@ -210,3 +210,35 @@ def test_rise_shorter_than_a_frame_from_the_first_frame_fraction(tau_rise: float
     h = calab.build_kernel(tau_rise, tau_decay, fs)
     got = _rise_from_first_frame(float(h[1] / h.max()), tau_decay, fs)
     assert got == pytest.approx(tau_rise, rel=0.1)
+
+
+@pytest.mark.parametrize("snr", [3.0, 10.0])
+@pytest.mark.parametrize("rise_frames", [0.9, 1.1])
+def test_rise_near_one_frame_within_tolerance(rise_frames: float, snr: float) -> None:
+    """A rise just below or just above one frame (jGCaMP8-like at 122 Hz) is measured alike."""
+    fs, tau_decay = 122.0, 0.2
+    tau_rise = rise_frames / fs
+    traces, _, truth = calab.simulate(
+        20, int(240 * fs), fs, tau_rise, tau_decay, snr=snr, rate_hz=0.3, seed=11,
+        return_truth=True,
+    )  # fmt: skip
+    est = calab.estimate_parameters(traces, fs)
+    assert est.tau_rise == pytest.approx(tau_rise, rel=0.2)
+    assert est.tau_decay == pytest.approx(tau_decay, rel=0.2)
+    np.testing.assert_allclose(est.noise, truth.noise_sd, rtol=0.1)
+
+
+def test_subframe_rise_is_continuous_at_one_frame() -> None:
+    """The rise chosen from the timing and first-frame measures has no jump near one frame."""
+    from calab.estimate import RISE_RESOLVED_FRAMES, _subframe_rise
+
+    fs, tau_decay, frac = 122.0, 0.18, 0.93  # a response at ~93% of its peak after one frame
+    lo, hi = RISE_RESOLVED_FRAMES
+    frames = np.linspace(0.5, hi + 0.5, 401)
+    got = np.array([_subframe_rise(f / fs, tau_decay, frac, fs) for f in frames])
+    steps = np.abs(np.diff(np.log(got)))
+    assert steps.max() < 0.02  # no jump: at most 2% between rises 0.5% of a frame apart
+    assert got[frames <= lo].max() < 0.5 / fs  # a frame or less: the first-frame measure
+    np.testing.assert_allclose(got[frames >= hi], frames[frames >= hi] / fs, rtol=1e-12)
+    # Without a first-frame measure the timing-based rise stays.
+    assert _subframe_rise(0.9 / fs, tau_decay, float("nan"), fs) == 0.9 / fs

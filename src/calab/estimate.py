@@ -22,7 +22,8 @@
    three decay times), pooled over cells: bursts lengthen the average response but not the
    decay after the last spike. A rise of a frame or less, below what the time to peak
    resolves, is measured by the share of its maximum that the response reaches one frame
-   after onset.
+   after onset; between one and two frames (:data:`RISE_RESOLVED_FRAMES`) the rise moves
+   continuously from that measure to the timing-based one.
 4. **Sparsity** per cell: ``lam = LAM_NOISE_SDS * noise * ||h|| / sum(h)``. With this
    lambda a candidate spike enters the solution only where the data, filtered with the
    kernel (the matched filter), exceed :data:`LAM_NOISE_SDS` noise SDs of that filter's
@@ -442,29 +443,55 @@ def _kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float
     logger.debug("decay from isolated transients %s (response kernel %s)", td_tail, td)
     if td_tail is not None and td_tail > 1.5 * tr:
         td = td_tail
-    # A rise of a frame or less is below what the time to peak resolves: measure it by how
-    # much of its maximum the response reaches one frame after onset.
-    if tr * fs <= 1.0 and first_frame[best] >= 0.5:
-        tr = min(tr, _rise_from_first_frame(first_frame[best], td, fs))
-    return tr, td
+    return _subframe_rise(tr, td, first_frame[best], fs), td
+
+
+RISE_RESOLVED_FRAMES = (1.0, 2.0)
+"""Timing-based rise (frames) up to which the first-frame fraction decides it, and from which
+the time to peak alone does; in between the two are weighted linearly (in log time)."""
+
+
+def _subframe_rise(tau_rise: float, tau_decay: float, first_frame: float, fs: float) -> float:
+    """The timing-based rise, or for a rise near a frame or less, the first-frame measure.
+
+    A rise of a frame or less is below what the time to peak resolves: it is measured by the
+    share of its maximum the response reaches one frame after onset
+    (:func:`_rise_from_first_frame`), and the shorter of the two is taken (both err long,
+    bursts spreading the response). Between :data:`RISE_RESOLVED_FRAMES` the estimate moves
+    continuously (log-linear weight) from that to the timing-based rise, so that a rise just
+    above or below one frame gives nearly the same kernel.
+    """
+    lo, hi = RISE_RESOLVED_FRAMES
+    frames = tau_rise * fs
+    if frames >= hi or not math.isfinite(first_frame):
+        return tau_rise
+    short = min(tau_rise, _rise_from_first_frame(first_frame, tau_decay, fs))
+    w = min(max((frames - lo) / (hi - lo), 0.0), 1.0)
+    return float(math.exp((1.0 - w) * math.log(short) + w * math.log(tau_rise)))
 
 
 def _rise_from_first_frame(frac: float, tau_decay: float, fs: float) -> float:
     """Rise time constant whose kernel reaches ``frac`` of its peak one frame after onset.
 
-    Used when the response reaches half its maximum within the first frame: the rise is then
-    shorter than a frame, and the time to peak, spread by bursts over later frames, cannot
-    measure it. Bursts lower ``frac`` (they raise the maximum), so the rise errs long.
+    Measures a rise of about a frame or less, which the time to peak, spread by bursts over
+    later frames, cannot. Bursts lower ``frac`` (they raise the maximum), so the rise errs
+    long. The share falls monotonically as the rise grows: bisection in log time over
+    ``[0.02 / fs, tau_decay / 2]`` (the bounds when ``frac`` lies outside what they reach).
     """
     from calab.kernel import build_kernel
 
-    best, best_tr = np.inf, 0.05 / fs
-    for tr in np.geomspace(0.02 / fs, min(2.0 / fs, tau_decay / 2), 80):
-        h = build_kernel(float(tr), tau_decay, fs)
-        err = abs(float(h[1] / h.max()) - frac)
-        if err < best:
-            best, best_tr = err, float(tr)
-    return best_tr
+    def share(tr: float) -> float:
+        h = build_kernel(tr, tau_decay, fs)
+        return float(h[1] / h.max())
+
+    lo, hi = math.log(0.02 / fs), math.log(tau_decay / 2)
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if share(math.exp(mid)) > frac:
+            lo = mid
+        else:
+            hi = mid
+    return math.exp(0.5 * (lo + hi))
 
 
 TAIL_DECAY_TIMES = 3.0
