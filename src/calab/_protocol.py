@@ -16,7 +16,6 @@ MSG_AUTO_DONE = "calab:auto-done"  # {changes, estimate} (the sliders moved) or 
 # Page -> kernel.
 MSG_HELLO = "calab:hello"  # page rendered: send overview and view
 MSG_REQ_SPECTRUM = "calab:get-spectrum"  # {cell}
-MSG_RESHUFFLE = "calab:reshuffle"
 MSG_EXPORT = "calab:export"
 MSG_AUTO = "calab:auto"  # estimate parameters from the recording, then move the sliders
 MSG_AUTO_STATUS = "calab:auto-status"  # answered at once with the latest auto-progress

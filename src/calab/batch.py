@@ -214,7 +214,7 @@ def estimate_source(src: Source, fs: float, chunk_cells: int | None = None) -> A
 
 
 def estimated_params(est: Any) -> dict[str, Any]:
-    """The :func:`export_params` dict of an estimate: per-cell lambda and its baseline mode."""
+    """Return the :func:`export_params` dict of an estimate: per-cell lambda, baseline mode."""
     p = Params(est.fs, est.tau_rise, est.tau_decay, np.asarray(est.lam), False, est.baseline)
     return p.to_export()
 
@@ -456,7 +456,7 @@ def _try_lock(fd: int) -> bool:
 
 
 def lock_path(out: Path) -> Path:
-    """The lock file of an output: ``.OUT.lock`` beside it."""
+    """Return the lock file of an output: ``.OUT.lock`` beside it."""
     return out.parent / f".{out.name}.lock"
 
 
@@ -562,7 +562,7 @@ def default_chunk(src: Source) -> int:
 def _fingerprint(
     src: Source, attrs: dict[str, Any], chunk: int, full: bool, options: ReadOptions
 ) -> dict[str, Any]:
-    """What must match for an interrupted run to be resumed instead of restarted."""
+    """Return what must match for an interrupted run to be resumed instead of restarted."""
     st = src.path.stat()
     stamp: list[Any] = [st.st_size, st.st_mtime_ns]
     if src.path.is_dir():  # a zarr store or a suite2p folder: its files change when rewritten
@@ -595,7 +595,7 @@ def _digest(arrays: Mapping[str, Any], stats: np.ndarray) -> str:
 
 
 def _private_dir(path: Path) -> bool:
-    """A real folder (not a link) owned by this user and writable by no one else."""
+    """Tell whether ``path`` is a real folder (not a link), ours, writable by no one else."""
     st = os.lstat(path)
     mine = not hasattr(os, "getuid") or st.st_uid == os.getuid()
     return stat.S_ISDIR(st.st_mode) and mine and not st.st_mode & 0o022

@@ -37,7 +37,7 @@ class CLIError(Exception):
 
 
 def _number(kind: type, what: str, low: float, high: float = math.inf) -> Callable[[str], Any]:
-    """An argparse type: a finite ``kind`` in ``[low, high]``."""
+    """Make an argparse type: a finite ``kind`` in ``[low, high]``."""
 
     def parse(text: str) -> Any:
         try:
@@ -414,7 +414,7 @@ def add_tune_command(subparsers: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``calab`` argument parser."""
+    """Build the ``calab`` argument parser."""
     from calab import __version__
 
     parser = argparse.ArgumentParser(

@@ -102,6 +102,7 @@ class ParameterEstimate:
     params: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
+        """Fill ``params`` from the estimate."""
         active = ~self.no_transients
         pool = self.lam[active] if active.any() else self.lam
         object.__setattr__(
@@ -371,7 +372,7 @@ def _timing_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _taus_from_timing(t_peak: float, fwhm: float) -> tuple[float, float]:
-    """The double exponential whose time to peak and FWHM are closest (in log) to these."""
+    """Return the double exponential whose time to peak and FWHM are closest (in log) to these."""
     tr, td, tp, fw = _timing_table()
     err = np.log(tp / t_peak) ** 2 + np.log(fw / fwhm) ** 2
     i = int(np.argmin(err))
@@ -452,7 +453,7 @@ the time to peak alone does; in between the two are weighted linearly (in log ti
 
 
 def _subframe_rise(tau_rise: float, tau_decay: float, first_frame: float, fs: float) -> float:
-    """The timing-based rise, or for a rise near a frame or less, the first-frame measure.
+    """Return the timing-based rise, or for a rise near a frame or less, the first-frame measure.
 
     A rise of a frame or less is below what the time to peak resolves: it is measured by the
     share of its maximum the response reaches one frame after onset
@@ -566,7 +567,8 @@ def _response_taus(
 ) -> tuple[float, float, float] | None:
     """Kernel with the timing of the response to activity detected with (tr0, td0).
 
-    Returns (tau_rise, tau_decay, the response one frame after onset / its maximum)."""
+    Returns (tau_rise, tau_decay, the response one frame after onset / its maximum).
+    """
     scale = _lam_scale(tr0, td0, fs)
     act, base, _ = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale)
     if np.count_nonzero(act > 0) < 10:
@@ -712,7 +714,7 @@ def _check_not_constant(constant: np.ndarray) -> None:
 
 
 def _pick_sample(stats: _Stats, max_cells: int) -> np.ndarray:
-    """Indices (sorted) of the most active non-constant cells."""
+    """Return the indices (sorted) of the most active non-constant cells."""
     order = np.argsort(-stats.activity_score, kind="stable")
     order = order[~stats.constant[order]]
     return np.sort(order[:max_cells])
@@ -731,7 +733,7 @@ def _finish(stats: _Stats, tr: float, td: float, fs: float, n_sample: int) -> Pa
 
 
 def _lazy_rows(traces: Any) -> Any:
-    """The (n_cells, n_frames) dask or numpy array behind a dask array or DataArray."""
+    """Return the (n_cells, n_frames) dask or numpy array behind a dask array or DataArray."""
     from calab.lazy import _frame_and_cell_dims, is_dataarray
 
     arr = traces

@@ -61,7 +61,7 @@ def _indicator_taus(indicator: Any) -> tuple[float, float]:
 
 
 def _snr_per_cell(snr: Any, n_cells: int, rng: np.random.Generator) -> np.ndarray:
-    """A number, an (n_cells,) array, or a (low, high) range drawn log-uniformly per cell."""
+    """Return per-cell SNRs: a number, an (n_cells,) array, or a log-uniform (low, high) range."""
     if isinstance(snr, numbers.Real) and not isinstance(snr, bool):
         return np.full(n_cells, positive(snr, "snr", "spike amplitude over noise sd"))
     if isinstance(snr, tuple) and len(snr) == 2:

@@ -188,7 +188,7 @@ class TuneWidget(anywidget.AnyWidget):
         seed: int = 0,
         **kwargs: Any,
     ) -> TuneWidget:
-        """A widget on simulated GCaMP6f-like data (true tau 0.05 s / 0.5 s) with ground truth.
+        """Make a widget on simulated GCaMP6f-like data (true tau 0.05 s / 0.5 s) with ground truth.
 
         Starts from deliberately wrong time constants (0.1 s / 1.2 s); tick "show true spikes"
         to compare the activity with the simulated spikes.
@@ -284,7 +284,7 @@ class TuneWidget(anywidget.AnyWidget):
         return self._session.last_view
 
     def current_request(self) -> ViewRequest:
-        """The view request for the current state (what the page shows)."""
+        """Return the view request for the current state (what the page shows)."""
         return self._session.current_request()
 
     # ---- public API ---------------------------------------------------------------------------
@@ -306,8 +306,9 @@ class TuneWidget(anywidget.AnyWidget):
         return self._session.estimate
 
     def auto(self) -> dict[str, Any]:
-        """Estimate the parameters from the recording and move the sliders there (the Auto
-        button). Returns the state changes; on failure a warning, no change, empty dict.
+        """Estimate the parameters from the recording and move the sliders there (Auto button).
+
+        Returns the state changes; on failure a warning, no change, empty dict.
 
         Examples
         --------
@@ -321,7 +322,7 @@ class TuneWidget(anywidget.AnyWidget):
         return changes
 
     def lam_per_cell(self) -> float | np.ndarray:
-        """The penalty in use: one number (global mode) or shape (n_cells,) (per-cell mode)."""
+        """Return the penalty in use: one number (global mode) or shape (n_cells,) (per-cell)."""
         return self._session.cell_lam()
 
     def _export_dict(self, metadata: dict[str, Any] | None = None) -> dict[str, Any]:

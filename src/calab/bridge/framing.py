@@ -70,7 +70,7 @@ def _finite(obj: Any) -> Any:
 
 
 def _jsonable(obj: Any) -> Any:
-    """numpy scalars and NaN-free floats for JSON headers."""
+    """Convert numpy scalars to Python numbers for JSON headers."""
     if hasattr(obj, "item"):
         return obj.item()
     raise TypeError(f"cannot encode {type(obj).__name__} in a bridge header")

@@ -104,6 +104,7 @@ class BridgeServer(ThreadingHTTPServer):
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Serve requests on a daemon thread."""
         self._thread = threading.Thread(
             target=self.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
         )
@@ -138,6 +139,7 @@ class BridgeServer(ThreadingHTTPServer):
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Handle one connection, then release its slot in the connection count."""
         try:
             super().process_request_thread(request, client_address)
         finally:
@@ -178,6 +180,8 @@ class _HTTPError(Exception):
 
 
 class BridgeHandler(BaseHTTPRequestHandler):
+    """HTTP handler for the bridge: routes requests to the server's session."""
+
     server: BridgeServer
     protocol_version = "HTTP/1.1"
     server_version = "calab-bridge"
@@ -185,10 +189,12 @@ class BridgeHandler(BaseHTTPRequestHandler):
 
     # ---- plumbing --------------------------------------------------------------------------
     def setup(self) -> None:
+        """Set up the connection with the server's idle timeout."""
         super().setup()
         self.connection.settimeout(self.server.connection_timeout)  # idle clients are closed
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Log a request line at debug level instead of printing to stderr."""
         logger.debug("%s - %s", self.address_string(), format % args)
 
     def _origin_headers(self) -> None:
@@ -287,24 +293,31 @@ class BridgeHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        """Dispatch a GET request."""
         self._dispatch("GET")
 
     def do_HEAD(self) -> None:  # noqa: N802
+        """Dispatch a HEAD request."""
         self._dispatch("HEAD")
 
     def do_POST(self) -> None:  # noqa: N802
+        """Dispatch a POST request."""
         self._dispatch("POST")
 
     def do_OPTIONS(self) -> None:  # noqa: N802
+        """Dispatch an OPTIONS request."""
         self._dispatch("OPTIONS")
 
     def do_PUT(self) -> None:  # noqa: N802
+        """Dispatch a PUT request."""
         self._dispatch("PUT")
 
     def do_DELETE(self) -> None:  # noqa: N802
+        """Dispatch a DELETE request."""
         self._dispatch("DELETE")
 
     def do_PATCH(self) -> None:  # noqa: N802
+        """Dispatch a PATCH request."""
         self._dispatch("PATCH")
 
     # ---- routes ------------------------------------------------------------------------------

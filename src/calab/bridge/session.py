@@ -62,7 +62,7 @@ class BridgeSession:
         self.last_heartbeat: float | None = None
 
     def snapshot(self) -> dict[str, Any]:
-        """The page's whole state."""
+        """Return the page's whole state."""
         return self.tuning.snapshot()
 
     def change(self, changes: Any) -> list[Message]:
@@ -109,13 +109,14 @@ class BridgeSession:
         self.tuning.close(join=True)
 
     def heartbeat(self) -> None:
+        """Record that the page is alive (the first and the latest heartbeat time)."""
         now = time.monotonic()
         if self.first_heartbeat is None:
             self.first_heartbeat = now
         self.last_heartbeat = now
 
     def page_gone(self, now: float | None = None) -> bool:
-        """True when heartbeats started and then stopped for longer than BRIDGE_GONE_S."""
+        """Tell whether heartbeats started and then stopped for longer than BRIDGE_GONE_S."""
         if self.last_heartbeat is None:
             return False
         now = time.monotonic() if now is None else now

@@ -86,6 +86,7 @@ class ReadOptions:
     plane: int = 0
 
     def __post_init__(self) -> None:
+        """Check the options; raise ValueError/TypeError naming a bad one."""
         if self.trace not in ("C", "C+YrA"):
             raise ValueError(f"trace must be 'C' or 'C+YrA', got {self.trace!r}")
         for name in ("accepted_only", "cells_only"):
@@ -141,9 +142,11 @@ class Source:
             self.closer = None
 
     def __enter__(self) -> Source:
+        """Return the source itself."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Close the source."""
         self.close()
 
 
@@ -171,8 +174,11 @@ class LazyRows:
         return 2
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        """``rows[a:b]`` reads rows ``a..b``; ``rows[a:b, cols]`` and ``rows[[i, j], cols]``
-        (as dask asks) read those rows, then take ``cols``."""
+        """Read rows: ``rows[a:b]`` reads rows ``a..b``.
+
+        ``rows[a:b, cols]`` and ``rows[[i, j], cols]`` (as dask asks) read those rows, then take
+        ``cols``.
+        """
         rows, cols = (tuple(key) + (slice(None),))[:2] if isinstance(key, tuple) else (key, None)
         if isinstance(rows, slice) and rows.step in (None, 1):
             start, stop, _ = rows.indices(self.shape[0])
@@ -199,7 +205,7 @@ def _is_minian(p: Path) -> bool:
 
 
 def _is_calab_output(path: Path) -> bool:
-    """An .h5 or .zarr written by ``calab deconvolve`` (a root ``activity`` array)."""
+    """Tell whether ``path`` is an .h5/.zarr from ``calab deconvolve`` (root ``activity``)."""
     from calab.io._deps import require
 
     try:
@@ -255,7 +261,7 @@ def detect_format(path: PathLike) -> str:
 
 
 def open_npy(path: Path) -> np.ndarray:
-    """A ``.npy`` file of traces, memory-mapped, as 2-D ``(n_cells, n_timepoints)``."""
+    """Open a ``.npy`` file of traces, memory-mapped, as 2-D ``(n_cells, n_timepoints)``."""
     require_regular(path)
     try:
         arr: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)

@@ -77,7 +77,7 @@ def _is_real_dir(path: Path) -> bool:
 
 
 def is_calab_zarr(path: Path) -> bool:
-    """A zarr store written by ``calab deconvolve`` (safe to replace with ``force``)."""
+    """Tell whether ``path`` is a zarr store from ``calab deconvolve`` (``force`` replaces it)."""
     if not _is_real_dir(path):
         return False
     for meta in (".zattrs", "zarr.json"):
@@ -152,7 +152,7 @@ def remove(path: Path) -> None:
 
 @contextmanager
 def temp_dir(beside: Path) -> Iterator[Path]:
-    """A fresh private folder (``mkdtemp``) in ``beside``'s folder, deleted afterwards.
+    """Yield a fresh private folder (``mkdtemp``) in ``beside``'s folder, deleted afterwards.
 
     Write there, then :func:`commit` the finished files to their final names.
     """
@@ -222,7 +222,7 @@ class Writer:
         self.arrays: dict[str, Any] = {}
 
     def names(self) -> list[str]:
-        """The arrays this writer stores."""
+        """Return the names of the arrays this writer stores."""
         return list(FIELDS) if self.full else ["activity"]
 
     def chunk_rows(self) -> int:
@@ -312,7 +312,7 @@ class NpyWriter(Writer):
             self.arrays[name] = arr
 
     def names(self) -> list[str]:
-        """The activity; with ``full`` and ``drift`` also the baseline (in a second file)."""
+        """Return the arrays stored: activity; with ``full`` and ``drift`` baseline (own file)."""
         return ["activity", "baseline"] if self.full and self.drift else ["activity"]
 
     def flush(self) -> None:
@@ -386,7 +386,7 @@ class ZarrWriter(Writer):
 
 
 def writer_for(path: Path) -> type[Writer]:
-    """The writer class for an output path, by its extension (.npy, .h5/.hdf5, .zarr)."""
+    """Return the writer class for an output path, by its extension (.npy, .h5/.hdf5, .zarr)."""
     suffix = path.suffix.lower()
     if suffix == ".npy":
         return NpyWriter

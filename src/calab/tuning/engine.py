@@ -156,7 +156,7 @@ KERNEL_SPAN_DECAYS = 5.0
 
 
 def kernel_curve(tau_rise: float, tau_decay: float) -> np.ndarray:
-    """The continuous kernel shape ``exp(-t/tau_decay) - exp(-t/tau_rise)``, largest sample 1.
+    """Return the continuous kernel shape ``exp(-t/tau_decay) - exp(-t/tau_rise)``, max 1.
 
     Sampled at ``KERNEL_POINTS`` even times over ``[0, KERNEL_SPAN_DECAYS * tau_decay]`` seconds,
     the curve whose ``t_peak_s`` and ``fwhm_s`` :func:`calab.kernel.kernel_timing` reports.
@@ -171,7 +171,7 @@ def kernel_curve(tau_rise: float, tau_decay: float) -> np.ndarray:
 
 
 def kernel_length(tau_decay: float, fs: float) -> int:
-    """Samples in the CaTune kernel: ``max(2, ceil(-ln(1e-6) * tau_decay * fs))``."""
+    """Return the CaTune kernel length in samples: ``max(2, ceil(-ln(1e-6) * tau_decay * fs))``."""
     return max(2, math.ceil(-math.log(1e-6) * tau_decay * fs))
 
 
@@ -305,15 +305,17 @@ class TuningEngine:
 
     @property
     def n_cells(self) -> int:
+        """Number of cells (rows of ``traces``)."""
         return int(self.traces.shape[0])
 
     @property
     def n_frames(self) -> int:
+        """Number of frames (columns of ``traces``)."""
         return int(self.traces.shape[1])
 
     # ---- per-cell data -------------------------------------------------------------------
     def signal(self, cell: int, params: Params) -> np.ndarray:
-        """The trace the solver sees for ``cell``: raw, or band-passed when the filter is on."""
+        """Return the trace the solver sees for ``cell``: raw, or band-passed with the filter on."""
         raw = self.traces[cell]
         if not params.filter_enabled:
             return raw
@@ -338,7 +340,7 @@ class TuningEngine:
         return d
 
     def solved_signal(self, cell: int, params: Params) -> np.ndarray:
-        """What the solver fits with a constant baseline: the signal, minus its drift if any."""
+        """Return what the solver fits with a constant baseline: the signal minus any drift."""
         y = self.signal(cell, params)
         return y - self.drift(cell, params) if params.baseline == "drift" else y
 
@@ -384,7 +386,7 @@ class TuningEngine:
         return kernel_length(params.tau_decay, self.fs)
 
     def segment(self, start: int, stop: int, params: Params) -> tuple[int, int]:
-        """Padded solve range ``[a, b)`` around the visible frames ``[start, stop)``."""
+        """Return the padded solve range ``[a, b)`` around the visible frames ``[start, stop)``."""
         pad = self.padding(params)
         return max(0, start - pad), min(self.n_frames, stop + pad)
 
@@ -657,6 +659,7 @@ class TuningEngine:
 
     # ---- cached helpers ------------------------------------------------------------------
     def timing(self, p: Params) -> tuple[float, float]:
+        """Return the kernel's ``(t_peak_s, fwhm_s)`` for ``p``'s time constants (cached)."""
         key = (p.tau_rise, p.tau_decay)
         t = self._timing.get(key)
         if t is None:

@@ -54,7 +54,7 @@ SUPERSEDED: Message = ({"type": P.MSG_SUPERSEDED}, [])
 
 
 def first_window(engine: TuningEngine) -> tuple[int, int]:
-    """The frames shown first: 30 s (at least 64 frames), or the whole recording."""
+    """Return the frames shown first: 30 s (at least 64 frames), or the whole recording."""
     return 0, min(engine.n_frames, max(64, round(30 * engine.fs)))
 
 
@@ -70,7 +70,7 @@ def choose_cells(engine: TuningEngine, mode: str, n_shown: int, seed: int) -> li
 def export_for(
     engine: TuningEngine, p: Params, metadata: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The CaTune export JSON for parameters ``p`` tuned on ``engine``'s recording.
+    """Return the CaTune export JSON for parameters ``p`` tuned on ``engine``'s recording.
 
     Per-cell mode records each cell's lambda (``calab.lambda_per_cell``; ``parameters.lambda``
     is their median) and a drift baseline ``calab.baseline`` (see :mod:`calab.io.export`).
@@ -91,8 +91,11 @@ def export_for(
 
 
 def start_sample(engine: TuningEngine, n_shown: int) -> np.ndarray:
-    """Cells the start estimate reads: all, or about :data:`START_SAMPLE_CELLS` of them (the
-    ``n_shown`` cells shown first plus evenly spaced ones), so a big recording opens quickly."""
+    """Return the cells the start estimate reads.
+
+    All of them, or about :data:`START_SAMPLE_CELLS` (the ``n_shown`` cells shown first plus
+    evenly spaced ones), so a big recording opens quickly.
+    """
     n = engine.n_cells
     if n <= START_SAMPLE_CELLS:
         return np.arange(n)
@@ -128,7 +131,7 @@ def estimate_changes(est: Any) -> dict[str, Any]:
 
 
 def params_of(state: Mapping[str, Any]) -> Params:
-    """The parameter set of a (validated) state mapping."""
+    """Return the parameter set of a (validated) state mapping."""
     return Params(
         float(state["tau_rise"]),
         float(state["tau_decay"]),
@@ -140,7 +143,7 @@ def params_of(state: Mapping[str, Any]) -> Params:
 
 
 def make_request(state: Mapping[str, Any]) -> ViewRequest:
-    """The view request for a (validated) state mapping."""
+    """Return the view request for a (validated) state mapping."""
     pin = state.get("pinned")
     return ViewRequest(
         id=int(state["request_id"]),
@@ -340,8 +343,10 @@ class TuningSession:
         )
 
     def _estimate(self, cells: np.ndarray | None = None, frames: int | None = None) -> Any:
-        """Run the estimator on the recording (or ``cells`` and the first ``frames`` of it);
-        keep its noise per cell."""
+        """Run the estimator on the recording (or ``cells`` and the first ``frames`` of it).
+
+        Keeps its noise per cell.
+        """
         traces = self.engine.traces if cells is None else self.engine.traces[cells]
         if frames is not None and frames < traces.shape[1]:
             traces = traces[:, :frames]
@@ -363,7 +368,7 @@ class TuningSession:
         return est
 
     def _start_estimate(self, n_shown: int) -> Any:
-        """The estimate to start from, or None (logged) when the recording cannot give one."""
+        """Return the estimate to start from, or None (logged) if the recording cannot give one."""
         try:
             frames = max(START_FRAMES, math.ceil(START_SECONDS * self.engine.fs))
             return self._estimate(start_sample(self.engine, n_shown), frames)
@@ -384,26 +389,26 @@ class TuningSession:
         }
 
     def snapshot(self) -> dict[str, Any]:
-        """The whole state (writable keys and read-only facts), as the page starts from."""
+        """Return the whole state (writable keys and read-only facts), as the page starts from."""
         with self._lock:
             return {**self.info, **self.state}
 
     def validate(self, changes: Mapping[str, Any]) -> dict[str, Any]:
-        """Checked copy of ``changes`` (see :func:`calab.tuning.state.validate_changes`)."""
+        """Return a checked copy of ``changes`` (:func:`calab.tuning.state.validate_changes`)."""
         return validate_changes(changes, self.recording)
 
     def params(self) -> Params:
-        """The current parameters, checked together (tau_rise < tau_decay)."""
+        """Return the current parameters, checked together (tau_rise < tau_decay)."""
         with self._lock:
             p = params_of(self.state)
         return p.validated(self.engine.fs)
 
     def cell_lam(self) -> float | np.ndarray:
-        """The current penalty: one number (global mode) or shape (n_cells,) (per-cell mode)."""
+        """Return the current penalty: one number (global mode) or shape (n_cells,) (per-cell)."""
         return self.engine.cell_lam(None, self.params())
 
     def params_dict(self) -> dict[str, Any]:
-        """Current parameters as :func:`calab.load_export_params` returns them.
+        """Return the current parameters as :func:`calab.load_export_params` returns them.
 
         Per-cell mode adds ``lambda_per_cell`` (list, one penalty per cell) and a drift
         baseline ``baseline="drift"`` (with ``baseline_window_s``).
@@ -413,7 +418,7 @@ class TuningSession:
         return params_from_export(self.export())
 
     def current_request(self) -> ViewRequest:
-        """The view request for the current state (what the page shows)."""
+        """Return the view request for the current state (what the page shows)."""
         with self._lock:
             return make_request(self.state)
 
@@ -445,7 +450,7 @@ class TuningSession:
         return own
 
     def _convert_lam(self, mode: str) -> float:
-        """The current sparsity in ``mode``'s units (median noise SD of the shown cells)."""
+        """Return the current sparsity in ``mode``'s units (median noise SD of the shown cells)."""
         sd = self.engine.noise(self.state["cells"])
         sd = sd[sd > 0]
         scale = float(np.median(sd)) if sd.size else 1.0
@@ -493,7 +498,7 @@ class TuningSession:
         raise ValueError(f"unknown message type {kind!r:.40}")
 
     def export(self, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The CaTune export JSON for the current parameters (extra ``metadata`` fields)."""
+        """Return the CaTune export JSON for the current parameters (extra ``metadata`` fields)."""
         return export_for(self.engine, self.params(), {**self.metadata, **(metadata or {})})
 
     # ---- Auto ----------------------------------------------------------------------------
@@ -684,7 +689,7 @@ class Reply:
             self._event.set()
 
     def wait(self, timeout: float | None = None) -> list[Message]:
-        """The delivered messages, or "superseded" when nothing came within ``timeout`` s."""
+        """Return the delivered messages, or "superseded" when nothing came within ``timeout`` s."""
         if not self._event.wait(timeout):
             return [SUPERSEDED]
         return self._messages

@@ -190,7 +190,7 @@ SCHEMA: dict[str, Key] = {
 
 
 def validate_changes(changes: Mapping[str, Any], rec: Recording) -> dict[str, Any]:
-    """Checked, normalized copy of ``changes``; raises on the first bad key, storing nothing.
+    """Return a checked, normalized copy of ``changes``; raise on the first bad key.
 
     Raises
     ------
