@@ -1,34 +1,25 @@
-"""Batch deconvolution: one chunk loop for arrays and files, with resume and locking.
+"""Batch deconvolution: one chunk loop for arrays and files.
 
 - :func:`iter_chunks` is the chunk loop: it reads a block of cells, checks it, solves it with
   :func:`calab.params.solve_block` (the one "filter, then solve") and hands the result over.
 - :func:`deconvolve_rows` runs the loop over an array (what ``TuneWidget.deconvolve`` and
   :func:`calab.deconvolve_from_export` do).
 - :func:`deconvolve_file` runs it from a file to a file, as ``calab deconvolve`` does: it
-  streams (bounded memory), takes a lock on the output, writes under a temporary name and
-  resumes an interrupted run after verifying what it reuses.
-
-A run writing ``OUT`` keeps its unfinished work in the folder ``.OUT.partial`` beside it (the
-data, the per-cell results and ``progress.json``, which records each finished chunk with a
-digest of its rows, written only after that chunk's data is flushed) and holds the lock file
-``.OUT.lock`` (the pid of the run). On resume, each recorded chunk is read back and checked
-against its digest; a damaged or truncated partial is never trusted.
+  streams (bounded memory), takes a lock on the output (:mod:`calab.io.lock`), writes under a
+  temporary name and resumes an interrupted run after verifying what it reuses
+  (:mod:`calab.io.resume`).
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import logging
 import math
 import numbers
 import os
 import signal
-import stat
 import time
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -36,18 +27,17 @@ import numpy as np
 
 from calab._validate import traces_2d
 from calab.io._common import PathLike
+from calab.io.lock import OutputBusyError, lock_path, output_lock
 from calab.io.open import ReadOptions, Source, open_rows
+from calab.io.resume import Partial, fingerprint
 from calab.io.writers import (
-    FIELDS,
     NpyWriter,
     Writer,
     check_outputs,
     commit,
     dumps_json,
-    open_npy_exactly,
     remove,
     sidecar_path,
-    write_json_atomic,
     write_text_atomic,
     writer_for,
 )
@@ -64,10 +54,6 @@ MODEL_KEYWORDS = ("baseline", "baseline_window_s")
 
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during :func:`deconvolve_file`; the message says what was kept and how to resume."""
-
-
-class OutputBusyError(RuntimeError):
-    """Another live process holds the lock on the output."""
 
 
 class BatchResult(NamedTuple):
@@ -426,96 +412,6 @@ def deconvolve_rows(
     return result if full else result.activity
 
 
-# ----------------------------------------------------------------------------- locking
-
-
-def _read_pid(fd: int) -> int | None:
-    try:
-        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-        return int(text) if text.isdigit() else None
-    except OSError:
-        return None
-
-
-def _try_lock(fd: int) -> bool:
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        import msvcrt
-
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
-        except OSError:
-            return False
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def lock_path(out: Path) -> Path:
-    """Return the lock file of an output: ``.OUT.lock`` beside it."""
-    return out.parent / f".{out.name}.lock"
-
-
-@contextmanager
-def output_lock(out: Path) -> Iterator[Path]:
-    """Hold an exclusive lock on ``out`` while writing it.
-
-    The lock file ``.OUT.lock`` holds the pid of the run. The lock is held by the operating
-    system, so a lock left by a dead process (killed, crashed, rebooted) is taken over; a live
-    one makes this raise :class:`OutputBusyError`. The lock file is never opened through a link.
-    """
-    path = lock_path(out)
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"output folder does not exist: {out.parent}")
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    while True:
-        try:
-            fd = os.open(path, flags, 0o644)
-        except OSError as exc:
-            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-                why = (exc.strerror or "permission denied").lower()
-                raise PermissionError(
-                    f"cannot write in {out.parent} ({why}); choose an output folder you can "
-                    "write to"
-                ) from None
-            if os.path.islink(path):
-                raise ValueError(
-                    f"{path} is a symbolic link; calab does not follow it: delete it"
-                ) from None
-            raise OSError(f"cannot create the lock file {path}: {exc.strerror}") from None
-        if not _try_lock(fd):
-            pid = _read_pid(fd)
-            os.close(fd)
-            who = f"pid {pid}" if pid else "another process"
-            raise OutputBusyError(
-                f"another calab run ({who}) is writing {out}; wait for it to finish or choose "
-                "another output"
-            )
-        try:
-            same = os.path.samestat(os.fstat(fd), os.lstat(path))
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)  # the holder removed the file as we opened it: lock the new one
-    try:
-        old = _read_pid(fd)
-        if old and old != os.getpid():
-            log.info("taking over the lock of %s from pid %d, which is no longer running", out, old)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield path
-    finally:
-        try:
-            os.unlink(path)
-        finally:
-            os.close(fd)
-
-
 # ----------------------------------------------------------------------------- files
 
 
@@ -557,185 +453,6 @@ def default_chunk(src: Source) -> int:
     if rows and rows <= budget:
         budget = (budget // rows) * rows
     return max(1, min(n, budget))
-
-
-def _fingerprint(
-    src: Source, attrs: dict[str, Any], chunk: int, full: bool, options: ReadOptions
-) -> dict[str, Any]:
-    """Return what must match for an interrupted run to be resumed instead of restarted."""
-    st = src.path.stat()
-    stamp: list[Any] = [st.st_size, st.st_mtime_ns]
-    if src.path.is_dir():  # a zarr store or a suite2p folder: its files change when rewritten
-        stamp += sorted(
-            [str(q.relative_to(src.path)), q.stat().st_size, q.stat().st_mtime_ns]
-            for q in src.path.rglob("*")
-            if q.is_file()
-        )[:10_000]
-    return {
-        "input": str(src.path.resolve()),
-        "format": src.format,
-        "options": [options.trace, options.accepted_only, options.variable,
-                    options.neuropil_coef, options.cells_only, options.plane],
-        "stamp": stamp,
-        "shape": list(src.shape),
-        "chunk": chunk,
-        "full": full,
-        "parameters": attrs["parameters"],
-        "sampling_rate_hz": attrs["sampling_rate_hz"],
-        "calab_version": attrs["calab_version"],
-    }  # fmt: skip
-
-
-def _digest(arrays: Mapping[str, Any], stats: np.ndarray) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for name in sorted(arrays):
-        h.update(np.ascontiguousarray(arrays[name], dtype=FIELDS[name]).tobytes())
-    h.update(np.ascontiguousarray(stats, dtype="<f8").tobytes())
-    return h.hexdigest()
-
-
-def _private_dir(path: Path) -> bool:
-    """Tell whether ``path`` is a real folder (not a link), ours, writable by no one else."""
-    st = os.lstat(path)
-    mine = not hasattr(os, "getuid") or st.st_uid == os.getuid()
-    return stat.S_ISDIR(st.st_mode) and mine and not st.st_mode & 0o022
-
-
-class _Partial:
-    """The unfinished work of a run writing ``out``: ``.OUT.partial/`` beside it."""
-
-    def __init__(
-        self,
-        out: Path,
-        fingerprint: dict[str, Any],
-        writer_cls: type[Writer],
-        drift: bool = False,
-    ) -> None:
-        self.drift = drift
-        self.dir = out.parent / f".{out.name}.partial"
-        self.data = self.dir / f"data{writer_cls.suffix}"
-        self.stats_path = self.dir / "stats.npy"
-        self.record_path = self.dir / "progress.json"
-        self.fingerprint = fingerprint
-        self.writer_cls = writer_cls
-        self.done: dict[int, str] = {}
-        self.writer: Writer | None = None
-        self.stats: Any = None
-
-    def saved(self) -> dict[str, Any] | None:
-        import json
-
-        try:
-            saved = json.loads(self.record_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return saved if isinstance(saved, dict) else None
-
-    def open(self, shape: tuple[int, int], full: bool, attrs: dict[str, Any], force: bool) -> None:
-        """Reopen a matching partial (verifying it) or start a fresh one."""
-        if os.path.lexists(self.dir):
-            if not _private_dir(self.dir):
-                raise ValueError(
-                    f"{self.dir} is not a private folder of yours (a link, or writable by "
-                    "others); calab will not use it: delete it"
-                )
-            saved = self.saved()
-            if force:
-                remove(self.dir)
-            elif saved is not None and saved.get("fingerprint") != self.fingerprint:
-                raise ValueError(
-                    f"an unfinished run with other inputs or settings left {self.dir}; pass "
-                    "--force (force=True) to start over (it is deleted)"
-                )
-            elif not self._resume(saved, shape, full, attrs):
-                remove(self.dir)
-        if self.writer is None:
-            os.mkdir(self.dir, 0o700)
-            try:
-                self.writer = self.writer_cls(self.data, shape, full, attrs, False, self.drift)
-                self.stats = np.lib.format.open_memmap(
-                    self.stats_path, mode="w+", dtype="<f8", shape=(shape[0], 3)
-                )
-                self.record()
-            except BaseException:
-                self.close()
-                remove(self.dir)
-                raise
-
-    def _resume(
-        self,
-        saved: dict[str, Any] | None,
-        shape: tuple[int, int],
-        full: bool,
-        attrs: dict[str, Any],
-    ) -> bool:
-        if saved is None or not isinstance(saved.get("done"), dict):
-            log.warning(
-                "the record of the unfinished run in %s is unreadable; starting over", self.dir
-            )
-            return False
-        try:
-            writer = self.writer_cls(self.data, shape, full, attrs, True, self.drift)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("the unfinished run in %s is damaged (%s); starting over", self.dir, exc)
-            return False
-        try:
-            writer.check()
-            open_npy_exactly(self.stats_path, (shape[0], 3))
-            stats = np.lib.format.open_memmap(self.stats_path, mode="r+")
-        except (OSError, ValueError) as exc:
-            writer.close()
-            log.warning("the unfinished run in %s is damaged (%s); starting over", self.dir, exc)
-            return False
-        self.writer, self.stats = writer, stats
-        chunk = int(self.fingerprint["chunk"])
-        bad = 0
-        for key, digest in saved["done"].items():
-            start = int(key)
-            stop = min(shape[0], start + chunk)
-            if start % chunk or not 0 <= start < shape[0]:
-                bad += 1
-                continue
-            if _digest(writer.read(start, stop), np.asarray(stats[start:stop])) == digest:
-                self.done[start] = digest
-            else:
-                bad += 1
-        if bad:
-            log.warning(
-                "%d recorded chunks of %s do not match what is on disk; they are redone",
-                bad,
-                self.dir,
-            )
-        return True
-
-    def add(self, start: int, stop: int, res: DeconvolutionResult) -> None:
-        """Write a finished chunk, flush it, then record it."""
-        assert self.writer is not None
-        self.writer.write(start, res)
-        self.writer.flush()
-        base = np.asarray(res.baseline, dtype="<f8")
-        if base.ndim == 2:  # a drift baseline: its mean per cell here, the rows in the writer
-            base = base.mean(axis=1)
-        rows = np.column_stack([base, res.iterations, res.converged]).astype("<f8")
-        self.stats[start:stop] = rows
-        self.stats.flush()
-        arrays = {k: getattr(res, k) for k in self.writer.names()}
-        self.done[start] = _digest(arrays, rows)
-        self.record()
-
-    def record(self) -> None:
-        done = {str(k): v for k, v in sorted(self.done.items())}
-        record = {"fingerprint": self.fingerprint, "done": done}
-        # No fsync: a record that outlives its data on a crash is caught by the digests.
-        what = f"the progress record {self.record_path}"
-        write_json_atomic(self.record_path, record, what, sync=False)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        if self.stats is not None:
-            self.stats.flush()
-            self.stats = None
 
 
 def deconvolve_file(
@@ -876,7 +593,7 @@ def _run(
         "parameters": p,
     }
     drift = p.get("baseline") == "drift"
-    partial = _Partial(out, _fingerprint(src, attrs, chunk, full, opts), writer_cls, drift)
+    partial = Partial(out, fingerprint(src, attrs, chunk, full, opts), writer_cls, drift)
     partial.open((n, t), full, attrs, force)
     resumed = len(partial.done)
     n_chunks = -(-n // chunk)
@@ -943,5 +660,6 @@ __all__ = [
     "deconvolve_rows",
     "export_params",
     "iter_chunks",
+    "lock_path",
     "output_lock",
 ]

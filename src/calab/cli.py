@@ -174,7 +174,7 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from calab.batch import output_lock
+    from calab.io.lock import output_lock
     from calab.io.tuning import save_for_tuning, tuning_paths
     from calab.io.writers import check_outputs, commit, temp_dir
 
@@ -202,8 +202,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
-    from calab.batch import estimate_source, output_lock
+    from calab.batch import estimate_source
     from calab.io.export import export_dict, write_export
+    from calab.io.lock import output_lock
     from calab.io.open import open_rows
     from calab.io.writers import check_outputs, commit, temp_dir
 
@@ -338,8 +339,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from calab.batch import output_lock
     from calab.bridge import tune
+    from calab.io.lock import output_lock
     from calab.io.writers import check_outputs, commit, temp_dir
 
     src = _open(args)
@@ -546,8 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.addHandler(stream)
     quiet = bool(getattr(args, "quiet", False))
     logger.setLevel(logging.WARNING)
-    batch_log = logging.getLogger("calab.batch")  # notes on resume and stale locks
-    batch_log.setLevel(logging.WARNING if quiet else logging.INFO)
+    for name in ("calab.batch", "calab.io.resume", "calab.io.lock"):  # resume, stale locks
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
     old_show = warnings.showwarning
     warnings.showwarning = _warning_printer(quiet)
     try:
