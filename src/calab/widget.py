@@ -28,7 +28,7 @@ from calab import _protocol as P
 from calab._bundle import missing_bundle_error
 from calab.deconvolution import DeconvolutionResult, squeeze
 from calab.tuning import TuningEngine, ViewRequest, ViewResult
-from calab.tuning.session import Message, TuningSession
+from calab.tuning.session import Message, StartValues, TuningSession
 
 logger = logging.getLogger(__name__)
 
@@ -157,14 +157,10 @@ class TuneWidget(anywidget.AnyWidget):
         # Validate everything before the widget exists, so nothing renders on bad input.
         self._ready = False
         engine = TuningEngine(traces, fs, truth=truth)
+        start = StartValues(tau_rise, tau_decay, lam, lam_mode, baseline, filter_enabled)
         self._session = TuningSession(
             engine,
-            tau_rise=tau_rise,
-            tau_decay=tau_decay,
-            lam=lam,
-            lam_mode=lam_mode,
-            baseline=baseline,
-            filter_enabled=filter_enabled,
+            **start.keywords(),
             n_shown=n_shown,
             columns=columns,
             emit=self._emit,

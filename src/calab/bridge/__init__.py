@@ -21,6 +21,7 @@ from calab._bundle import missing_bundle_error
 from calab.bridge.server import STATIC_DIR, BridgeServer
 from calab.bridge.session import BridgeSession
 from calab.tuning import TuningEngine
+from calab.tuning.session import StartValues
 
 logger = logging.getLogger(__name__)
 
@@ -80,17 +81,22 @@ def start(
     metadata: Mapping[str, Any] | None = None,
 ) -> TuneSession:
     """Start a bridge server without blocking (``tune`` = ``start`` + open + ``wait``)."""
+    values = StartValues(tau_rise, tau_decay, lam, lam_mode, baseline, filter_enabled)
+    return _start(traces, fs, values, truth, port, app_url, metadata)
+
+
+def _start(
+    traces: Any,
+    fs: float,
+    values: StartValues,
+    truth: Any,
+    port: int | None,
+    app_url: str | None,
+    metadata: Mapping[str, Any] | None,
+) -> TuneSession:
+    """Do :func:`start` with the start values built once."""
     engine = TuningEngine(traces, fs, truth=truth)
-    session = BridgeSession(
-        engine,
-        tau_rise=tau_rise,
-        tau_decay=tau_decay,
-        lam=lam,
-        lam_mode=lam_mode,
-        baseline=baseline,
-        filter_enabled=filter_enabled,
-        metadata=metadata,
-    )
+    session = BridgeSession(engine, metadata=metadata, **values.keywords())
     if port is not None and (isinstance(port, bool) or not 0 <= int(port) <= 65535):
         raise ValueError(f"port must be 0..65535 (0 or None for a free port), got {port!r}")
     allowed_origin = None
@@ -174,19 +180,8 @@ def tune(
     """
     if output is not None and Path(output).exists():
         raise FileExistsError(f"{output} exists; choose another output path or delete it")
-    session = start(
-        traces,
-        fs,
-        tau_rise=tau_rise,
-        tau_decay=tau_decay,
-        lam=lam,
-        lam_mode=lam_mode,
-        baseline=baseline,
-        filter_enabled=filter_enabled,
-        truth=truth,
-        port=port,
-        app_url=app_url,
-    )
+    values = StartValues(tau_rise, tau_decay, lam, lam_mode, baseline, filter_enabled)
+    session = _start(traces, fs, values, truth, port, app_url, None)
     with session:
         if on_url is not None:
             on_url(session.url)

@@ -21,12 +21,13 @@ from calab.tuning.engine import (
     lambda_max,
 )
 from calab.tuning.scheduler import LatestOnly, Superseded
-from calab.tuning.session import TuningSession
+from calab.tuning.session import StartValues, TuningSession
 
 __all__ = [
     "CellResult",
     "LatestOnly",
     "Params",
+    "StartValues",
     "Superseded",
     "TuningEngine",
     "TuningSession",

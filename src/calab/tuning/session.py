@@ -15,7 +15,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -194,6 +194,38 @@ def spectrum_message(engine: TuningEngine, cell: int, params: Params) -> Message
         "n": int(spec["freqs"].size),
     }
     return header, [spec["freqs"].tobytes(), spec["power"].tobytes()]
+
+
+@dataclass(frozen=True)
+class StartValues:
+    """The start values a tuning page is opened with, as ``TuneWidget`` and ``calab.tune`` take.
+
+    The fields are in the order of those public signatures; None leaves the value to the
+    session (from :func:`calab.estimate_parameters`, else the defaults). Built once by each
+    front end and handed on with :meth:`keywords`.
+
+    Attributes
+    ----------
+    tau_rise, tau_decay : float or None
+        Kernel rise and decay times in seconds.
+    lam : float or None
+        Sparsity: a penalty, or noise SDs per cell when ``lam_mode="per_cell"``.
+    lam_mode : {"global", "per_cell"} or None
+    baseline : {"constant", "drift"} or None
+    filter_enabled : bool
+        Start with the band-pass noise filter on.
+    """
+
+    tau_rise: float | None = None
+    tau_decay: float | None = None
+    lam: float | None = None
+    lam_mode: str | None = None
+    baseline: str | None = None
+    filter_enabled: bool = False
+
+    def keywords(self) -> dict[str, Any]:
+        """Return the values as keyword arguments of :class:`TuningSession`."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)
