@@ -6,7 +6,7 @@ import { fmt, tickLabel } from "./format";
 import { strokeSegments, type Segment } from "./plot";
 import { isDecade } from "./scales";
 import { themeKey, type Theme } from "./theme";
-import { firstCrossing } from "./view";
+import { firstCrossing, sameItems } from "./view";
 
 const FONT = "10px system-ui, sans-serif";
 
@@ -64,6 +64,8 @@ export class KernelChart {
   private tPeak = NaN;
   private tHalf = NaN;
   private fwhm = NaN;
+  /** What was drawn last (a slider move that leaves the kernel alone draws nothing). */
+  private drawn: { curve: Float32Array; key: unknown[] } | null = null;
 
   constructor(host: HTMLElement) {
     this.chart = new SmallChart(host, 100, (theme, width, height) => ({
@@ -93,11 +95,15 @@ export class KernelChart {
 
   /** Draw `curve` (sampled over [0, tMax] s); returns the caption text. */
   set(curve: Float32Array, tMax: number, tPeak: number, fwhm: number, theme: Theme, width: number): string {
+    const key = [tMax, tPeak, fwhm, themeKey(theme), width];
+    const same = this.drawn && sameItems(key, this.drawn.key) && sameItems(curve, this.drawn.curve);
+    if (!same) this.drawn = { curve: curve.slice(), key };
     if (curve.length < 2 || !(tMax > 0)) {
       this.tPeak = this.tHalf = this.fwhm = NaN;
-      this.chart.set([new Float64Array(0), new Float32Array(0)], theme, width);
+      if (!same) this.chart.set([new Float64Array(0), new Float32Array(0)], theme, width);
       return "rise time must be shorter than decay time";
     }
+    if (same) return this.caption();
     const n = curve.length;
     const x = new Float64Array(n);
     for (let k = 0; k < n; k++) x[k] = (k * tMax) / (n - 1);
@@ -105,7 +111,11 @@ export class KernelChart {
     this.fwhm = fwhm;
     this.tHalf = firstCrossing(curve, tMax, 0.5);
     this.chart.set([x, curve], theme, width);
-    return `time to peak ${fmt(tPeak)} s · FWHM ${fmt(fwhm)} s`;
+    return this.caption();
+  }
+
+  private caption(): string {
+    return `time to peak ${fmt(this.tPeak)} s · FWHM ${fmt(this.fwhm)} s`;
   }
 
   destroy(): void {
@@ -117,6 +127,7 @@ export class KernelChart {
 export class SpectrumChart {
   private chart: SmallChart;
   private cuts: number[] = [];
+  private drawnKey: unknown[] = [];
 
   constructor(host: HTMLElement) {
     this.chart = new SmallChart(host, 150, (theme, width, height) => ({
@@ -148,6 +159,9 @@ export class SpectrumChart {
 
   /** Frequencies (Hz) and power; the zero-frequency bin is left out of the log axes. */
   set(freqs: Float32Array, power: Float32Array, cuts: number[], theme: Theme, width: number): void {
+    const key = [freqs, power, freqs.length, power.length, ...cuts, themeKey(theme), width];
+    if (sameItems(key, this.drawnKey)) return; // same arrays: the kernel sends new ones for a new spectrum
+    this.drawnKey = key;
     this.cuts = cuts;
     const x: number[] = [];
     const y: number[] = [];

@@ -35,3 +35,11 @@ export class Disposer {
     for (const off of this.offs.splice(0).reverse()) off();
   }
 }
+
+/**
+ * Set an element's text only when it differs: writing the same text still replaces the text
+ * node, which costs the browser a style and layout pass on the next frame.
+ */
+export function setText(el: HTMLElement, text: string): void {
+  if (el.textContent !== text) el.textContent = text;
+}

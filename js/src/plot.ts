@@ -111,13 +111,121 @@ export interface Box {
   height: number;
 }
 
+/** Where a traced line goes: a Path2D, or a recorder in the tests. */
+export interface PathSink {
+  moveTo(x: number, y: number): void;
+  lineTo(x: number, y: number): void;
+}
+
+/** How far (canvas px) a point left out of a traced line may be from the drawn line. */
+export const MERGE_PX = 0.25;
+
 /**
- * The path through points (xs[i], ys[i]) for i in [i0, i1], mapped from [x0, x1] x [y0, y1] onto
- * `box` (canvas pixels, y down). With min/max pairs at equal x this draws one vertical segment
- * per bin, as a min/max downsampled trace needs; NaN or null lifts the pen. (Cheaper than
- * uPlot's own builder, which re-aggregates points per pixel column; ours already are.)
+ * Streams points into `sink` as a polyline, leaving out those the drawn line passes within `w`
+ * px of. A run starts at the last drawn point A and keeps the cone of directions from A that
+ * pass within `w` of each point taken in (sleeve fitting, Zhao and Saalfeld 1997); it goes on
+ * while the next point lies inside that cone and no nearer to A than the previous one, and ends
+ * at its last point. Vectors only: one square root per point, no trigonometry.
  */
-export function minMaxPath(
+class Polyline {
+  private ax = 0;
+  private ay = 0;
+  private px = 0;
+  private py = 0;
+  private pending = false;
+  /** Distance from A of the run's last point; the cone's edges as unit vectors. */
+  private far = 0;
+  private cone = false;
+  private lox = 0;
+  private loy = 0;
+  private hix = 0;
+  private hiy = 0;
+  points = 0;
+
+  constructor(
+    private readonly sink: PathSink,
+    private readonly w: number,
+  ) {}
+
+  moveTo(x: number, y: number): void {
+    this.flush();
+    this.sink.moveTo(x, y);
+    this.points += 1;
+    this.ax = x;
+    this.ay = y;
+  }
+
+  lineTo(x: number, y: number): void {
+    if (this.pending && this.extend(x - this.ax, y - this.ay)) {
+      this.px = x;
+      this.py = y;
+      return;
+    }
+    this.flush();
+    if (x === this.ax && y === this.ay) return; // the same point again
+    this.cone = false;
+    this.far = 0;
+    this.extend(x - this.ax, y - this.ay);
+    this.px = x;
+    this.py = y;
+    this.pending = true;
+  }
+
+  /** Take the point at (rx, ry) from A into the run if the run can end there; narrow the cone. */
+  private extend(rx: number, ry: number): boolean {
+    const r = Math.sqrt(rx * rx + ry * ry);
+    if (r < this.far) return false; // turning back towards A
+    if (r <= this.w) {
+      this.far = r;
+      return true;
+    }
+    const ux = rx / r;
+    const uy = ry / r;
+    if (this.cone && (this.lox * uy - this.loy * ux < 0 || ux * this.hiy - uy * this.hix < 0)) return false;
+    // The directions passing within w of this point: u turned by -/+ asin(w / r).
+    const s = this.w / r;
+    const c = Math.sqrt(1 - s * s);
+    const lx = ux * c + uy * s;
+    const ly = uy * c - ux * s;
+    const hx = ux * c - uy * s;
+    const hy = uy * c + ux * s;
+    if (!this.cone || this.lox * ly - this.loy * lx > 0) {
+      this.lox = lx;
+      this.loy = ly;
+    }
+    if (!this.cone || hx * this.hiy - hy * this.hix > 0) {
+      this.hix = hx;
+      this.hiy = hy;
+    }
+    this.cone = true;
+    this.far = r;
+    return true;
+  }
+
+  /** Draw the run's last point (call before lifting the pen and at the end). */
+  flush(): void {
+    if (!this.pending) return;
+    this.sink.lineTo(this.px, this.py);
+    this.points += 1;
+    this.ax = this.px;
+    this.ay = this.py;
+    this.pending = false;
+  }
+}
+
+/**
+ * Trace min/max pairs `ys[2k], ys[2k + 1]` (at `xs[2k]`) for the pairs overlapping [i0, i1],
+ * mapped from [x0, x1] x [y0, y1] onto `box` (canvas pixels, y down), into `sink`: one vertical
+ * segment per bin, as a min/max downsampled trace needs, entered at the end nearer the previous
+ * point (so the line does not run back over each bin), leaving out points the drawn line passes
+ * within `w` px of (see Polyline). NaN in a pair lifts the pen. Returns the number of points drawn.
+ *
+ * Why not uPlot's own builder: it re-aggregates points per pixel column, ours already are. Why
+ * merge: the canvas rasteriser's cost for lines wider than 1 px grows with their segments and
+ * reversals (a 1.5 px fit was most of a card's drawing time); merged points are invisible.
+ */
+export function traceMinMax(
+  sink: PathSink,
   xs: ArrayLike<number>,
   ys: ArrayLike<number | null | undefined>,
   i0: number,
@@ -127,23 +235,32 @@ export function minMaxPath(
   x1: number,
   y0: number,
   y1: number,
-): Path2D {
-  const path = new Path2D();
+  w: number = MERGE_PX,
+): number {
+  const line = new Polyline(sink, w);
   const kx = box.width / (x1 - x0 || 1);
   const ky = box.height / (y1 - y0 || 1);
   const bottom = box.top + box.height;
   let pen = false;
-  for (let i = Math.max(0, i0); i <= i1 && i < ys.length; i++) {
-    const v = ys[i];
-    if (v == null || v !== v) {
+  let last = 0;
+  for (let i = Math.max(0, i0 - (i0 % 2)); i <= i1 && i + 1 < ys.length; i += 2) {
+    const a = ys[i];
+    const b = ys[i + 1];
+    if (a == null || b == null || a !== a || b !== b) {
       pen = false;
       continue;
     }
     const x = box.left + (xs[i]! - x0) * kx;
-    const y = bottom - (v - y0) * ky;
-    if (pen) path.lineTo(x, y);
-    else path.moveTo(x, y);
+    const ya = bottom - (a - y0) * ky;
+    const yb = bottom - (b - y0) * ky;
+    const flip = pen && Math.abs(yb - last) < Math.abs(ya - last);
+    const first = flip ? yb : ya;
+    last = flip ? ya : yb;
+    if (pen) line.lineTo(x, first);
+    else line.moveTo(x, first);
+    line.lineTo(x, last);
     pen = true;
   }
-  return path;
+  line.flush();
+  return line.points;
 }

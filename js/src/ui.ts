@@ -5,7 +5,7 @@ import "uplot/dist/uPlot.min.css";
 import { Card, type CardHost } from "./card";
 import { KernelChart, SpectrumChart } from "./charts";
 import { buildControls } from "./controls";
-import { Disposer, h } from "./dom";
+import { Disposer, h, setText } from "./dom";
 import { fmt } from "./format";
 import {
   f32,
@@ -185,23 +185,32 @@ export function mountTuner(el: HTMLElement, t: Transport): () => void {
   function drawKernel(): void {
     const hd = view?.header;
     const text = view && hd ? kernelChart.set(view.kernel, view.kernelTMax, hd.t_peak_s, hd.fwhm_s, currentTheme(), kernelWidth) : "";
-    controls.kernelText.textContent = text;
+    setText(controls.kernelText, text);
   }
   function drawSpectrum(): void {
     if (!spectrum) return;
     const { freqs, power, header } = spectrum;
-    specTitle.textContent = `spectrum of cell ${header.cell}`;
+    setText(specTitle, `spectrum of cell ${header.cell}`);
     const cuts = view ? [view.header.f_hp, view.header.f_lp] : [header.f_hp, header.f_lp];
     spectrumChart.set(freqs, power, cuts, currentTheme(), spectrumWidth);
   }
+  let metricsCells = "";
   function fillMetrics(): void {
     if (!view) return;
     const hd = view.header;
-    const head = h("tr", {}, ...["cell", "SNR", "R²", "sparsity", "pivots"].map((s) => h("th", {}, s)));
-    const rows = hd.cells.map((c, i) => {
+    const texts = hd.cells.map((c, i) => {
       const m = hd.metrics[i] ?? {};
-      return h("tr", { "data-cell": String(c) }, ...[String(c), fmt(m.snr), fmt(m.r2), fmt(m.sparsity), fmt(m.iterations)].map((s) => h("td", {}, s)));
+      return [String(c), fmt(m.snr), fmt(m.r2), fmt(m.sparsity), fmt(m.iterations)];
     });
+    const cellsKey = hd.cells.join(",");
+    if (cellsKey === metricsCells) {
+      // The same rows: only the numbers that changed.
+      texts.forEach((row, i) => row.forEach((text, j) => setText(metrics.rows[i + 1]!.cells[j]!, text)));
+      return;
+    }
+    metricsCells = cellsKey;
+    const head = h("tr", {}, ...["cell", "SNR", "R²", "sparsity", "pivots"].map((s) => h("th", {}, s)));
+    const rows = texts.map((row, i) => h("tr", { "data-cell": String(hd.cells[i]) }, ...row.map((s) => h("td", {}, s))));
     metrics.replaceChildren(head, ...rows);
   }
   function drawAll(): void {
@@ -246,31 +255,43 @@ export function mountTuner(el: HTMLElement, t: Transport): () => void {
   d.add(() => cards.forEach((c) => c.dispose()));
 
   // ---- messages from the kernel ----------------------------------------------------------------------
+  let lamMax = NaN;
   function onView(header: ViewHeader, buffers: DataView[]): void {
     const tRecv = performance.now();
     if (requests.superseded(header.id)) return; // the newer request's answer replaces this one
     const data = buffers[0] ? f32(buffers[0]) : new Float32Array(0);
     view = makeView(header, data, buffers[1] ? f32(buffers[1]) : undefined);
-    if (Number.isFinite(header.lam_max) && header.lam_max > 0) controls.setLamMax(header.lam_max);
-    header.cells.forEach((c, i) => {
-      const card = cards.get(c);
-      if (!card) return;
-      const st = header.states[i] ?? "fresh";
-      card.root.dataset.state = st;
-      card.badge.textContent = st === "error" ? "error" : `fresh · SNR ${fmt(header.metrics[i]?.snr, 2)}`;
-      card.badge.title = header.errors[i] ?? "";
-    });
     drawAll();
-    fillMetrics();
-    root.dataset.rev = String(header.id);
-    status.textContent = `frames ${header.start}–${header.stop} of ${header.n_frames} · solve ${header.solve_ms.toFixed(1)} ms · ${header.cells.length} cells`;
+    // uPlot draws in microtasks queued by setData; the page's text changes come after them, so
+    // drawing text on a canvas does not first make the browser restyle the changed elements.
+    queueMicrotask(() => showViewState(header));
     const t0 = requests.takeInput(header.id);
     if (t0 !== undefined) {
-      // uPlot draws in a microtask queued by setData: this one runs after it.
+      // Runs after the drawing microtasks above.
       queueMicrotask(() => requests.record({ recv: tRecv - t0, solve: header.solve_ms, draw: performance.now() - tRecv }));
       // Measured after the browser has painted the redrawn canvases.
       requestAnimationFrame(() => requests.recordTiming(performance.now() - t0));
     }
+  }
+
+  /** Cards' states and badges, metrics, status line and the lambda scale of a view. */
+  function showViewState(header: ViewHeader): void {
+    if (Number.isFinite(header.lam_max) && header.lam_max > 0 && header.lam_max !== lamMax) {
+      lamMax = header.lam_max;
+      controls.setLamMax(lamMax);
+    }
+    header.cells.forEach((c, i) => {
+      const card = cards.get(c);
+      if (!card) return;
+      const st = header.states[i] ?? "fresh";
+      if (card.root.dataset.state !== st) card.root.dataset.state = st;
+      setText(card.badge, st === "error" ? "error" : `fresh · SNR ${fmt(header.metrics[i]?.snr, 2)}`);
+      const title = header.errors[i] ?? "";
+      if (card.badge.title !== title) card.badge.title = title;
+    });
+    fillMetrics();
+    root.dataset.rev = String(header.id);
+    setText(status, `frames ${header.start}–${header.stop} of ${header.n_frames} · solve ${header.solve_ms.toFixed(1)} ms · ${header.cells.length} cells`);
   }
 
   d.add(

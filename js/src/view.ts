@@ -72,3 +72,10 @@ export function binAt(series: Float32Array, idx: number): [number, number] {
   const k = Math.floor(idx / 2) * 2;
   return [series[k]!, series[k + 1]!];
 }
+
+/** Same length and the same items (=== ; NaN equals NaN) in the same order. */
+export function sameItems(a: ArrayLike<unknown>, b: ArrayLike<unknown>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !Object.is(a[i], b[i])) return false;
+  return true;
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { ViewHeader } from "../src/protocol";
-import { binAt, entrySeries, firstCrossing, legendEntries, makeView } from "../src/view";
+import { binAt, entrySeries, firstCrossing, legendEntries, makeView, sameItems } from "../src/view";
 
 function header(cells: number[], series: string[], nb: number): ViewHeader {
   return {
@@ -88,5 +88,18 @@ describe("binAt", () => {
     const s = new Float32Array([1, 2, 3, 4]);
     expect(binAt(s, 2)).toEqual([3, 4]);
     expect(binAt(s, 3)).toEqual([3, 4]);
+  });
+});
+
+describe("sameItems", () => {
+  it("compares items in order, typed arrays included", () => {
+    expect(sameItems([1, "a", null], [1, "a", null])).toBe(true);
+    expect(sameItems([1, 2], [2, 1])).toBe(false);
+    expect(sameItems([1], [1, 1])).toBe(false);
+    expect(sameItems(new Float32Array([0.5, NaN]), new Float32Array([0.5, NaN]))).toBe(true);
+    expect(sameItems(new Float32Array([0.5, 1]), new Float32Array([0.5, 1.0001]))).toBe(false);
+    const buf = new Float32Array(4);
+    expect(sameItems([buf], [buf])).toBe(true);
+    expect(sameItems([buf], [buf.slice()])).toBe(false);
   });
 });
