@@ -14,10 +14,14 @@
    *response kernel*: the average response to a unit of activity, found by least squares
    given the activity that the detection kernel finds at a strict threshold
    (:data:`DETECT_NOISE_SDS`); the double exponential with the same time to peak and width at
-   half maximum as that response is a candidate, and of the candidates the one with the
-   lowest BIC of the deconvolution gives the rise. Matching timing figures rather than a
-   least-squares curve keeps real responses, whose decays are not single exponentials, from
-   being fitted by their slow tails alone. The **decay** then comes from the tails of
+   half maximum as that response is a candidate. When the double exponential fitted to the
+   autocovariance explains the traces better (lower BIC of the deconvolution) than every
+   response, the transients follow the model and its kernel is taken; otherwise the response
+   with the shortest resolved rise is (:func:`_choose_response`: a slower detection kernel
+   places activity earlier and so measures a slower response, a bias that feeds itself; the
+   fastest detection kernel's response is the least inflated). Matching timing figures rather
+   than a least-squares curve keeps real responses, whose decays are not single exponentials,
+   from being fitted by their slow tails alone. The **decay** then comes from the tails of
    isolated transients (the trace after an event's last spike, with nothing detected for
    three decay times), pooled over cells: bursts lengthen the average response but not the
    decay after the last spike. A rise of a frame or less, below what the time to peak
@@ -422,29 +426,54 @@ def _kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float
     if window > DEFAULT_WINDOW_S:
         # The maximin must see pauses of a few decay times, else it eats slow calcium.
         sample = raw - drift_baseline(raw, fs, window)
-    candidates = [(tr_fit, td0)]
-    first_frame = [math.nan]
+    responses = []
     for tr0 in sorted({tr_ar, tr_fit}):
         response = _response_taus(sample, noise, fs, tr0, td0)
         if response is not None:
-            candidates.append(response[:2])
-            first_frame.append(response[2])
-    if len(candidates) == 1:
+            responses.append(response)
+    if not responses:
         warnings.warn(
             "too few clear transients to measure the response; using the kernel from the "
             "autocovariance",
             stacklevel=3,
         )
-        return candidates[0]
-    scores = [_bic(sample, fs, tr, td, noise) for tr, td in candidates]
-    logger.debug("kernel candidates %s, BIC %s, first frame %s", candidates, scores, first_frame)
-    best = int(np.argmin(scores))
-    tr, td = candidates[best]
+        return tr_fit, td0
+    tr, td, first_frame = _choose_response(sample, noise, fs, (tr_fit, td0), responses)
     td_tail = _tail_decay(sample, noise, fs, tr_fit, td0, tr)
     logger.debug("decay from isolated transients %s (response kernel %s)", td_tail, td)
     if td_tail is not None and td_tail > 1.5 * tr:
         td = td_tail
-    return _subframe_rise(tr, td, first_frame[best], fs), td
+    return _subframe_rise(tr, td, first_frame, fs), td
+
+
+def _choose_response(
+    sample: np.ndarray,
+    noise: np.ndarray,
+    fs: float,
+    model: tuple[float, float],
+    responses: list[tuple[float, float, float]],
+) -> tuple[float, float, float]:
+    """Pick the kernel: the autocovariance model's, or the fastest resolved response.
+
+    ``model`` is the double exponential fitted to the autocovariance; ``responses`` are
+    (tau_rise, tau_decay, first-frame share) of the responses measured with each detection
+    kernel (:func:`_response_taus`). When the model explains the traces better than every
+    response (lower BIC), the transients follow a double exponential and its kernel is taken
+    (the first-frame share is then unknown: NaN). Otherwise each response carries the bias of
+    the kernel that detected its activity: a slower detection kernel places activity earlier,
+    before the fluorescence rises, and the response measured from it rises slower still. The
+    response from the fastest detection kernel is the least inflated, so the response with the
+    shortest rise is taken, among those whose peak the frames resolve (a response that peaks
+    one frame after onset, first-frame share 1, says only that its detection kernel was too
+    fast).
+    """
+    kernels = [model] + [r[:2] for r in responses]
+    scores = [_bic(sample, fs, tr, td, noise) for tr, td in kernels]
+    logger.debug("kernel candidates %s, BIC %s", kernels, scores)
+    if int(np.argmin(scores)) == 0:
+        return model[0], model[1], math.nan
+    resolved = [r for r in responses if r[2] < 1.0] or responses
+    return min(resolved, key=lambda r: r[0])
 
 
 RISE_RESOLVED_FRAMES = (1.0, 2.0)
