@@ -46,7 +46,7 @@ import logging
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -813,3 +813,53 @@ def _chunk_ranges(arr: Any) -> list[tuple[int, int]]:
     sizes = chunks[0] if isinstance(chunks, tuple) and chunks else (int(arr.shape[0]),)
     bounds = np.concatenate(([0], np.cumsum(sizes))).astype(int)
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+# --------------------------------------------------------------------------- files
+# Opened files (calab.io.open.Source), read a block of cells at a time.
+
+if TYPE_CHECKING:
+    from calab.io.open import Source
+
+
+def estimate_source(src: Source, fs: float, chunk_cells: int | None = None) -> Any:
+    """:func:`calab.estimate_parameters` of an opened file, read a block of cells at a time.
+
+    Parameters
+    ----------
+    src : Source
+        From :func:`calab.io.open.open_rows`.
+    fs : float
+        Sampling rate in Hz.
+    chunk_cells : int, optional
+        Cells per read (default: about 16 MB of traces, as :func:`calab.deconvolve_file`
+        reads; :func:`calab.io.open.default_chunk`).
+
+    Returns
+    -------
+    calab.estimate.ParameterEstimate
+    """
+    from calab.io.open import check_chunk_cells, default_chunk
+    from calab.lazy import lazy_view
+
+    chunk = check_chunk_cells(chunk_cells) or default_chunk(src)
+    rows = lazy_view(src.data, chunk)
+    if isinstance(rows, np.ndarray):
+        return estimate_parameters(rows, fs)
+    import dask
+
+    # In this process: the reader holds an open file, which a distributed client cannot ship.
+    with dask.config.set(scheduler="synchronous"):
+        return estimate_parameters(rows, fs)
+
+
+def estimated_params(est: Any) -> dict[str, Any]:
+    """Return the :func:`calab.batch.export_params` dict of a :class:`ParameterEstimate`.
+
+    With its per-cell lambda and baseline mode: what ``calab.deconvolve_file(..., params="auto")``
+    solves with.
+    """
+    from calab.params import Params
+
+    p = Params(est.fs, est.tau_rise, est.tau_decay, np.asarray(est.lam), False, est.baseline)
+    return p.to_export()
