@@ -29,7 +29,8 @@ import numpy as np
 from accuracy import deconvolve_auto, oasis_auto, write_results
 
 import calab
-from calab.estimate import LAM_NOISE_SDS, ParameterEstimate, _lam_scale
+from calab.estimate import ParameterEstimate
+from calab.estimate_kernel import LAM_NOISE_SDS, lam_scale
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         t2 = time.perf_counter()
         times["estimate"].append(t1 - t0)
         times["auto"].append(t2 - t0)
-        lam = LAM_NOISE_SDS * truth.noise_sd * _lam_scale(truth.tau_rise, truth.tau_decay, a.fs)
+        lam = LAM_NOISE_SDS * truth.noise_sd * lam_scale(truth.tau_rise, truth.tau_decay, a.fs)
         known = ParameterEstimate(
             truth.tau_rise, truth.tau_decay, lam, truth.noise_sd, est.baseline,
             np.zeros(a.cells, dtype=bool), a.fs, 0,

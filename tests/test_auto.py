@@ -14,7 +14,7 @@ import calab
 from calab import _protocol as P
 from calab.bridge import BridgeSession
 from calab.estimate import noise_sd
-from calab.tuning import Params, TuningEngine
+from calab.tuning import Settings, TuningEngine
 from calab.tuning import session as session_mod
 from calab.tuning.session import Message, Reply, TuningSession
 
@@ -66,7 +66,7 @@ def test_given_parameters_keep_the_old_start(traces):
     s, _ = make(traces, tau_rise=0.05, tau_decay=0.5)
     assert (s.state["tau_rise"], s.state["tau_decay"]) == (0.05, 0.5)
     assert s.state["lam_mode"] == "global" and s.state["baseline"] == "constant"
-    p = Params(0.05, 0.5, 0.0)
+    p = Settings(0.05, 0.5, 0.0)
     assert s.state["lam"] == pytest.approx(0.01 * s.engine.lambda_max(s.state["cells"], p))
     assert s.estimate is None
     s2, _ = make(traces, lam=0.3)
@@ -214,15 +214,15 @@ def test_per_cell_views_solve_each_cell_at_k_times_its_noise(traces):
     sd = noise_sd(traces, FS)
     e = s.engine
     cells = s.state["cells"]
-    got = e.solve_block(cells, s.params(), 0, 900, slot="a")
+    got = e.solve_block(cells, s.settings(), 0, 900, slot="a")
     for c, g in zip(cells, got, strict=True):
-        one = e.solve_block([c], Params(0.08, 0.6, 2.0 * float(sd[c])), 0, 900, slot="b")[0]
+        one = e.solve_block([c], Settings(0.08, 0.6, 2.0 * float(sd[c])), 0, 900, slot="b")[0]
         np.testing.assert_allclose(g["activity"], one["activity"], atol=1e-6)
     # lam_max is in noise SDs: at it every shown cell is silent, a bit below one is not.
-    lmax = s.engine.lambda_max(cells, s.params())
-    at = e.solve_block(cells, Params(0.08, 0.6, lmax, lam_mode="per_cell"), 0, 1800, slot="c")
+    lmax = s.engine.lambda_max(cells, s.settings())
+    at = e.solve_block(cells, Settings(0.08, 0.6, lmax, lam_mode="per_cell"), 0, 1800, slot="c")
     below = e.solve_block(
-        cells, Params(0.08, 0.6, 0.9 * lmax, lam_mode="per_cell"), 0, 1800, slot="d"
+        cells, Settings(0.08, 0.6, 0.9 * lmax, lam_mode="per_cell"), 0, 1800, slot="d"
     )
     assert max(float(np.max(r["activity"])) for r in at) <= 1e-8
     assert max(float(np.max(r["activity"])) for r in below) > 1e-6
@@ -273,9 +273,9 @@ def test_drift_views_fit_the_drift(traces):
     e = s.engine
     c = s.state["cells"][0]
     np.testing.assert_allclose(
-        e.solved_signal(c, s.params()), traces[c] - drift_baseline(traces[c], FS), atol=1e-12
+        e.solved_signal(c, s.settings()), traces[c] - drift_baseline(traces[c], FS), atol=1e-12
     )
-    sol = e.solve_window(c, s.params(), 600, 1200)
+    sol = e.solve_window(c, s.settings(), 600, 1200)
     # The fit shown over the raw trace includes the drift: the residual has no trend left.
     assert abs(float(np.mean(sol["residual"]))) < 0.5 * float(noise_sd(traces[c], FS))
     s.apply({"request_id": 1})

@@ -15,7 +15,8 @@ import pytest
 from _cli_run import CMD, assert_error, digest, files, run
 
 import calab
-from calab.batch import PAUSE_ENV, deconvolve_file, estimate_source
+from calab.batch import PAUSE_ENV, deconvolve_file
+from calab.estimate import estimate_source
 from calab.io.open import open_rows
 
 FS = 30.0

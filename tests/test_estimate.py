@@ -204,7 +204,7 @@ def test_rise_shorter_than_a_frame_from_the_first_frame_fraction(tau_rise: float
 
     (0.37-0.73 frames here; far below a third of a frame the share hardly changes.)
     """
-    from calab.estimate import _rise_from_first_frame
+    from calab.estimate_kernel import _rise_from_first_frame
 
     fs, tau_decay = 122.0, 0.2
     h = calab.build_kernel(tau_rise, tau_decay, fs)
@@ -230,7 +230,7 @@ def test_rise_near_one_frame_within_tolerance(rise_frames: float, snr: float) ->
 
 def test_subframe_rise_is_continuous_at_one_frame() -> None:
     """The rise chosen from the timing and first-frame measures has no jump near one frame."""
-    from calab.estimate import RISE_RESOLVED_FRAMES, _subframe_rise
+    from calab.estimate_kernel import RISE_RESOLVED_FRAMES, _subframe_rise
 
     fs, tau_decay, frac = 122.0, 0.18, 0.93  # a response at ~93% of its peak after one frame
     lo, hi = RISE_RESOLVED_FRAMES

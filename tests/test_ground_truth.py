@@ -141,7 +141,7 @@ AUTO_TARGETS = {
 }
 # Where the estimator does not reach the target yet (strict: a pass is reported, so the mark
 # must go when the method improves). Empty since the tail-fitted decay and the first-frame rise:
-# bench/accuracy.py measured 0.779 / 0.833 / 0.901 (DS09 / DS14 / DS31).
+# bench/accuracy.py measured 0.783 / 0.833 / 0.901 (DS09 / DS14 / DS31).
 AUTO_SHORT: dict[str, str] = {}
 
 
@@ -197,3 +197,67 @@ def test_every_single_real_trace_gets_an_estimate(filename: str, ground_truth_di
         est = calab.estimate_parameters(row, fs)
         assert 0 < est.tau_rise < est.tau_decay < 5.0
         assert est.lam.shape == (1,) and est.lam[0] > 0
+
+
+def _auto_score(traces: np.ndarray, spikes: np.ndarray, fs: float) -> float:
+    y = traces.astype(np.float64)
+    est = calab.estimate_parameters(y, fs)  # no spike data used
+    act = calab.run_deconvolution(
+        y, fs, est.tau_rise, est.tau_decay, est.lam, baseline=est.baseline
+    )
+    return binned_score(act, spikes.astype(np.float64), fs)
+
+
+@pytest.mark.parametrize("keep", ["first 95%", "last 95%"])
+@pytest.mark.parametrize("filename", sorted(AUTO_TARGETS))
+def test_automatic_accuracy_survives_a_trimmed_recording(
+    filename: str, keep: str, ground_truth_dir: Path
+) -> None:
+    """Dropping 5% of the frames must not flip the kernel choice (DS14 once fell 0.83 -> 0.61)."""
+    traces, spikes, fs = _load(_path(ground_truth_dir, filename))
+    full = _auto_score(traces, spikes, fs)
+    n = int(round(0.95 * traces.shape[1]))
+    part = slice(0, n) if keep == "first 95%" else slice(traces.shape[1] - n, None)
+    score = _auto_score(traces[:, part], spikes[:, part], fs)
+    assert score >= full - 0.04, f"{filename}, {keep}: {score:.3f} vs {full:.3f} on all frames"
+
+
+# Lower frame rates: k frames averaged into one (spikes summed), OASIS automatic measured on the
+# same data by bench/accuracy.py --rates.
+RATE_TARGETS = {
+    ("DS09-GCaMP6f-m-V1.npz", 2): 0.715,
+    ("DS14-GCaMP6s-m-V1.npz", 2): 0.713,
+    ("DS14-GCaMP6s-m-V1.npz", 4): 0.766,
+    ("DS31-GCaMP8m-m-V1.npz", 2): 0.913,
+    ("DS31-GCaMP8m-m-V1.npz", 4): 0.904,
+}
+# The CaTune kernel has h[0] = 0 (CONTRACTS.md): a spike shows in the trace one frame after its
+# activity frame, so for an indicator that rises within a frame the activity lands one frame
+# before the frame the spike is recorded in. The score forgives late activity (lags 0..2), not
+# early; at 61 and 30.5 Hz that frame is 16-33 ms and costs jGCaMP8m 0.08-0.22 (OASIS's AR model
+# shows a spike in its own frame). Strict: a pass is reported, so the mark goes with a fix.
+RATE_SHORT = {
+    ("DS31-GCaMP8m-m-V1.npz", 2): "CaTune kernel h[0] = 0: activity one frame early",
+    ("DS31-GCaMP8m-m-V1.npz", 4): "CaTune kernel h[0] = 0: activity one frame early",
+}
+
+
+@pytest.mark.parametrize(
+    ("filename", "factor"),
+    [
+        pytest.param(*k, marks=pytest.mark.xfail(reason=RATE_SHORT[k], strict=True))
+        if k in RATE_SHORT
+        else k
+        for k in RATE_TARGETS
+    ],
+)
+def test_automatic_parameters_at_lower_frame_rates(
+    filename: str, factor: int, ground_truth_dir: Path
+) -> None:
+    traces, spikes, fs = _load(_path(ground_truth_dir, filename))
+    m = traces.shape[1] // factor
+    y = traces[:, : m * factor].reshape(traces.shape[0], m, factor).mean(axis=2)
+    s = spikes[:, : m * factor].reshape(spikes.shape[0], m, factor).sum(axis=2)
+    score = _auto_score(y, s, fs / factor)
+    oasis = RATE_TARGETS[(filename, factor)]
+    assert score >= oasis, f"{filename} at {fs / factor:.1f} Hz: {score:.3f}, OASIS {oasis}"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import os
 import signal
 import time
@@ -26,9 +25,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from calab._validate import traces_2d
+from calab.estimate import estimate_source, estimated_params
 from calab.io._common import PathLike
 from calab.io.lock import OutputBusyError, lock_path, output_lock
-from calab.io.open import ReadOptions, Source, open_rows
+from calab.io.open import ReadOptions, Source, check_chunk_cells, default_chunk, open_rows
 from calab.io.resume import Partial, fingerprint
 from calab.io.writers import (
     NpyWriter,
@@ -131,78 +131,6 @@ def as_params(params: Any, fs: float | None = None, **model: Any) -> Params:
         return params
     p = export_params(params)
     return Params.from_export({**p, **({} if fs is None else {"fs": fs}), **model})
-
-
-def check_chunk_cells(chunk_cells: Any) -> int | None:
-    """Validate ``chunk_cells`` (cells per solver call): None or an integer >= 1."""
-    if chunk_cells is None:
-        return None
-    if (
-        isinstance(chunk_cells, bool)
-        or not isinstance(chunk_cells, numbers.Integral)
-        or chunk_cells < 1
-    ):
-        raise ValueError(
-            f"chunk_cells must be an integer >= 1 (cells per solver call), got {chunk_cells!r}"
-        )
-    return int(chunk_cells)
-
-
-# ----------------------------------------------------------------------------- estimation
-
-
-def lazy_view(rows: Any, chunk_cells: int) -> Any:
-    """``rows`` as a dask array of ``chunk_cells`` cells per chunk (read only when computed).
-
-    What :func:`calab.estimate_parameters` reads one chunk at a time. Without dask the rows are
-    read into memory whole (with a logged note).
-    """
-    try:
-        import dask.array as da
-    except ImportError:
-        log.info("dask is not installed (pip install 'calab[dask]'): reading every trace into "
-                 "memory to estimate the parameters")  # fmt: skip
-        return np.asarray(rows[0 : int(rows.shape[0])], dtype=np.float64)
-    n, t = int(rows.shape[0]), int(rows.shape[1])
-    return da.from_array(  # type: ignore[no-untyped-call]  # dask ships no annotations here
-        rows, chunks=(max(1, min(chunk_cells, n)), t), asarray=True, lock=True,
-        meta=np.empty((0, 0), dtype=np.float64), name=False,
-    )  # fmt: skip
-
-
-def estimate_source(src: Source, fs: float, chunk_cells: int | None = None) -> Any:
-    """:func:`calab.estimate_parameters` of an opened file, read a block of cells at a time.
-
-    Parameters
-    ----------
-    src : Source
-        From :func:`calab.io.open.open_rows`.
-    fs : float
-        Sampling rate in Hz.
-    chunk_cells : int, optional
-        Cells per read (default: about 16 MB of traces, as :func:`deconvolve_file` reads).
-
-    Returns
-    -------
-    calab.estimate.ParameterEstimate
-    """
-    from calab.estimate import estimate_parameters
-
-    chunk = check_chunk_cells(chunk_cells) or default_chunk(src)
-    rows = lazy_view(src.data, chunk)
-    if isinstance(rows, np.ndarray):
-        return estimate_parameters(rows, fs)
-    import dask
-
-    # In this process: the reader holds an open file, which a distributed client cannot ship.
-    with dask.config.set(scheduler="synchronous"):
-        return estimate_parameters(rows, fs)
-
-
-def estimated_params(est: Any) -> dict[str, Any]:
-    """Return the :func:`export_params` dict of an estimate: per-cell lambda, baseline mode."""
-    p = Params(est.fs, est.tau_rise, est.tau_decay, np.asarray(est.lam), False, est.baseline)
-    return p.to_export()
 
 
 # ----------------------------------------------------------------------------- the chunk loop
@@ -443,16 +371,6 @@ def baseline_path_for(out: Path) -> Path:
 def info_path_for(out: Path) -> Path:
     """``<OUT stem>_info.json`` beside the output."""
     return out.with_name(out.name[: -len(out.suffix)] + "_info.json")
-
-
-def default_chunk(src: Source) -> int:
-    """Cells per block: about 16 MB of float64 traces, whole storage chunks where possible."""
-    n, t = src.shape
-    budget = max(1, 2_000_000 // max(t, 1))
-    rows = getattr(src.data, "storage_rows", None)
-    if rows and rows <= budget:
-        budget = (budget // rows) * rows
-    return max(1, min(n, budget))
 
 
 def deconvolve_file(

@@ -202,7 +202,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
-    from calab.batch import estimate_source
+    from calab.estimate import estimate_source
     from calab.io.export import export_dict, write_export
     from calab.io.lock import output_lock
     from calab.io.open import open_rows

@@ -8,22 +8,9 @@
 2. **Drift**: :func:`calab.drift_baseline` (maximin over 30 s). The estimate picks
    ``baseline="drift"`` when, for the median cell, the drift spans more than
    :data:`DRIFT_NOISE_SDS` noise SDs.
-3. **Kernel** (one for the recording, from a sample of the most active cells):
-   a *detection kernel* from the autocovariance of the drift-free traces (an AR(2) fit to
-   lags 3.. so that the noise, which only enters lag 0, does not bias it), then the
-   *response kernel*: the average response to a unit of activity, found by least squares
-   given the activity that the detection kernel finds at a strict threshold
-   (:data:`DETECT_NOISE_SDS`); the double exponential with the same time to peak and width at
-   half maximum as that response is a candidate, and of the candidates the one with the
-   lowest BIC of the deconvolution gives the rise. Matching timing figures rather than a
-   least-squares curve keeps real responses, whose decays are not single exponentials, from
-   being fitted by their slow tails alone. The **decay** then comes from the tails of
-   isolated transients (the trace after an event's last spike, with nothing detected for
-   three decay times), pooled over cells: bursts lengthen the average response but not the
-   decay after the last spike. A rise of a frame or less, below what the time to peak
-   resolves, is measured by the share of its maximum that the response reaches one frame
-   after onset; between one and two frames (:data:`RISE_RESOLVED_FRAMES`) the rise moves
-   continuously from that measure to the timing-based one.
+3. **Kernel** (one for the recording, from a sample of the most active cells): see
+   :mod:`calab.estimate_kernel`; the response to detected activity gives the rise, the
+   tails of isolated transients the decay.
 4. **Sparsity** per cell: ``lam = LAM_NOISE_SDS * noise * ||h|| / sum(h)``. With this
    lambda a candidate spike enters the solution only where the data, filtered with the
    kernel (the matched filter), exceed :data:`LAM_NOISE_SDS` noise SDs of that filter's
@@ -37,25 +24,20 @@ No constant here was fitted to a particular recording: the thresholds are in noi
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from calab._validate import positive
-from calab.baseline import DEFAULT_WINDOW_S, drift_baseline
+from calab.baseline import DEFAULT_WINDOW_S
+from calab.estimate_kernel import LAM_NOISE_SDS, estimate_kernel, lam_scale
 
 logger = logging.getLogger(__name__)
 
-LAM_NOISE_SDS = 2.0
-"""Sparsity threshold: matched-filter noise SDs a spike must exceed (sets ``lam``)."""
-DETECT_NOISE_SDS = 3.0
-"""Stricter threshold for the events that measure the response kernel."""
 DRIFT_NOISE_SDS = 2.0
 """Median peak-to-peak span of the drift, in noise SDs, above which drift is removed."""
 MAX_SAMPLE_CELLS = 32
@@ -63,7 +45,6 @@ MAX_SAMPLE_CELLS = 32
 MIN_FRAMES = 200
 MIN_SECONDS = 10.0
 _EULER_GAMMA = 0.5772156649015329
-BASELINE_DECAY_TIMES = 40.0
 
 
 @dataclass(frozen=True)
@@ -222,383 +203,6 @@ def _refine_noise(
     return out
 
 
-# --------------------------------------------------------------------------- kernel
-
-
-def _autocov(x: np.ndarray, max_lag: int) -> np.ndarray:
-    """Autocovariance of each row at lags 0..max_lag (biased estimator, via FFT)."""
-    n = x.shape[1]
-    xc = x - x.mean(axis=1, keepdims=True)
-    nfft = 1 << int(math.ceil(math.log2(n + max_lag + 1)))
-    spec = np.fft.rfft(xc, nfft, axis=1)
-    return np.fft.irfft(np.abs(spec) ** 2, nfft, axis=1)[:, : max_lag + 1] / n
-
-
-def _xcorr(a: np.ndarray, b: np.ndarray, n_lags: int) -> np.ndarray:
-    """``c[i, k] = sum_t a[i, t] b[i, t - k]`` for k = 0..n_lags-1."""
-    n = a.shape[1]
-    nfft = 1 << int(math.ceil(math.log2(n + n_lags)))
-    fa = np.fft.rfft(a, nfft, axis=1)
-    fb = np.fft.rfft(b, nfft, axis=1)
-    return np.fft.irfft(fa * np.conj(fb), nfft, axis=1)[:, :n_lags]
-
-
-def _detection_kernel(acov: np.ndarray, fs: float) -> tuple[float, float] | None:
-    """(tau_rise, tau_decay) from an AR(2) fit to the pooled autocovariance at lags >= 1.
-
-    The recursion ``a[k] = g1 a[k-1] + g2 a[k-2]`` holds for the autocovariance of an AR(2)
-    process driven by white noise; using k >= 3 keeps lag 0, where the measurement noise
-    adds its variance, out of the fit. Falls back to an AR(1) fit; None when neither decays.
-    """
-    max_lag = acov.size - 1
-    k = np.arange(3, max_lag + 1)
-    if k.size < 2:
-        return None
-    design = np.stack([acov[k - 1], acov[k - 2]], axis=1)
-    (g1, g2), *_ = np.linalg.lstsq(design, acov[k], rcond=None)
-    roots = np.roots([1.0, -g1, -g2])
-    real = np.sort(np.real(roots[np.abs(np.imag(roots)) < 1e-9]))[::-1]
-    real = real[(real > 0) & (real < 1)]
-    if real.size == 0:
-        # No decaying AR(2) root (one noisy trace, say): the AR(1) fit of lags 1.. instead.
-        k1 = np.arange(2, max_lag + 1)
-        den = float(acov[k1 - 1] @ acov[k1 - 1])
-        g = float(acov[k1] @ acov[k1 - 1]) / den if den > 0 else 0.0
-        if not 0 < g < 1:
-            return None
-        real = np.array([g])
-    td = -1.0 / (fs * math.log(real[0]))
-    tr = -1.0 / (fs * math.log(real[1])) if real.size > 1 else 0.25 / fs
-    tr = min(tr, td / 5)
-    return tr, td
-
-
-def _fit_rise(acov: np.ndarray, fs: float, tau_decay: float) -> float:
-    """Rise time constant that best explains the autocovariance at short lags, decay given.
-
-    For Poisson spikes through ``h[t] = d**t - r**t`` the autocovariance at lag k >= 1 is
-    ``A d**k + B r**k`` with ``A = 1/(1-d^2) - 1/(1-dr)`` and ``B = 1/(1-r^2) - 1/(1-dr)``:
-    the rise sets how flat the autocovariance is near lag 0. Lags 1..max(3, td*fs/2) are
-    fitted (scale and a constant free, the constant absorbing slow residual drift); the rise
-    is searched on a log grid below the decay.
-    """
-    d = math.exp(-1.0 / (fs * tau_decay))
-    k_max = int(min(acov.size - 1, max(3, round(0.5 * tau_decay * fs))))
-    k = np.arange(1, k_max + 1, dtype=np.float64)
-    y = acov[1 : k_max + 1]
-    best, best_tr = np.inf, tau_decay / 10
-    for tr in np.geomspace(0.05 / fs, tau_decay / 1.5, 120):
-        r = math.exp(-1.0 / (fs * tr))
-        model = d**k * (1 / (1 - d * d) - 1 / (1 - d * r)) + r**k * (
-            1 / (1 - r * r) - 1 / (1 - d * r)
-        )
-        design = np.stack([model, np.ones_like(model)], axis=1)
-        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-        err = float(np.sum((y - design @ coef) ** 2))
-        if err < best:
-            best, best_tr = err, float(tr)
-    return best_tr
-
-
-def _response_kernel(
-    resid: np.ndarray, activity: np.ndarray, weights: np.ndarray, n_lags: int
-) -> np.ndarray:
-    """Least-squares response ``h`` (lags 0..n_lags-1) with ``resid ~ activity * h``, pooled.
-
-    Normal equations of the free-form kernel: a Toeplitz system from the activity's
-    autocorrelation, right-hand side the trace-activity cross-correlation (rows weighted).
-    """
-    ac = activity - activity.mean(axis=1, keepdims=True)
-    yc = resid - resid.mean(axis=1, keepdims=True)
-    r_ss = (_xcorr(ac, ac, n_lags) * weights[:, None]).sum(axis=0)
-    r_ys = (_xcorr(yc, ac, n_lags) * weights[:, None]).sum(axis=0)
-    idx = np.abs(np.arange(n_lags)[:, None] - np.arange(n_lags)[None, :])
-    gram = r_ss[idx]
-    ridge = 1e-9 * float(np.trace(gram)) / n_lags + 1e-300
-    return np.asarray(np.linalg.solve(gram + ridge * np.eye(n_lags), r_ys))
-
-
-def _peak_and_fwhm(h: np.ndarray, fs: float) -> tuple[float, float] | None:
-    """Time to peak (parabolic interpolation) and width at half maximum of a response, s."""
-    k = int(np.argmax(h))
-    peak = float(h[k])
-    if peak <= 0 or k >= h.size - 1:
-        return None
-    offset = 0.0
-    if k > 0:
-        a, b, c = h[k - 1], h[k], h[k + 1]
-        den = a - 2 * b + c
-        if den < 0:
-            offset = float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
-    half = 0.5 * peak
-    j = k
-    while j > 0 and h[j - 1] >= half:
-        j -= 1
-    left = j - (h[j] - half) / (h[j] - h[j - 1]) if j > 0 else 0.0
-    j = k
-    while j < h.size - 1 and h[j + 1] >= half:
-        j += 1
-    if j >= h.size - 1:
-        return None
-    right = j + (h[j] - half) / (h[j] - h[j + 1])
-    return max((k + offset) / fs, 0.25 / fs), (right - left) / fs
-
-
-@functools.cache
-def _timing_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Time to peak and FWHM of the continuous double exponential on a log grid of taus."""
-    trs = np.geomspace(2e-4, 2.0, 170)
-    tds = np.geomspace(5e-3, 20.0, 190)
-    tr, td = np.meshgrid(trs, tds, indexing="ij")
-    ok = td > 1.05 * tr
-    tr, td = tr[ok], td[ok]
-    t_peak = tr * td / (td - tr) * np.log(td / tr)
-
-    def shape(t: np.ndarray) -> np.ndarray:
-        return np.asarray(np.exp(-t / td) - np.exp(-t / tr))
-
-    half = 0.5 * shape(t_peak)
-    lo_a, hi_a = np.zeros_like(t_peak), t_peak.copy()
-    lo_b, hi_b = t_peak.copy(), t_peak + 50 * td
-    for _ in range(60):  # bisection on both half-maximum crossings at once
-        mid = 0.5 * (lo_a + hi_a)
-        below = shape(mid) < half
-        lo_a, hi_a = np.where(below, mid, lo_a), np.where(below, hi_a, mid)
-        mid = 0.5 * (lo_b + hi_b)
-        above = shape(mid) > half
-        lo_b, hi_b = np.where(above, mid, lo_b), np.where(above, hi_b, mid)
-    fwhm = 0.5 * (lo_b + hi_b) - 0.5 * (lo_a + hi_a)
-    return tr, td, t_peak, fwhm
-
-
-def _taus_from_timing(t_peak: float, fwhm: float) -> tuple[float, float]:
-    """Return the double exponential whose time to peak and FWHM are closest (in log) to these."""
-    tr, td, tp, fw = _timing_table()
-    err = np.log(tp / t_peak) ** 2 + np.log(fw / fwhm) ** 2
-    i = int(np.argmin(err))
-    return float(tr[i]), float(td[i])
-
-
-def _lam_scale(tau_rise: float, tau_decay: float, fs: float) -> float:
-    """``||h|| / sum(h)``: lam per noise SD that puts the threshold at one matched-filter SD."""
-    from calab.kernel import build_kernel
-
-    h = build_kernel(tau_rise, tau_decay, fs)
-    return float(np.linalg.norm(h) / h.sum())
-
-
-def _solve_cells(
-    traces: np.ndarray, fs: float, tau_rise: float, tau_decay: float, lam: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Activity, scalar baseline and fit of each row, each with its own lambda, in one batch."""
-    from calab.deconvolution import run_deconvolution_full
-
-    res = run_deconvolution_full(traces, fs, tau_rise, tau_decay, np.asarray(lam, dtype=np.float64))
-    return res.activity, res.baseline, res.reconvolution
-
-
-def _kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float]:
-    """Recording-wide (tau_rise, tau_decay) from sample traces (drift removed here)."""
-    sample = raw - drift_baseline(raw, fs)
-    n = sample.shape[1]
-    max_lag = int(min(max(10, round(fs)), n // 4))
-    acov = _autocov(sample, max_lag)
-    usable = acov[:, 1] > 0
-    if not usable.any():
-        raise ValueError(
-            "traces show no temporal correlation at all (white noise?); cannot estimate a "
-            "kernel: pass tau_rise and tau_decay yourself"
-        )
-    pooled = (acov[usable] / acov[usable, 1:2]).sum(axis=0)
-    det = _detection_kernel(pooled, fs)
-    if det is None:
-        raise ValueError(
-            "the traces' autocovariance does not decay like calcium transients; cannot "
-            "estimate a kernel: pass tau_rise and tau_decay yourself"
-        )
-    tr_ar, td0 = det
-    tr_fit = _fit_rise(pooled, fs, td0)
-    window = BASELINE_DECAY_TIMES * td0
-    if window > DEFAULT_WINDOW_S:
-        # The maximin must see pauses of a few decay times, else it eats slow calcium.
-        sample = raw - drift_baseline(raw, fs, window)
-    candidates = [(tr_fit, td0)]
-    first_frame = [math.nan]
-    for tr0 in sorted({tr_ar, tr_fit}):
-        response = _response_taus(sample, noise, fs, tr0, td0)
-        if response is not None:
-            candidates.append(response[:2])
-            first_frame.append(response[2])
-    if len(candidates) == 1:
-        warnings.warn(
-            "too few clear transients to measure the response; using the kernel from the "
-            "autocovariance",
-            stacklevel=3,
-        )
-        return candidates[0]
-    scores = [_bic(sample, fs, tr, td, noise) for tr, td in candidates]
-    logger.debug("kernel candidates %s, BIC %s, first frame %s", candidates, scores, first_frame)
-    best = int(np.argmin(scores))
-    tr, td = candidates[best]
-    td_tail = _tail_decay(sample, noise, fs, tr_fit, td0, tr)
-    logger.debug("decay from isolated transients %s (response kernel %s)", td_tail, td)
-    if td_tail is not None and td_tail > 1.5 * tr:
-        td = td_tail
-    return _subframe_rise(tr, td, first_frame[best], fs), td
-
-
-RISE_RESOLVED_FRAMES = (1.0, 2.0)
-"""Timing-based rise (frames) up to which the first-frame fraction decides it, and from which
-the time to peak alone does; in between the two are weighted linearly (in log time)."""
-
-
-def _subframe_rise(tau_rise: float, tau_decay: float, first_frame: float, fs: float) -> float:
-    """Return the timing-based rise, or for a rise near a frame or less, the first-frame measure.
-
-    A rise of a frame or less is below what the time to peak resolves: it is measured by the
-    share of its maximum the response reaches one frame after onset
-    (:func:`_rise_from_first_frame`), and the shorter of the two is taken (both err long,
-    bursts spreading the response). Between :data:`RISE_RESOLVED_FRAMES` the estimate moves
-    continuously (log-linear weight) from that to the timing-based rise, so that a rise just
-    above or below one frame gives nearly the same kernel.
-    """
-    lo, hi = RISE_RESOLVED_FRAMES
-    frames = tau_rise * fs
-    if frames >= hi or not math.isfinite(first_frame):
-        return tau_rise
-    short = min(tau_rise, _rise_from_first_frame(first_frame, tau_decay, fs))
-    w = min(max((frames - lo) / (hi - lo), 0.0), 1.0)
-    return float(math.exp((1.0 - w) * math.log(short) + w * math.log(tau_rise)))
-
-
-def _rise_from_first_frame(frac: float, tau_decay: float, fs: float) -> float:
-    """Rise time constant whose kernel reaches ``frac`` of its peak one frame after onset.
-
-    Measures a rise of about a frame or less, which the time to peak, spread by bursts over
-    later frames, cannot. Bursts lower ``frac`` (they raise the maximum), so the rise errs
-    long. The share falls monotonically as the rise grows: bisection in log time over
-    ``[0.02 / fs, tau_decay / 2]`` (the bounds when ``frac`` lies outside what they reach).
-    """
-    from calab.kernel import build_kernel
-
-    def share(tr: float) -> float:
-        h = build_kernel(tr, tau_decay, fs)
-        return float(h[1] / h.max())
-
-    lo, hi = math.log(0.02 / fs), math.log(tau_decay / 2)
-    for _ in range(40):
-        mid = 0.5 * (lo + hi)
-        if share(math.exp(mid)) > frac:
-            lo = mid
-        else:
-            hi = mid
-    return math.exp(0.5 * (lo + hi))
-
-
-TAIL_DECAY_TIMES = 3.0
-"""Quiet span after an event, in decay times of the detection kernel, for a tail to count."""
-MIN_TAILS = 5
-_RISE_SKIP = 4.0
-"""Fewest isolated tails that measure the decay (else the response kernel's decay stays)."""
-TAIL_SKIP_RISE_TIMES = 2.0
-"""Tails start this many rise time constants after the kernel's peak (the rise has faded)."""
-
-
-def _tail_decay(
-    sample: np.ndarray, noise: np.ndarray, fs: float, tr0: float, td0: float, tau_rise: float
-) -> float | None:
-    """Decay time constant fitted to the tails of isolated transients, pooled over cells.
-
-    Activity is detected with the kernel (tr0, td0) at the strict threshold. A tail is the
-    trace after the last active frame of an event, up to the end of a quiet span of
-    :data:`TAIL_DECAY_TIMES` decay times in which nothing else is detected. It starts at a
-    fixed lag (each tail's own maximum would be a noise peak and shorten the decay): the
-    detection kernel's time to peak plus :data:`TAIL_SKIP_RISE_TIMES` rise time constants,
-    where the rise has faded. After its last spike every tail decays with the indicator's own
-    time constant, whatever the burst before it, so unlike the average response this is not
-    lengthened by bursts. The model is the kernel's shape (``tau_rise`` given) at those lags;
-    one decay, with amplitude and offset free per tail (in noise SDs; the offset takes up any
-    error of the baseline), is fitted to all tails by a log-grid search.
-    search. None when fewer than :data:`MIN_TAILS` tails are found.
-    """
-    from calab.kernel import build_kernel
-
-    scale = _lam_scale(tr0, td0, fs)
-    act, base, _ = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale)
-    n = sample.shape[1]
-    span = int(round(TAIL_DECAY_TIMES * td0 * fs))
-    start = (
-        1
-        + int(np.argmax(build_kernel(tr0, td0, fs)))
-        + int(round(TAIL_SKIP_RISE_TIMES * tau_rise * fs))
-    )
-    if span - start < 4:
-        return None
-    tails = []
-    for i in range(sample.shape[0]):
-        idx = np.flatnonzero(act[i] > 0)
-        if idx.size == 0 or noise[i] <= 0:
-            continue
-        gaps = np.diff(np.append(idx, n + span + 1))
-        for t in idx[(gaps > span) & (idx + span < n)]:
-            tails.append((sample[i, t + start : t + 1 + span] - base[i]) / noise[i])
-    if len(tails) < MIN_TAILS:
-        return None
-    tail = np.stack(tails)  # (n_tails, span + 1 - start), all the same length
-    steps = np.arange(start, start + tail.shape[1]) / fs  # s after the last active frame's onset
-    cnt = float(tail.shape[1])
-    sy = tail.sum(axis=1)
-    best, best_td = np.inf, None
-    for td in np.geomspace(td0 / 5, td0 * 3, 200):
-        # Amplitude and offset per tail: each tail's 2x2 normal equations in closed form.
-        m = np.exp(-steps / td) - np.exp(-steps / min(tau_rise, td / 1.5))
-        sm, smm, smy = float(m.sum()), float(m @ m), tail @ m
-        det = cnt * smm - sm * sm
-        amp = (cnt * smy - sm * sy) / det
-        off = (smm * sy - sm * smy) / det
-        err = float(np.sum((tail - amp[:, None] * m[None, :] - off[:, None]) ** 2))
-        if err < best:
-            best, best_td = err, float(td)
-    return best_td
-
-
-def _response_taus(
-    sample: np.ndarray, noise: np.ndarray, fs: float, tr0: float, td0: float
-) -> tuple[float, float, float] | None:
-    """Kernel with the timing of the response to activity detected with (tr0, td0).
-
-    Returns (tau_rise, tau_decay, the response one frame after onset / its maximum).
-    """
-    scale = _lam_scale(tr0, td0, fs)
-    act, base, _ = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale)
-    if np.count_nonzero(act > 0) < 10:
-        return None
-    n = sample.shape[1]
-    # The half maximum falls about ln(2) decay times after the peak: 4 decay times suffice.
-    n_lags = int(min(math.ceil(min(max(4 * td0, 1.0), 10.0) * fs), n // 2))
-    h = _response_kernel(sample - base[:, None], act, 1.0 / noise**2, n_lags)
-    timing = _peak_and_fwhm(h, fs)
-    if timing is None:
-        return None
-    return (*_taus_from_timing(*timing), float(h[1] / h.max()))
-
-
-def _bic(
-    traces: np.ndarray, fs: float, tau_rise: float, tau_decay: float, noise: np.ndarray
-) -> float:
-    """Bayesian information criterion of the deconvolution with this kernel, summed over rows.
-
-    Gaussian likelihood of the residual, one parameter per active frame:
-    ``n log(RSS / n) + log(n) * n_active`` per row.
-    """
-    lam = LAM_NOISE_SDS * noise * _lam_scale(tau_rise, tau_decay, fs)
-    act, _, fit = _solve_cells(traces, fs, tau_rise, tau_decay, lam)
-    n = traces.shape[1]
-    rss = np.maximum(np.sum((traces - fit) ** 2, axis=1), 1e-300)
-    active = np.count_nonzero(act, axis=1)
-    return float(np.sum(n * np.log(rss / n) + math.log(n) * active))
-
-
 # --------------------------------------------------------------------------- detection
 
 
@@ -654,7 +258,7 @@ def estimate_parameters(
     stats = _cell_stats(data, f)
     _check_not_constant(stats.constant)
     sample_idx = _pick_sample(stats, max_cells)
-    tr, td = _kernel(data[sample_idx], stats.noise[sample_idx], f)
+    tr, td = estimate_kernel(data[sample_idx], stats.noise[sample_idx], f)
     return _finish(stats, tr, td, f, len(sample_idx))
 
 
@@ -723,7 +327,7 @@ def _pick_sample(stats: _Stats, max_cells: int) -> np.ndarray:
 def _finish(stats: _Stats, tr: float, td: float, fs: float, n_sample: int) -> ParameterEstimate:
     noise = _refine_noise(stats.noise, stats.bands, stats.edges, tr, td, fs)
     noise = np.where(stats.constant, 0.0, noise)
-    lam = LAM_NOISE_SDS * noise * _lam_scale(tr, td, fs)
+    lam = LAM_NOISE_SDS * noise * lam_scale(tr, td, fs)
     # Noise alone exceeds sqrt(2 ln m) SDs about once in m independent samples.
     level = math.sqrt(2 * math.log(max(stats.n_samples, 2)))
     no_tr = (stats.peak < level) | stats.constant
@@ -774,7 +378,7 @@ def _estimate_lazy(traces: Any, fs: float, max_cells: int) -> ParameterEstimate:
     _check_not_constant(stats.constant)
     keep.sort(key=lambda t: t[1])
     idx = np.array([k[1] for k in keep])
-    tr, td = _kernel(np.stack([k[2] for k in keep]), stats.noise[idx], fs)
+    tr, td = estimate_kernel(np.stack([k[2] for k in keep]), stats.noise[idx], fs)
     return _finish(stats, tr, td, fs, len(idx))
 
 
@@ -784,3 +388,53 @@ def _chunk_ranges(arr: Any) -> list[tuple[int, int]]:
     sizes = chunks[0] if isinstance(chunks, tuple) and chunks else (int(arr.shape[0]),)
     bounds = np.concatenate(([0], np.cumsum(sizes))).astype(int)
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+# --------------------------------------------------------------------------- files
+# Opened files (calab.io.open.Source), read a block of cells at a time.
+
+if TYPE_CHECKING:
+    from calab.io.open import Source
+
+
+def estimate_source(src: Source, fs: float, chunk_cells: int | None = None) -> Any:
+    """:func:`calab.estimate_parameters` of an opened file, read a block of cells at a time.
+
+    Parameters
+    ----------
+    src : Source
+        From :func:`calab.io.open.open_rows`.
+    fs : float
+        Sampling rate in Hz.
+    chunk_cells : int, optional
+        Cells per read (default: about 16 MB of traces, as :func:`calab.deconvolve_file`
+        reads; :func:`calab.io.open.default_chunk`).
+
+    Returns
+    -------
+    calab.estimate.ParameterEstimate
+    """
+    from calab.io.open import check_chunk_cells, default_chunk
+    from calab.lazy import lazy_view
+
+    chunk = check_chunk_cells(chunk_cells) or default_chunk(src)
+    rows = lazy_view(src.data, chunk)
+    if isinstance(rows, np.ndarray):
+        return estimate_parameters(rows, fs)
+    import dask
+
+    # In this process: the reader holds an open file, which a distributed client cannot ship.
+    with dask.config.set(scheduler="synchronous"):
+        return estimate_parameters(rows, fs)
+
+
+def estimated_params(est: Any) -> dict[str, Any]:
+    """Return the :func:`calab.batch.export_params` dict of a :class:`ParameterEstimate`.
+
+    With its per-cell lambda and baseline mode: what ``calab.deconvolve_file(..., params="auto")``
+    solves with.
+    """
+    from calab.params import Params
+
+    p = Params(est.fs, est.tau_rise, est.tau_decay, np.asarray(est.lam), False, est.baseline)
+    return p.to_export()

@@ -2,11 +2,13 @@
 
 Nothing here imports dask or xarray unless the input already is one of their objects, so the
 in-memory path never pays for them. Each chunk of cells is solved by the same Rust code as an
-in-memory array, so results match the in-memory path exactly.
+in-memory array, so results match the in-memory path exactly. :func:`lazy_view` gives a
+row-sliceable reader the dask view that :func:`calab.estimate_parameters` reads chunk by chunk.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any
 
@@ -176,3 +178,24 @@ def deconvolve_lazy(traces: Any, params: Params, options: SolverOptions, full: b
     if is_dataarray(traces):
         return deconvolve_dataarray(traces, params, options, full)
     return deconvolve_dask(traces, params, options, full)
+
+
+def lazy_view(rows: Any, chunk_cells: int) -> Any:
+    """``rows`` as a dask array of ``chunk_cells`` cells per chunk (read only when computed).
+
+    What :func:`calab.estimate_parameters` reads one chunk at a time. Without dask the rows are
+    read into memory whole (with a logged note).
+    """
+    try:
+        import dask.array as da
+    except ImportError:
+        logging.getLogger(__name__).info(
+            "dask is not installed (pip install 'calab[dask]'): reading every trace into memory "
+            "to estimate the parameters"
+        )
+        return np.asarray(rows[0 : int(rows.shape[0])], dtype=np.float64)
+    n, t = int(rows.shape[0]), int(rows.shape[1])
+    return da.from_array(  # type: ignore[no-untyped-call]  # dask ships no annotations here
+        rows, chunks=(max(1, min(chunk_cells, n)), t), asarray=True, lock=True,
+        meta=np.empty((0, 0), dtype=np.float64), name=False,
+    )  # fmt: skip

@@ -294,7 +294,7 @@ class TuneWidget(anywidget.AnyWidget):
 
         In the slider's units: a penalty, or noise SDs in per-cell mode.
         """
-        return self._engine.lambda_max(tuple(self.cells), self._session.params())
+        return self._engine.lambda_max(tuple(self.cells), self._session.settings())
 
     @property
     def estimate(self) -> Any:
@@ -369,17 +369,8 @@ class TuneWidget(anywidget.AnyWidget):
             Fields with a leading ``n_cells`` axis (1-D/scalars if the traces were 1-D).
         """
         from calab.batch import deconvolve_rows
-        from calab.params import Params
 
-        p = self._session.params()
-        params = Params(
-            self._engine.fs,
-            p.tau_rise,
-            p.tau_decay,
-            self._session.cell_lam(),  # one number, or one per cell in per-cell mode
-            p.filter_enabled,
-            p.baseline,  # type: ignore[arg-type]
-        )
+        params = self._session.params()  # one lambda, or one per cell in per-cell mode
         res: DeconvolutionResult = deconvolve_rows(
             self._engine.traces, params, chunk_cells=chunk_cells, progress=progress, **solver_kwargs
         )

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 import calab
-from calab.tuning import Params, TuningEngine, ViewRequest, minmax_downsample
+from calab.tuning import Settings, TuningEngine, ViewRequest, minmax_downsample
 from calab.tuning.engine import kernel_length, lambda_max
 
 FS = 30.0
-P = Params(0.05, 0.5, 0.02)
+P = Settings(0.05, 0.5, 0.02)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_window_solve_equals_cold_solve_of_padded_segment(data):
     pad = kernel_length(P.tau_decay, FS)
     assert (a, b) == (start - pad, stop + pad)
     # A first solve at other parameters leaves a warm start behind.
-    eng.solve_window(1, Params(0.05, 0.7, 0.05), start - 100, stop - 100)
+    eng.solve_window(1, Settings(0.05, 0.7, 0.05), start - 100, stop - 100)
     got = eng.solve_window(1, P, start, stop)
     ref = calab.run_deconvolution_full(traces[1, a:b], FS, 0.05, 0.5, 0.02)
     w = slice(start - a, stop - a)
@@ -57,14 +57,16 @@ def test_warm_start_cuts_solver_work(data):
 
     eng = TuningEngine(traces, FS, solver=counting)
     eng.solve_window(2, P, 0, 3000)
-    eng.solve_window(2, Params(0.05, 0.5, 0.021), 0, 3000)
+    eng.solve_window(2, Settings(0.05, 0.5, 0.021), 0, 3000)
     assert calls[1] < calls[0]
 
 
 def test_view_packs_float32_buffer(data):
     traces, spikes = data
     eng = TuningEngine(traces, FS, truth=spikes)
-    req = ViewRequest(7, P, (3, 0), 100, 1100, 250, pinned=Params(0.05, 0.6, 0.02), show_truth=True)
+    req = ViewRequest(
+        7, P, (3, 0), 100, 1100, 250, pinned=Settings(0.05, 0.6, 0.02), show_truth=True
+    )
     header, buffers = eng.view(req).pack()
     assert header["id"] == 7 and header["cells"] == [3, 0]
     assert header["series"] == [
@@ -88,6 +90,6 @@ def test_lambda_max_zeroes_activity(data):
 def test_bad_params_mark_cells_error(data):
     traces, _ = data
     eng = TuningEngine(traces, FS)
-    res = eng.view(ViewRequest(1, Params(0.6, 0.5, 0.02), (0, 1), 0, 500, 100))
+    res = eng.view(ViewRequest(1, Settings(0.6, 0.5, 0.02), (0, 1), 0, 500, 100))
     assert [c.state for c in res.cells] == ["error", "error"]
     assert "tau_rise" in (res.cells[0].error or "")

@@ -6,7 +6,7 @@ import numpy as np
 
 import calab
 from calab.kernel import kernel_timing
-from calab.tuning import Params, TuningEngine, ViewRequest
+from calab.tuning import Settings, TuningEngine, ViewRequest
 from calab.tuning.engine import KERNEL_POINTS, KERNEL_SPAN_DECAYS, kernel_curve
 
 FS = 30.0
@@ -31,7 +31,7 @@ def test_kernel_curve_matches_the_reported_timing() -> None:
 def test_view_sends_the_curve_as_a_second_buffer() -> None:
     traces, _ = calab.simulate(2, 1000, FS, seed=1)
     eng = TuningEngine(traces, FS)
-    header, buffers = eng.view(ViewRequest(1, Params(0.05, 0.4, 0.02), (0,), 0, 500, 100)).pack()
+    header, buffers = eng.view(ViewRequest(1, Settings(0.05, 0.4, 0.02), (0,), 0, 500, 100)).pack()
     assert len(buffers) == 2
     assert header["kernel_t_max_s"] == KERNEL_SPAN_DECAYS * 0.4
     sent = np.frombuffer(buffers[1], dtype=np.float32)
@@ -41,6 +41,6 @@ def test_view_sends_the_curve_as_a_second_buffer() -> None:
 def test_no_curve_for_invalid_parameters() -> None:
     traces, _ = calab.simulate(2, 1000, FS, seed=1)
     eng = TuningEngine(traces, FS)
-    header, buffers = eng.view(ViewRequest(1, Params(0.5, 0.4, 0.02), (0,), 0, 500, 100)).pack()
+    header, buffers = eng.view(ViewRequest(1, Settings(0.5, 0.4, 0.02), (0,), 0, 500, 100)).pack()
     assert len(buffers) == 1 and "kernel_t_max_s" not in header
     assert header["states"] == ["error"]

@@ -10,7 +10,7 @@ import pytest
 
 import calab
 from calab import _protocol as P
-from calab.tuning import Params, Superseded, TuningEngine
+from calab.tuning import Settings, Superseded, TuningEngine
 from calab.tuning import engine as engine_mod
 from calab.tuning.session import Message, Reply, TuningSession
 
@@ -62,9 +62,9 @@ def test_one_solver_call_per_view_with_warm_starts(traces):
 def test_batched_warm_solve_equals_cold_single_solves(traces):
     eng = TuningEngine(traces, FS)
     cells, start, stop = [4, 0, 9, 31], 300, 1100
-    eng.solve_block(cells, Params(0.05, 0.5, 0.03), start - 50, stop - 50)  # warm starts
-    got = eng.solve_block(cells, Params(0.05, 0.5, 0.05), start, stop)
-    a, b = eng.segment(start, stop, Params(0.05, 0.5, 0.05))
+    eng.solve_block(cells, Settings(0.05, 0.5, 0.03), start - 50, stop - 50)  # warm starts
+    got = eng.solve_block(cells, Settings(0.05, 0.5, 0.05), start, stop)
+    a, b = eng.segment(start, stop, Settings(0.05, 0.5, 0.05))
     w = slice(start - a, stop - a)
     for cell, g in zip(cells, got, strict=True):
         ref = calab.run_deconvolution_full(traces[cell, a:b], FS, 0.05, 0.5, 0.05)

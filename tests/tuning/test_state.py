@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from calab import _protocol as P
-from calab.tuning.state import MAX_SHOWN, READ_ONLY, SCHEMA, Recording, validate_changes
+from calab.params import Params
+from calab.tuning.state import (
+    MAX_SHOWN,
+    READ_ONLY,
+    SCHEMA,
+    Recording,
+    Settings,
+    validate_changes,
+)
 
 REC = Recording(fs=30.0, n_cells=100, n_frames=5000)
 
@@ -73,3 +82,27 @@ def test_bad_values_name_the_key(changes, error, match):
 def test_changes_must_be_a_mapping():
     with pytest.raises(TypeError, match="mapping"):
         validate_changes([("lam", 1.0)], REC)  # type: ignore[arg-type]
+
+
+def test_settings_resolve_to_the_one_parameter_type() -> None:
+    fs, noise = 30.0, np.array([0.5, 2.0, 0.0])
+    s = Settings(0.05, 0.5, 1.5, True, "per_cell", "drift")
+    p = s.to_params(fs, noise)
+    assert isinstance(p, Params)
+    assert p == Params(fs, 0.05, 0.5, [0.75, 3.0, 0.0], filter_enabled=True, baseline="drift")
+    assert Settings(0.05, 0.5, 1.5).to_params(fs) == Params(fs, 0.05, 0.5, 1.5)
+
+
+@pytest.mark.parametrize(
+    ("settings", "noise", "match"),
+    [
+        (Settings(0.5, 0.5, 0.1), None, r"tau_rise \(0.5 s\) must be smaller than tau_decay"),
+        (Settings(0.05, 0.5, -1.0), None, "lam must be a finite number >= 0"),
+        (Settings(0.05, 0.5, 0.1, baseline="linear"), None, "baseline must be"),
+        (Settings(0.05, 0.5, 0.1, lam_mode="cells"), None, "lam_mode must be"),
+        (Settings(0.05, 0.5, 0.1, lam_mode="per_cell"), None, "needs the noise SD"),
+    ],
+)
+def test_bad_settings_raise_the_parameter_types_errors(settings, noise, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        settings.to_params(30.0, noise)

@@ -4,6 +4,7 @@
 and zarr are read a block of cells at a time, ``.npy`` files are memory-mapped) and
 :func:`open_traces` reads it whole. Both return a :class:`Source`, which also names every file
 or folder it reads (``inputs``) so that writers can refuse to put an output inside one.
+:func:`default_chunk` sizes the blocks a source is read in.
 
 Only regular files and folders are opened: a FIFO, socket or device is refused before any read
 (a FIFO named ``*.hdf5`` would otherwise block forever).
@@ -429,12 +430,42 @@ def open_traces(
     return Source(traces, meta["sampling_rate_hz"], fmt, p, meta, (held,))
 
 
+# ---- sizing the reads: cells per block
+
+
+def check_chunk_cells(chunk_cells: Any) -> int | None:
+    """Validate ``chunk_cells`` (cells per solver call): None or an integer >= 1."""
+    if chunk_cells is None:
+        return None
+    if (
+        isinstance(chunk_cells, bool)
+        or not isinstance(chunk_cells, numbers.Integral)
+        or chunk_cells < 1
+    ):
+        raise ValueError(
+            f"chunk_cells must be an integer >= 1 (cells per solver call), got {chunk_cells!r}"
+        )
+    return int(chunk_cells)
+
+
+def default_chunk(src: Source) -> int:
+    """Cells per block: about 16 MB of float64 traces, whole storage chunks where possible."""
+    n, t = src.shape
+    budget = max(1, 2_000_000 // max(t, 1))
+    rows = getattr(src.data, "storage_rows", None)
+    if rows and rows <= budget:
+        budget = (budget // rows) * rows
+    return max(1, min(n, budget))
+
+
 __all__ = [
     "FORMATS",
     "PIPELINE_FORMATS",
     "LazyRows",
     "ReadOptions",
     "Source",
+    "check_chunk_cells",
+    "default_chunk",
     "detect_format",
     "open_npy",
     "open_rows",

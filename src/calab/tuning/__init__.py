@@ -4,9 +4,10 @@ The engine keeps the recording where it is (in the Python process) and answers v
 solve the shown cells on the visible window plus padding in one batched solver call,
 warm-started from the previous solution, and return min/max-downsampled float32 buffers sized
 to the plot width. :class:`TuningSession` holds the page's state (checked by the table in
-:mod:`calab.tuning.state`) and answers its messages; :class:`LatestOnly` runs its solves on a
-worker thread where a newer request supersedes an older one. None of them knows about the
-transport (anywidget messages or HTTP).
+:mod:`calab.tuning.state`; its slider values as :class:`Settings`, which resolve to the one
+parameter type :class:`calab.params.Params`) and answers its messages; :class:`LatestOnly`
+runs its solves on a worker thread where a newer request supersedes an older one. None of them
+knows about the transport (anywidget messages or HTTP).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 from calab.tuning.downsample import minmax_downsample
 from calab.tuning.engine import (
     CellResult,
-    Params,
     TuningEngine,
     ViewRequest,
     ViewResult,
@@ -22,11 +22,12 @@ from calab.tuning.engine import (
 )
 from calab.tuning.scheduler import LatestOnly, Superseded
 from calab.tuning.session import StartValues, TuningSession
+from calab.tuning.state import Settings
 
 __all__ = [
     "CellResult",
     "LatestOnly",
-    "Params",
+    "Settings",
     "StartValues",
     "Superseded",
     "TuningEngine",

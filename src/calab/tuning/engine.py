@@ -7,16 +7,18 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from calab._validate import check_finite, model_params, positive
+from calab._validate import check_finite, positive
 from calab.deconvolution import run_deconvolution_full
 from calab.filter import bandpass_filter, filter_cutoffs
 from calab.kernel import build_kernel, kernel_timing
+from calab.params import Params
 from calab.tuning.downsample import minmax_downsample
+from calab.tuning.state import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -28,45 +30,21 @@ RANK_FRAMES = 30_000
 BATCH_CELL_FRAMES = 400_000
 
 
-@dataclass(frozen=True)
-class Params:
-    """One parameter set: kernel time constants (seconds), sparsity, noise filter, baseline.
-
-    ``lam_mode="global"``: ``lam`` is the penalty of every cell. ``lam_mode="per_cell"``:
-    ``lam`` is in noise SDs, each cell's penalty is ``lam * noise_sd[cell]`` (see
-    :meth:`TuningEngine.cell_lam`). ``baseline`` is ``"constant"`` or ``"drift"``.
-    """
-
-    tau_rise: float
-    tau_decay: float
-    lam: float
-    filter_enabled: bool = False
-    lam_mode: str = "global"
-    baseline: str = "constant"
-
-    def validated(self, fs: float) -> Params:
-        """Return self after checking the values (raises ValueError/TypeError naming the fix)."""
-        model_params(self.tau_rise, self.tau_decay, fs)
-        if not (math.isfinite(self.lam) and self.lam >= 0):
-            raise ValueError(f"lam must be a finite number >= 0, got {self.lam!r}")
-        if self.lam_mode not in ("global", "per_cell"):
-            raise ValueError(f"lam_mode must be 'global' or 'per_cell', got {self.lam_mode!r}")
-        if self.baseline not in ("constant", "drift"):
-            raise ValueError(f"baseline must be 'constant' or 'drift', got {self.baseline!r}")
-        return self
+#: Either record: the per-cell helpers read only tau_rise, tau_decay, filter_enabled, baseline.
+Model = Params | Settings
 
 
 @dataclass(frozen=True)
 class ViewRequest:
-    """What the page shows: cells, visible frames ``[start, stop)``, plot width in pixels."""
+    """What the page shows: settings, cells, visible frames ``[start, stop)``, plot width (px)."""
 
     id: int
-    params: Params
+    settings: Settings
     cells: tuple[int, ...]
     start: int
     stop: int
     width: int
-    pinned: Params | None = None
+    pinned: Settings | None = None
     show_truth: bool = False
 
 
@@ -115,8 +93,8 @@ class ViewResult:
                     data[i, j] = s
         header = {
             "id": req.id,
-            "params": _params_dict(req.params),
-            "pinned": None if req.pinned is None else _params_dict(req.pinned),
+            "params": asdict(req.settings),
+            "pinned": None if req.pinned is None else asdict(req.pinned),
             "cells": [c.cell for c in self.cells],
             "states": [c.state for c in self.cells],
             "errors": [c.error for c in self.cells],
@@ -134,20 +112,9 @@ class ViewResult:
         }
         buffers = [data.tobytes()]
         if self.kernel is not None:
-            header["kernel_t_max_s"] = KERNEL_SPAN_DECAYS * req.params.tau_decay
+            header["kernel_t_max_s"] = KERNEL_SPAN_DECAYS * req.settings.tau_decay
             buffers.append(self.kernel.astype(np.float32).tobytes())
         return header, buffers
-
-
-def _params_dict(p: Params) -> dict[str, Any]:
-    return {
-        "tau_rise": p.tau_rise,
-        "tau_decay": p.tau_decay,
-        "lam": p.lam,
-        "filter_enabled": p.filter_enabled,
-        "lam_mode": p.lam_mode,
-        "baseline": p.baseline,
-    }
 
 
 #: Points and span (in decay times) of the kernel curve sent to the UI with each view.
@@ -314,7 +281,7 @@ class TuningEngine:
         return int(self.traces.shape[1])
 
     # ---- per-cell data -------------------------------------------------------------------
-    def signal(self, cell: int, params: Params) -> np.ndarray:
+    def signal(self, cell: int, params: Model) -> np.ndarray:
         """Return the trace the solver sees for ``cell``: raw, or band-passed with the filter on."""
         raw = self.traces[cell]
         if not params.filter_enabled:
@@ -326,7 +293,7 @@ class TuningEngine:
             self._filtered.put(key, y)
         return y
 
-    def drift(self, cell: int, params: Params) -> np.ndarray:
+    def drift(self, cell: int, params: Model) -> np.ndarray:
         """Drift baseline (:func:`calab.baseline.drift_baseline`) of the cell's whole signal."""
         from calab.baseline import drift_baseline
 
@@ -339,7 +306,7 @@ class TuningEngine:
             self._drift.put(key, d)
         return d
 
-    def solved_signal(self, cell: int, params: Params) -> np.ndarray:
+    def solved_signal(self, cell: int, params: Model) -> np.ndarray:
         """Return what the solver fits with a constant baseline: the signal minus any drift."""
         y = self.signal(cell, params)
         return y - self.drift(cell, params) if params.baseline == "drift" else y
@@ -375,23 +342,26 @@ class TuningEngine:
             self._noise[part] = spectral_noise_sd(self.traces[part], self.fs)
         return np.asarray(self._noise[idx], dtype=np.float64)
 
-    def cell_lam(self, cells: Sequence[int] | None, params: Params) -> float | np.ndarray:
-        """Penalty of each of ``cells``: ``lam`` (global) or ``lam * noise`` (per_cell)."""
-        if params.lam_mode != "per_cell":
-            return float(params.lam)
-        return params.lam * self.noise(cells)
+    def params(self, settings: Settings, cells: Sequence[int] | None = None) -> Params:
+        """Return the checked parameters of ``settings`` for ``cells`` (all cells when None).
 
-    def padding(self, params: Params) -> int:
+        In per-cell mode the lambda has one value per cell of ``cells``, in their order:
+        ``lam * noise`` (:meth:`noise`). Raises ValueError/TypeError on bad settings.
+        """
+        noise = self.noise(cells) if settings.lam_mode == "per_cell" else None
+        return settings.to_params(self.fs, noise)
+
+    def padding(self, params: Model) -> int:
         """Frames solved on each side of the visible window: one kernel length."""
         return kernel_length(params.tau_decay, self.fs)
 
-    def segment(self, start: int, stop: int, params: Params) -> tuple[int, int]:
+    def segment(self, start: int, stop: int, params: Model) -> tuple[int, int]:
         """Return the padded solve range ``[a, b)`` around the visible frames ``[start, stop)``."""
         pad = self.padding(params)
         return max(0, start - pad), min(self.n_frames, stop + pad)
 
     def solve_window(
-        self, cell: int, params: Params, start: int, stop: int, *, slot: str = "current"
+        self, cell: int, settings: Settings, start: int, stop: int, *, slot: str = "current"
     ) -> dict[str, Any]:
         """Solve ``cell`` on the padded window, warm-started; return full-resolution window data.
 
@@ -401,12 +371,12 @@ class TuningEngine:
             ``y`` (solved signal), ``fit`` (K s + b), ``activity``, ``residual``: arrays of
             shape (stop - start,); ``baseline``, ``iterations``, ``segment`` (a, b).
         """
-        return self.solve_block([cell], params, start, stop, slot=slot)[0]
+        return self.solve_block([cell], settings, start, stop, slot=slot)[0]
 
     def solve_block(
         self,
         cells: Sequence[int],
-        params: Params,
+        settings: Settings,
         start: int,
         stop: int,
         *,
@@ -417,6 +387,12 @@ class TuningEngine:
         Each cell is warm-started from its previous solution in ``slot`` (where the windows
         overlap; zeros elsewhere). Returns one dict per cell as :meth:`solve_window` does.
         """
+        return self._solve_block(cells, self.params(settings, cells), start, stop, slot)
+
+    def _solve_block(
+        self, cells: Sequence[int], params: Params, start: int, stop: int, slot: str
+    ) -> list[dict[str, Any]]:
+        """:meth:`solve_block` with checked parameters (a per-cell lambda in ``cells``' order)."""
         a, b = self.segment(start, stop, params)
         ys = np.stack([self.solved_signal(c, params)[a:b] for c in cells])
         drifts = (
@@ -424,7 +400,7 @@ class TuningEngine:
             if params.baseline == "drift"
             else np.zeros((len(cells), 1))
         )
-        lam = self.cell_lam(cells, params)
+        lam = params.lam_for(len(cells))
         warm = [self._warm_start(c, slot, a, b) for c in cells]
         init: np.ndarray | None = None
         if any(w is not None for w in warm):
@@ -435,7 +411,7 @@ class TuningEngine:
             self.fs,
             params.tau_rise,
             params.tau_decay,
-            lam if np.ndim(lam) == 0 else (lam[0] if one else lam),  # type: ignore[index]
+            lam[0] if one and not isinstance(lam, float) else lam,
             warm_start=init[0] if one and init is not None else init,
             n_threads=1 if one else None,
         )
@@ -474,8 +450,9 @@ class TuningEngine:
     ) -> dict[int, dict[str, Any] | Exception]:
         """Solve ``cells`` in batches of one solver call each; ``check()`` runs between batches.
 
-        A batch that fails is solved again cell by cell, so one bad cell does not take the
-        others down: its entry is then the exception (logged).
+        ``params`` are :meth:`params` of ``cells`` (a per-cell lambda in their order). A batch
+        that fails is solved again cell by cell, so one bad cell does not take the others
+        down: its entry is then the exception (logged).
         """
         a, b = self.segment(start, stop, params)
         size = max(2, BATCH_CELL_FRAMES // max(1, b - a))
@@ -484,7 +461,9 @@ class TuningEngine:
             check()
             batch = list(cells[k : k + size])
             try:
-                solved = self.solve_block(batch, params, start, stop, slot=slot)
+                solved = self._solve_block(
+                    batch, params.for_cells(k, k + len(batch)), start, stop, slot
+                )
                 out.update(zip(batch, solved, strict=True))
                 continue
             except Exception as exc:  # noqa: BLE001 - isolated below, cell by cell
@@ -492,9 +471,10 @@ class TuningEngine:
                     logger.exception("solve failed for cell %d", batch[0])
                     out[batch[0]] = exc
                     continue
-            for cell in batch:
+            for i, cell in enumerate(batch, start=k):
                 try:
-                    out[cell] = self.solve_block([cell], params, start, stop, slot=slot)[0]
+                    one = params.for_cells(i, i + 1)
+                    out[cell] = self._solve_block([cell], one, start, stop, slot)[0]
                 except Exception as exc:  # noqa: BLE001 - reported on the card and logged
                     logger.exception("solve failed for cell %d", cell)
                     out[cell] = exc
@@ -527,7 +507,7 @@ class TuningEngine:
         Parameter errors (e.g. tau_rise >= tau_decay) put every cell in the error state.
         """
         t0 = time.perf_counter()
-        p = req.params
+        p = req.settings
         start, stop = self.clamp_window(req.start, req.stop)
         n_bins = min(stop - start, max(1, int(req.width)))
         names = ["raw"]
@@ -538,22 +518,19 @@ class TuningEngine:
             names += ["pin_fit", "pin_activity"]
         if req.show_truth and self.truth is not None:
             names.append("truth")
+        valid = [c for c in req.cells if 0 <= c < self.n_cells]
         try:
-            p.validated(self.fs)
-            t_peak, fwhm = self.timing(p)
-            f_hp, f_lp = filter_cutoffs(p.tau_rise, p.tau_decay, self.fs)
-            kernel: np.ndarray | None = kernel_curve(p.tau_rise, p.tau_decay)
-            param_error = None
+            params = self.params(p, valid)
+            t_peak, fwhm = self.timing(params)
+            f_hp, f_lp = filter_cutoffs(params.tau_rise, params.tau_decay, self.fs)
+            kernel: np.ndarray | None = kernel_curve(params.tau_rise, params.tau_decay)
         except (ValueError, TypeError) as exc:
             t_peak = fwhm = f_hp = f_lp = float("nan")
             kernel = None
-            param_error = str(exc)
-        cells: list[CellResult] = []
-        if param_error is not None:
             check()
-            cells = [CellResult(cell, "error", param_error) for cell in req.cells]
+            cells = [CellResult(cell, "error", str(exc)) for cell in req.cells]
         else:
-            cells = self._cell_views(req, start, stop, n_bins, check)
+            cells = self._cell_views(req, valid, params, start, stop, n_bins, check)
         full_req = ViewRequest(
             req.id, p, req.cells, start, stop, req.width, req.pinned, req.show_truth
         )
@@ -571,26 +548,34 @@ class TuningEngine:
         )
 
     def _cell_views(
-        self, req: ViewRequest, start: int, stop: int, n_bins: int, check: Callable[[], None]
+        self,
+        req: ViewRequest,
+        valid: list[int],
+        params: Params,
+        start: int,
+        stop: int,
+        n_bins: int,
+        check: Callable[[], None],
     ) -> list[CellResult]:
-        """Solve the shown cells (one batched call) and the pinned set (one more), then pack."""
-        p = req.params
-        valid = [c for c in req.cells if 0 <= c < self.n_cells]
-        sols = self.solve_cells(valid, p, start, stop, check)
+        """Solve the ``valid`` shown cells (one batched call) and the pinned set, then pack.
+
+        ``params`` are :meth:`params` of the settings for ``valid``.
+        """
+        sols = self.solve_cells(valid, params, start, stop, check)
         pins: dict[int, dict[str, Any] | Exception] = {}
-        if req.pinned is not None:
+        todo = []
+        for c in valid if req.pinned is not None else ():
+            hit = self._pin_cache.get((c, req.pinned, start, stop))
+            if hit is None:
+                todo.append(c)
+            else:
+                pins[c] = hit
+        if todo and req.pinned is not None:
             try:
-                pin_p = req.pinned.validated(self.fs)
+                pin_p = self.params(req.pinned, todo)
             except (ValueError, TypeError) as exc:
-                pin_p, pins = None, dict.fromkeys(valid, exc)
-            todo = []
-            for c in valid if pin_p is not None else ():
-                hit = self._pin_cache.get((c, req.pinned, start, stop))
-                if hit is None:
-                    todo.append(c)
-                else:
-                    pins[c] = hit
-            if todo and pin_p is not None:
+                pins.update(dict.fromkeys(todo, exc))
+            else:
                 fresh = self.solve_cells(todo, pin_p, start, stop, check, slot="pin")
                 for c, pin in fresh.items():
                     if not isinstance(pin, Exception):
@@ -621,7 +606,7 @@ class TuningEngine:
         sol: dict[str, Any],
         pin: dict[str, Any] | Exception | None,
     ) -> CellResult:
-        p = req.params
+        p = req.settings
         raw = np.asarray(self.traces[cell, start:stop], dtype=np.float64)
         series: dict[str, np.ndarray] = {"raw": minmax_downsample(raw, n_bins)}
         offset = float(self.traces[cell].mean()) if p.filter_enabled else 0.0
@@ -680,16 +665,19 @@ class TuningEngine:
             out[i] = o
         return out
 
-    def lambda_max(self, cells: Sequence[int], p: Params) -> float:
-        """Lambda that zeroes all activity of ``cells`` with ``p``'s kernel (see module fn).
+    def lambda_max(self, cells: Sequence[int], settings: Settings) -> float:
+        """Lambda that zeroes all activity of ``cells`` with the settings' kernel (module fn).
 
-        In ``p``'s units: a penalty (global mode) or noise SDs (per-cell mode).
+        In the settings' units: a penalty (global mode) or noise SDs (per-cell mode). Raises
+        ValueError/TypeError on bad settings.
         """
+        p = settings
         key = (tuple(cells), p.tau_rise, p.tau_decay, p.filter_enabled, p.baseline, p.lam_mode)
         v = self._lam_max.get(key)
         if v is None:
-            y = np.stack([self.solved_signal(c, p) for c in cells])
-            rows = lambda_max_rows(y, build_kernel(p.tau_rise, p.tau_decay, self.fs))
+            q = self.params(settings, cells)
+            y = np.stack([self.solved_signal(c, q) for c in cells])
+            rows = lambda_max_rows(y, build_kernel(q.tau_rise, q.tau_decay, self.fs))
             if p.lam_mode == "per_cell":
                 sd = self.noise(cells)
                 rows = np.where(sd > 0, rows / np.where(sd > 0, sd, 1.0), 0.0)
@@ -707,7 +695,7 @@ class TuningEngine:
             self._rank = np.argsort(-scores, kind="stable")
         return self._rank
 
-    def spectrum(self, cell: int, params: Params, n_fft: int = 1024) -> dict[str, Any]:
+    def spectrum(self, cell: int, settings: Settings, n_fft: int = 1024) -> dict[str, Any]:
         """Welch power spectrum (Hann, 50% overlap) of the cell's raw trace, with filter cut-offs.
 
         Returns
@@ -715,7 +703,13 @@ class TuningEngine:
         dict
             ``freqs`` (Hz) and ``power`` (float32 arrays, shape (n_fft // 2 + 1,) or less),
             ``f_hp``, ``f_lp`` (Hz).
+
+        Raises
+        ------
+        ValueError, TypeError
+            Bad settings (e.g. tau_rise >= tau_decay).
         """
+        p = self.params(settings, [cell])
         x = np.asarray(self.traces[cell], dtype=np.float64)
         x = x - x.mean()
         nseg = min(n_fft, x.size)
@@ -730,7 +724,7 @@ class TuningEngine:
         segs = np.stack([x[s : s + nseg] * win for s in starts_l])
         power = (np.abs(np.fft.rfft(segs, axis=1)) ** 2).mean(axis=0) / (self.fs * (win**2).sum())
         freqs = np.fft.rfftfreq(nseg, 1.0 / self.fs)
-        f_hp, f_lp = filter_cutoffs(params.tau_rise, params.tau_decay, self.fs)
+        f_hp, f_lp = filter_cutoffs(p.tau_rise, p.tau_decay, self.fs)
         return {
             "freqs": freqs.astype(np.float32),
             "power": power.astype(np.float32),

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from calab import _protocol as P
-from calab.tuning.engine import Params, TuningEngine, ViewRequest, ViewResult
+from calab.params import Params
+from calab.tuning.engine import TuningEngine, ViewRequest, ViewResult
 from calab.tuning.scheduler import LatestOnly, Superseded
-from calab.tuning.state import MAX_SHOWN, Recording, validate_changes
+from calab.tuning.state import MAX_SHOWN, Recording, Settings, validate_changes
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +73,9 @@ def export_for(
 ) -> dict[str, Any]:
     """Return the CaTune export JSON for parameters ``p`` tuned on ``engine``'s recording.
 
-    Per-cell mode records each cell's lambda (``calab.lambda_per_cell``; ``parameters.lambda``
-    is their median) and a drift baseline ``calab.baseline`` (see :mod:`calab.io.export`).
+    ``p`` as :meth:`TuningEngine.params` gives them for all cells: a per-cell lambda is
+    recorded as ``calab.lambda_per_cell`` (``parameters.lambda`` is their median), a drift
+    baseline as ``calab.baseline`` (see :mod:`calab.io.export`).
     """
     from calab.io.export import export_dict
 
@@ -82,11 +84,11 @@ def export_for(
     return export_dict(
         tau_rise=p.tau_rise,
         tau_decay=p.tau_decay,
-        lam=engine.cell_lam(None, p),
-        fs=engine.fs,
+        lam=p.lam,
+        fs=p.fs,
         filter_enabled=p.filter_enabled,
         metadata=meta,
-        baseline=p.baseline,  # type: ignore[arg-type]
+        baseline=p.baseline,
     )
 
 
@@ -130,9 +132,9 @@ def estimate_changes(est: Any) -> dict[str, Any]:
     }
 
 
-def params_of(state: Mapping[str, Any]) -> Params:
-    """Return the parameter set of a (validated) state mapping."""
-    return Params(
+def settings_of(state: Mapping[str, Any]) -> Settings:
+    """Return the slider settings of a state mapping (each value checked, not yet together)."""
+    return Settings(
         float(state["tau_rise"]),
         float(state["tau_decay"]),
         float(state["lam"]),
@@ -147,12 +149,12 @@ def make_request(state: Mapping[str, Any]) -> ViewRequest:
     pin = state.get("pinned")
     return ViewRequest(
         id=int(state["request_id"]),
-        params=params_of(state),
+        settings=settings_of(state),
         cells=tuple(int(c) for c in state["cells"]),
         start=int(state["window_start"]),
         stop=int(state["window_stop"]),
         width=max(1, int(state["plot_width"])),
-        pinned=None if not pin else Params(**pin),
+        pinned=None if not pin else Settings(**pin),
         show_truth=bool(state.get("show_truth", False)),
     )
 
@@ -175,7 +177,7 @@ def view_message(
     """Solve and pack the visible window; ``check`` raises when a newer request waits."""
     result = engine.view(req, check)
     try:
-        lam_max = engine.lambda_max(req.cells, req.params) if req.cells else math.nan
+        lam_max = engine.lambda_max(req.cells, req.settings) if req.cells else math.nan
     except (ValueError, TypeError):
         lam_max = math.nan
     header, buffers = result.pack()
@@ -183,9 +185,9 @@ def view_message(
     return header, buffers, result
 
 
-def spectrum_message(engine: TuningEngine, cell: int, params: Params) -> Message:
+def spectrum_message(engine: TuningEngine, cell: int, settings: Settings) -> Message:
     """Power spectrum of one cell with the filter cut-offs."""
-    spec = engine.spectrum(cell, params)
+    spec = engine.spectrum(cell, settings)
     header = {
         "type": P.MSG_SPECTRUM,
         "cell": cell,
@@ -336,10 +338,10 @@ class TuningSession:
         given.setdefault("baseline", "constant")
         n_show = min(given["n_shown"], engine.n_cells)
         cells = choose_cells(engine, "active", n_show, 0)
-        params = params_of({**given, "lam": 0.0})
-        params.validated(engine.fs)
+        settings = settings_of({**given, "lam": 0.0})
+        engine.params(settings, cells)  # the start values, checked together
         if "lam" not in given:
-            given["lam"] = 0.01 * engine.lambda_max(cells, params)
+            given["lam"] = 0.01 * engine.lambda_max(cells, settings)
         stop = first_window(engine)[1]
         self.state: dict[str, Any] = {
             "tau_rise": given["tau_rise"],
@@ -429,15 +431,19 @@ class TuningSession:
         """Return a checked copy of ``changes`` (:func:`calab.tuning.state.validate_changes`)."""
         return validate_changes(changes, self.recording)
 
-    def params(self) -> Params:
-        """Return the current parameters, checked together (tau_rise < tau_decay)."""
+    def settings(self) -> Settings:
+        """Return what the sliders say now (not checked together: see :meth:`params`)."""
         with self._lock:
-            p = params_of(self.state)
-        return p.validated(self.engine.fs)
+            return settings_of(self.state)
+
+    def params(self) -> Params:
+        """Return the current parameters, checked (:meth:`TuningEngine.params`, all cells)."""
+        return self.engine.params(self.settings())
 
     def cell_lam(self) -> float | np.ndarray:
         """Return the current penalty: one number (global mode) or shape (n_cells,) (per-cell)."""
-        return self.engine.cell_lam(None, self.params())
+        lam = self.params().lam
+        return lam if isinstance(lam, float) else lam.copy()
 
     def params_dict(self) -> dict[str, Any]:
         """Return the current parameters as :func:`calab.load_export_params` returns them.
@@ -522,7 +528,7 @@ class TuningSession:
                 raise TypeError(f"cell must be an integer cell index, got {cell!r:.40}")
             if not 0 <= cell < self.engine.n_cells:
                 raise ValueError(f"cell must be in 0..{self.engine.n_cells - 1}, got {cell}")
-            return [spectrum_message(self.engine, cell, self.params())]
+            return [spectrum_message(self.engine, cell, self.settings())]
         if kind == P.MSG_EXPORT:
             if self._on_export is None:
                 raise ValueError("this session has no export")

@@ -3,6 +3,9 @@
 The notebook widget (traitlets) and the browser bridge (HTTP) accept exactly the same values:
 :func:`validate_changes` checks a whole set of changes before anything is stored and raises
 ``ValueError``/``TypeError`` naming the key, the bad value and the allowed range.
+:class:`Settings` is what the sliders say, each value checked but not yet together (the page
+shows e.g. tau_rise >= tau_decay as an error on the cards); :meth:`Settings.to_params` turns it
+into the one checked parameter type, :class:`calab.params.Params`.
 """
 
 from __future__ import annotations
@@ -10,8 +13,13 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from calab.params import BaselineMode, Params
 
 #: Most cells shown at once (cards on the page).
 MAX_SHOWN = 64
@@ -38,6 +46,63 @@ class Recording:
     fs: float
     n_cells: int
     n_frames: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the tuning page's sliders say: unchecked, so the page can show a bad value's error.
+
+    Not a second parameter type: :meth:`to_params` turns the settings into the one checked
+    :class:`calab.params.Params`, and every solve, export and deconvolution uses that.
+
+    Attributes
+    ----------
+    tau_rise, tau_decay : float
+        Kernel time constants in seconds.
+    lam : float
+        Sparsity: the penalty of every cell (``lam_mode="global"``), or noise SDs
+        (``lam_mode="per_cell"``: each cell's penalty is ``lam * noise[cell]``).
+    filter_enabled : bool
+        Band-pass noise filter on.
+    lam_mode : {"global", "per_cell"}
+    baseline : {"constant", "drift"}
+    """
+
+    tau_rise: float
+    tau_decay: float
+    lam: float
+    filter_enabled: bool = False
+    lam_mode: str = "global"
+    baseline: str = "constant"
+
+    def to_params(self, fs: float, noise: npt.ArrayLike | None = None) -> Params:
+        """Return the checked parameters at ``fs`` Hz (raises ValueError/TypeError naming the fix).
+
+        Parameters
+        ----------
+        fs : float
+            Sampling rate in Hz.
+        noise : array_like, shape (n_cells,), optional
+            Noise SD of each cell; needed in per-cell mode, where the parameters get one
+            lambda per cell, ``lam * noise`` (in the order of ``noise``).
+        """
+        params = Params(
+            fs,
+            self.tau_rise,
+            self.tau_decay,
+            self.lam,
+            self.filter_enabled,
+            cast(BaselineMode, self.baseline),
+        )
+        if self.lam_mode == "global":
+            return params
+        if self.lam_mode not in LAM_MODES:
+            raise ValueError(f"lam_mode must be 'global' or 'per_cell', got {self.lam_mode!r}")
+        if noise is None:
+            raise ValueError(
+                "lam_mode='per_cell' needs the noise SD of each cell (TuningEngine.noise)"
+            )
+        return replace(params, lam=params.lam * np.asarray(noise, dtype=np.float64))
 
 
 Check = Callable[[str, Any, Recording], Any]
@@ -134,7 +199,7 @@ def _pinned(key: str, value: Any, rec: Recording) -> dict[str, Any] | None:
             f"(and optionally filter_enabled, lam_mode, baseline); missing {sorted(missing)}, "
             f"unknown {sorted(extra)}"
         )
-    pin = {
+    pin: dict[str, Any] = {
         "tau_rise": _seconds(f"{key}['tau_rise']", value["tau_rise"], rec),
         "tau_decay": _seconds(f"{key}['tau_decay']", value["tau_decay"], rec),
         "lam": _lam(f"{key}['lam']", value["lam"], rec),
@@ -146,11 +211,10 @@ def _pinned(key: str, value: Any, rec: Recording) -> dict[str, Any] | None:
     for name, options in (("lam_mode", LAM_MODES), ("baseline", BASELINE_MODES)):
         if name in value:
             pin[name] = _choice(options)(f"{key}[{name!r}]", value[name], rec)
-    if pin["tau_rise"] >= pin["tau_decay"]:
-        raise ValueError(
-            f"{key}: tau_rise ({pin['tau_rise']} s) must be smaller than tau_decay "
-            f"({pin['tau_decay']} s)"
-        )
+    try:  # the values together, as the view will check them (the lambda unit aside)
+        Settings(**{**pin, "lam_mode": "global"}).to_params(rec.fs)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{key}: {exc}") from None
     return pin
 
 
