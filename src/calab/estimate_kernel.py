@@ -219,6 +219,17 @@ def _solve_cells(
     return res.activity, res.baseline, res.reconvolution
 
 
+Detection = tuple[np.ndarray, np.ndarray]
+"""Activity (n_sample, n_frames) and scalar baseline (n_sample,) found by a detection kernel."""
+
+
+def _detect(sample: np.ndarray, noise: np.ndarray, fs: float, tr0: float, td0: float) -> Detection:
+    """Activity and baseline with the kernel (tr0, td0) at the strict threshold."""
+    scale = lam_scale(tr0, td0, fs)
+    act, base, _ = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale)
+    return act, base
+
+
 def estimate_kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float]:
     """Recording-wide (tau_rise, tau_decay) in seconds from sample traces (drift removed here).
 
@@ -247,9 +258,11 @@ def estimate_kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[floa
     if window > DEFAULT_WINDOW_S:
         # The maximin must see pauses of a few decay times, else it eats slow calcium.
         sample = raw - drift_baseline(raw, fs, window)
+    # One detection per kernel: the fitted one also finds the tails of isolated transients.
+    detections = {tr0: _detect(sample, noise, fs, tr0, td0) for tr0 in sorted({tr_ar, tr_fit})}
     responses = []
-    for tr0 in sorted({tr_ar, tr_fit}):
-        response = _response_taus(sample, noise, fs, tr0, td0)
+    for detected in detections.values():
+        response = _response_taus(sample, noise, fs, detected, td0)
         if response is not None:
             responses.append(response)
     if not responses:
@@ -260,7 +273,7 @@ def estimate_kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[floa
         )
         return tr_fit, td0
     tr, td, first_frame = _choose_response(sample, noise, fs, (tr_fit, td0), responses)
-    td_tail = _tail_decay(sample, noise, fs, tr_fit, td0, tr)
+    td_tail = _tail_decay(sample, noise, fs, detections[tr_fit], (tr_fit, td0), tr)
     logger.debug("decay from isolated transients %s (response kernel %s)", td_tail, td)
     if td_tail is not None and td_tail > 1.5 * tr:
         td = td_tail
@@ -355,11 +368,17 @@ TAIL_SKIP_RISE_TIMES = 2.0
 
 
 def _tail_decay(
-    sample: np.ndarray, noise: np.ndarray, fs: float, tr0: float, td0: float, tau_rise: float
+    sample: np.ndarray,
+    noise: np.ndarray,
+    fs: float,
+    detected: Detection,
+    detector: tuple[float, float],
+    tau_rise: float,
 ) -> float | None:
     """Decay time constant fitted to the tails of isolated transients, pooled over cells.
 
-    Activity is detected with the kernel (tr0, td0) at the strict threshold. A tail is the
+    ``detected`` is the activity that the kernel ``detector`` = (tr0, td0) finds at the strict
+    threshold (:func:`_detect`). A tail is the
     trace after the last active frame of an event, up to the end of a quiet span of
     :data:`TAIL_DECAY_TIMES` decay times in which nothing else is detected. It starts at a
     fixed lag (each tail's own maximum would be a noise peak and shorten the decay): the
@@ -368,13 +387,13 @@ def _tail_decay(
     time constant, whatever the burst before it, so unlike the average response this is not
     lengthened by bursts. The model is the kernel's shape (``tau_rise`` given) at those lags;
     one decay, with amplitude and offset free per tail (in noise SDs; the offset takes up any
-    error of the baseline), is fitted to all tails by a log-grid search.
-    search. None when fewer than :data:`MIN_TAILS` tails are found.
+    error of the baseline), is fitted to all tails by a log-grid search. None when fewer than
+    :data:`MIN_TAILS` tails are found.
     """
     from calab.kernel import build_kernel
 
-    scale = lam_scale(tr0, td0, fs)
-    act, base, _ = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale)
+    act, base = detected
+    tr0, td0 = detector
     n = sample.shape[1]
     span = int(round(TAIL_DECAY_TIMES * td0 * fs))
     start = (
@@ -413,14 +432,15 @@ def _tail_decay(
 
 
 def _response_taus(
-    sample: np.ndarray, noise: np.ndarray, fs: float, tr0: float, td0: float
+    sample: np.ndarray, noise: np.ndarray, fs: float, detected: Detection, td0: float
 ) -> tuple[float, float, float] | None:
-    """Kernel with the timing of the response to activity detected with (tr0, td0).
+    """Kernel with the timing of the response to ``detected`` activity (:func:`_detect`).
+
+    ``td0`` (the detection kernel's decay) sets how many lags the response spans.
 
     Returns (tau_rise, tau_decay, the response one frame after onset / its maximum).
     """
-    scale = lam_scale(tr0, td0, fs)
-    act, base, _ = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale)
+    act, base = detected
     if np.count_nonzero(act > 0) < 10:
         return None
     n = sample.shape[1]
