@@ -73,7 +73,9 @@ def post_json(session: TuneSession, path: str, obj: Any, **kw: Any) -> tuple[int
 
 def test_binds_loopback_and_url_carries_the_secret(bridge: TuneSession) -> None:
     assert bridge.server.server_address[0] == "127.0.0.1"
-    assert bridge.url.startswith(f"http://127.0.0.1:{bridge.server.port}/?bridge=")
+    # Only the secret: our page talks to the server it came from (works through a tunnel).
+    assert bridge.url.startswith(f"http://127.0.0.1:{bridge.server.port}/?bridge_secret=")
+    assert "bridge=" not in bridge.url.replace("bridge_secret=", "")
     assert len(secret_of(bridge)) >= 40
 
 
@@ -226,6 +228,50 @@ def test_static_bundle_and_page(bridge: TuneSession) -> None:
 def test_host_header_must_be_loopback(bridge: TuneSession) -> None:
     status, _, _ = call(bridge, "GET", "/api/v1/health", headers={"Host": "evil.example:80"})
     assert status == 403
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "localhost.evil.example:8000",
+        "127.0.0.1.nip.io:8000",
+        "127.0.0.2:8000",
+        "0.0.0.0:8000",
+        "localhost:8000@evil.example",
+        "[::1]:8000:1",
+        "localhost:123456",
+        "",
+    ],
+)
+def test_host_names_other_than_loopback_are_refused(bridge: TuneSession, host: str) -> None:
+    """No DNS rebinding: a page on another name never reads the API, secret or not."""
+    assert call(bridge, "GET", "/api/v1/health", headers={"Host": host})[0] == 403
+    assert call(bridge, "GET", "/", headers={"Host": host}, secret=None)[0] == 403
+
+
+@pytest.mark.parametrize("host", ["localhost:9000", "127.0.0.1:18080", "[::1]:8765", "localhost"])
+def test_an_ssh_tunnel_from_another_local_port_is_served(bridge: TuneSession, host: str) -> None:
+    """Issue 18 item 6: ``ssh -L 9000:127.0.0.1:PORT`` sends ``Host: localhost:9000`` (was 403).
+
+    Loopback names on any port are accepted; the secret still guards the API.
+    """
+    status, _, body = call(bridge, "GET", "/", headers={"Host": host}, secret=None)
+    assert status == 200 and b"/static/bridge.js" in body
+    assert call(bridge, "GET", "/static/bridge.js", headers={"Host": host}, secret=None)[0] == 200
+    assert call(bridge, "GET", "/api/v1/session", headers={"Host": host}, secret=None)[0] == 401
+    assert call(bridge, "GET", "/api/v1/session", headers={"Host": host})[0] == 200
+
+
+def test_without_a_browser_the_url_goes_to_stderr(
+    traces: np.ndarray, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18 item 6: stdout stays for results (the CLI's JSON), the URL is on stderr."""
+    assert calab.tune(traces, 30.0, lam=0.02, timeout=0.2, open_browser=False) is None
+    out, err = capfd.readouterr()
+    assert out == ""
+    (line,) = [x for x in err.splitlines() if "bridge_secret=" in x]
+    assert line.startswith("http://127.0.0.1:")
 
 
 def test_cors_only_for_the_configured_front_end(traces: np.ndarray) -> None:

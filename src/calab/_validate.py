@@ -15,13 +15,42 @@ MIN_DECAY_FRAMES = 1.0 / 700.0
 MAX_KERNEL_LEN = 50_000_000
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """Return ``repr(value)`` for an error message, shortened to about ``limit`` characters.
+
+    A huge integer (say 400 digits from a JSON file) is described by its number of digits:
+    its repr would flood the message (and beyond 4,300 digits Python refuses to print it).
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        digits = math.floor(value.bit_length() * math.log10(2)) + 1
+        return f"{'a negative' if value < 0 else 'an'} integer of about {digits} digits"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def real_float(value: Any, name: str, detail: str = "") -> float:
+    """Read a real number as a float, the one number reader of arguments, files and messages.
+
+    Raises TypeError ``"{name} must be a number{detail}, got ..."`` for anything else (bool,
+    str, None). An integer beyond float64's range (a 400-digit JSON integer is valid JSON)
+    becomes +-inf, as JSON's ``1e400`` does, instead of ``float()``'s bare OverflowError, so
+    the caller's finiteness check refuses it naming ``name``.
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a number{detail}, got {type(value).__name__} {shown(value)}"
+        )
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def positive(value: Any, name: str, hint: str) -> float:
     """Return ``value`` as a positive finite float or raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number ({hint}), got {type(value).__name__}")
-    v = float(value)
+    v = real_float(value, name, f" ({hint})")
     if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a positive number ({hint}), got {value!r}")
+        raise ValueError(f"{name} must be a positive number ({hint}), got {shown(value)}")
     return v
 
 
@@ -53,11 +82,9 @@ def model_params(tau_rise: Any, tau_decay: Any, fs: Any) -> tuple[float, float, 
 
 def lam_value(lam: Any) -> float:
     """Validate the sparsity penalty lambda (>= 0)."""
-    if isinstance(lam, bool) or not isinstance(lam, numbers.Real):
-        raise TypeError(f"lam must be a number >= 0, got {type(lam).__name__}")
-    v = float(lam)
+    v = real_float(lam, "lam", " >= 0")
     if not math.isfinite(v) or v < 0:
-        raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
+        raise ValueError(f"lam must be a finite number >= 0, got {shown(lam)}")
     return v
 
 

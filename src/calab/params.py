@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from calab import _solver
-from calab._validate import check_finite, lam_value, model_params, traces_2d
+from calab._validate import check_finite, lam_value, model_params, real_float, shown, traces_2d
 
 Method = Literal["active-set", "fista"]
 BaselineMode = Literal["constant", "drift"]
@@ -99,10 +99,9 @@ class SolverOptions:
         iters = _integer(iters, "max_iters", "the iteration cap", MAX_ITERS_LIMIT)
         if tol is None:
             tol = default_tol
-        if isinstance(tol, bool) or not isinstance(tol, numbers.Real):
-            raise TypeError(f"tol must be a positive number, got {tol!r}")
-        if not math.isfinite(float(tol)) or tol <= 0:
-            raise ValueError(f"tol must be a positive number, got {tol!r}")
+        tol_ = real_float(tol, "tol", " > 0")
+        if not math.isfinite(tol_) or tol_ <= 0:
+            raise ValueError(f"tol must be a positive number, got {shown(tol)}")
         threads = None
         if n_threads is not None:
             limit = max_threads()
@@ -118,7 +117,7 @@ class SolverOptions:
             threads = int(n_threads)
         object.__setattr__(self, "method", method)
         object.__setattr__(self, "max_iters", iters)
-        object.__setattr__(self, "tol", float(tol))
+        object.__setattr__(self, "tol", tol_)
         object.__setattr__(self, "n_threads", threads)
 
 
@@ -210,18 +209,11 @@ class Params:
             raise ValueError(f"baseline must be 'constant' or 'drift', got {baseline!r}")
         window = None
         if baseline_window_s is not None:
-            if isinstance(baseline_window_s, bool) or not isinstance(
-                baseline_window_s, numbers.Real
-            ):
-                raise TypeError(
-                    f"baseline_window_s must be a number of seconds or None, "
-                    f"got {baseline_window_s!r}"
-                )
-            window = float(baseline_window_s)
+            window = real_float(baseline_window_s, "baseline_window_s", " of seconds or None")
             if not math.isfinite(window) or window <= 0:
                 raise ValueError(
                     f"baseline_window_s must be a positive number of seconds (e.g. 30.0) "
-                    f"or None, got {baseline_window_s!r}"
+                    f"or None, got {shown(baseline_window_s)}"
                 )
         object.__setattr__(self, "fs", f)
         object.__setattr__(self, "tau_rise", tr)

@@ -43,6 +43,15 @@ class StateTypeError(traitlets.TraitError, TypeError):
     """A value of the wrong type for a widget trait (nothing was stored)."""
 
 
+def _state_trait(default: Any) -> Any:
+    """Return a synced trait whose every value, None included, goes through ``_check_state``.
+
+    ``traitlets.Any`` allows None by default and then stores it without calling the
+    validators: a ``w.cells = None`` would be kept and wedge every later change.
+    """
+    return traitlets.Any(default, allow_none=False).tag(sync=True)
+
+
 def _bundle(name: str) -> Path | str:
     path = _STATIC / name
     if not path.exists():
@@ -111,25 +120,25 @@ class TuneWidget(anywidget.AnyWidget):
     _css = _bundle("widget.css")
 
     # The page's state: checked by the session's table (calab.tuning.state), the same rules as
-    # the browser bridge; traitlets only carry the values.
-    tau_rise = traitlets.Any(0.05).tag(sync=True)
-    tau_decay = traitlets.Any(0.5).tag(sync=True)
-    lam = traitlets.Any(0.01).tag(sync=True)
-    filter_enabled = traitlets.Any(False).tag(sync=True)
-    cells = traitlets.Any([]).tag(sync=True)
-    cell_mode = traitlets.Any("active").tag(sync=True)
-    n_shown = traitlets.Any(4).tag(sync=True)
-    columns = traitlets.Any(2).tag(sync=True)
-    seed = traitlets.Any(0).tag(sync=True)
-    window_start = traitlets.Any(0).tag(sync=True)
-    window_stop = traitlets.Any(0).tag(sync=True)
-    plot_width = traitlets.Any(600).tag(sync=True)
-    request_id = traitlets.Any(0).tag(sync=True)
-    pinned = traitlets.Any(None).tag(sync=True)
-    show_truth = traitlets.Any(False).tag(sync=True)
-    selected_cell = traitlets.Any(-1).tag(sync=True)
-    lam_mode = traitlets.Any("global").tag(sync=True)
-    baseline = traitlets.Any("constant").tag(sync=True)
+    # the browser bridge; traitlets only carry the values (None included: see _state_trait).
+    tau_rise = _state_trait(0.05)
+    tau_decay = _state_trait(0.5)
+    lam = _state_trait(0.01)
+    filter_enabled = _state_trait(False)
+    cells = _state_trait([])
+    cell_mode = _state_trait("active")
+    n_shown = _state_trait(4)
+    columns = _state_trait(2)
+    seed = _state_trait(0)
+    window_start = _state_trait(0)
+    window_stop = _state_trait(0)
+    plot_width = _state_trait(600)
+    request_id = _state_trait(0)
+    pinned = _state_trait(None)
+    show_truth = _state_trait(False)
+    selected_cell = _state_trait(-1)
+    lam_mode = _state_trait("global")
+    baseline = _state_trait("constant")
 
     # Facts about the recording (read-only).
     fs = traitlets.Float(30.0).tag(sync=True)
@@ -223,9 +232,17 @@ class TuneWidget(anywidget.AnyWidget):
             return
         state = self._session.state
         diff = {k: getattr(self, k) for k in P.STATE_KEYS if getattr(self, k) != state[k]}
-        if diff:
-            for key, value in self._session.apply(diff).items():
-                setattr(self, key, value)  # the session chose cells: mirror them
+        if not diff:
+            return
+        try:
+            own = self._session.apply(diff)
+        except (ValueError, TypeError):
+            # Nothing was stored: the traits take the session's values back, so one refused
+            # value never stays behind to fail every later change.
+            self._mirror({k: state[k] for k in diff})
+            raise
+        for key, value in own.items():
+            setattr(self, key, value)  # the session chose cells: mirror them
 
     def _mirror(self, changes: dict[str, Any]) -> None:
         """Show state changes the session made itself (Auto) in the traitlets and the page."""

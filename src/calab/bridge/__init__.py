@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sys
 import time
 import warnings
 import webbrowser
@@ -110,10 +111,13 @@ def _start(
     secret = secrets.token_urlsafe(32)
     server = BridgeServer(session, secret, port=int(port or 0), allowed_origin=allowed_origin)
     server.start()
+    if app_url is None:
+        # Our own page talks to the server it came from, so the URL works through an SSH
+        # tunnel from any local port once its host and port are changed.
+        return TuneSession(server, session, f"{server.base_url}/?bridge_secret={secret}")
     query = urlencode({"bridge": server.base_url, "bridge_secret": secret})
-    front = app_url if app_url is not None else server.base_url + "/"
-    sep = "&" if urlsplit(front).query else "?"
-    return TuneSession(server, session, f"{front}{sep}{query}")
+    sep = "&" if urlsplit(app_url).query else "?"
+    return TuneSession(server, session, f"{app_url}{sep}{query}")
 
 
 def tune(
@@ -160,7 +164,9 @@ def tune(
     port : int, optional
         Port to listen on (default: a free one).
     open_browser : bool
-        Open the system browser; False prints the URL instead.
+        Open the system browser; False prints the URL on stderr instead (also when no
+        browser opens). On a remote machine, forward the port with SSH and open the URL
+        with your end's host and port (see the README).
     app_url : str, optional
         Another front end speaking the CaTune bridge protocol (e.g. a hosted CaTune); it is
         opened with ``?bridge=...&bridge_secret=...`` and allowed by CORS.
@@ -185,11 +191,12 @@ def tune(
     with session:
         if on_url is not None:
             on_url(session.url)
-        elif open_browser:
-            if not webbrowser.open(session.url):
-                print(f"Open this URL to tune: {session.url}", flush=True)
-        else:
-            print(session.url, flush=True)
+        elif not open_browser:
+            # A message to the person, on its own line on stderr: stdout stays for results
+            # (the CLI prints the parameters there as JSON).
+            print(session.url, file=sys.stderr, flush=True)
+        elif not webbrowser.open(session.url):
+            print(f"Open this URL to tune: {session.url}", file=sys.stderr, flush=True)
         result = session.wait(timeout)
         if result is not None and output is not None and session.session.export is not None:
             from calab.io.export import write_export

@@ -1,12 +1,15 @@
 """The local HTTP server behind ``calab.tune()``.
 
 Security model: the server listens on 127.0.0.1 only and checks the Host header (no DNS
-rebinding). Static files are public code served only from the package's own bundle, by name.
+rebinding): a loopback name or address, on any port, so an SSH tunnel from another local port
+works (the secret still guards the API). Static files are public code served only from the
+package's own bundle, by the names the bundle holds.
 Everything under ``/api/`` needs the per-session secret in the ``X-Bridge-Secret`` header,
 compared in constant time (401 otherwise). CORS headers are sent only to the origin of the
 front end this session opened (``app_url``); our own page is same-origin and needs none.
 Bodies are limited in size, must be JSON where JSON is expected, and anything malformed gets a
-4xx answer, never a crash or a traceback.
+4xx answer, never a crash or a traceback. Each request must arrive whole (request line, headers
+and body) within one deadline, so clients trickling bytes cannot hold the connection slots.
 
 Routes (the CaTune web app's bridge protocol, plus calab's own for its page):
 
@@ -24,9 +27,12 @@ import hmac
 import io
 import json
 import logging
+import re
+import socket
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,8 +49,13 @@ logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 MAX_BODY = 1 << 20  # 1 MiB: parameter and state messages are a few hundred bytes
-#: Seconds a connection may sit idle (or trickle a request) before the server closes it.
+#: Seconds a request may take to arrive whole (request line, headers and body), counted from the
+#: end of the previous answer on its connection (idle time included); then it is closed.
 CONNECTION_TIMEOUT_S = 30.0
+#: Bytes of ``GET /api/v1/traces`` encoded at once (1 MiB): the answer is streamed.
+TRACE_BLOCK_BYTES = 1 << 20
+#: Host headers accepted: loopback, on any port (an SSH tunnel may use another local port).
+_LOOPBACK_HOST = re.compile(r"(?:127\.0\.0\.1|localhost|\[::1\])(?::[0-9]{1,5})?", re.IGNORECASE)
 #: Connections served at once; more are answered 503 and closed (a page uses at most ~6).
 MAX_CONNECTIONS = 32
 _STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
@@ -87,20 +98,22 @@ class BridgeServer(ThreadingHTTPServer):
         allowed_origin: str | None = None,
         timeout: float = CONNECTION_TIMEOUT_S,
         max_connections: int = MAX_CONNECTIONS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.session = session
         self.secret = secret.encode()
         self.allowed_origin = allowed_origin
         self.connection_timeout = float(timeout)
+        self.clock = clock
         self.max_connections = int(max_connections)
         self._slots = threading.BoundedSemaphore(self.max_connections)
+        self._accepted: dict[Any, float] = {}  # connection -> when it was accepted
         self._open_lock = threading.Condition()
         self.open_connections = 0
         self.refused_connections = 0
         super().__init__(("127.0.0.1", port), BridgeHandler)
         self.port = int(self.server_address[1])
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.hosts = {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -129,12 +142,14 @@ class BridgeServer(ThreadingHTTPServer):
                 pass
             self.shutdown_request(request)
             return
+        self._accepted[request] = self.clock()  # the first request's deadline counts from here
         with self._open_lock:
             self.open_connections += 1
             self._open_lock.notify_all()
         try:
             super().process_request(request, client_address)
         except BaseException:
+            self._accepted.pop(request, None)
             self._release()
             raise
 
@@ -172,6 +187,46 @@ class BridgeServer(ThreadingHTTPServer):
             self._thread.join(timeout=5)
 
 
+class RequestTimeout(Exception):
+    """A request did not arrive whole (line, headers, body) within the server's deadline."""
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A connection's socket as a stream that waits no longer than the request's deadline.
+
+    The socket's own timeout bounds one wait for bytes, so a client sending a header line every
+    few seconds would never time out; this bounds the whole request (see :meth:`start`).
+    """
+
+    def __init__(
+        self, sock: socket.socket, seconds: float, clock: Callable[[], float], since: float
+    ) -> None:
+        super().__init__()
+        self._sock = sock
+        self._seconds = seconds
+        self._clock = clock
+        self._deadline = since + seconds
+
+    def start(self) -> None:
+        """Give the next request ``seconds`` from now to arrive whole."""
+        self._deadline = self._clock() + self._seconds
+
+    def readable(self) -> bool:
+        """Tell io that this stream reads."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Receive into ``buffer``; raise RequestTimeout once the deadline has passed."""
+        left = self._deadline - self._clock()
+        if left <= 0:
+            raise RequestTimeout(f"the request did not arrive whole within {self._seconds:g} s")
+        self._sock.settimeout(min(left, self._seconds))
+        try:
+            return self._sock.recv_into(buffer)
+        finally:
+            self._sock.settimeout(self._seconds)  # answers are written with the idle timeout
+
+
 class _HTTPError(Exception):
     def __init__(self, status: HTTPStatus, message: str) -> None:
         super().__init__(message)
@@ -189,9 +244,31 @@ class BridgeHandler(BaseHTTPRequestHandler):
 
     # ---- plumbing --------------------------------------------------------------------------
     def setup(self) -> None:
-        """Set up the connection with the server's idle timeout."""
+        """Set up the connection: requests are read against a deadline (see _DeadlineReader)."""
         super().setup()
-        self.connection.settimeout(self.server.connection_timeout)  # idle clients are closed
+        server = self.server
+        seconds = server.connection_timeout
+        self.connection.settimeout(seconds)
+        since = server._accepted.pop(self.connection, None)
+        since = server.clock() if since is None else since
+        self._reader = _DeadlineReader(self.connection, seconds, server.clock, since)
+        self.rfile.close()
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        """Read and answer one request; close the connection when it does not arrive in time.
+
+        The first request's deadline counts from the connection's acceptance, each next one's
+        from the end of the previous answer.
+        """
+        try:
+            super().handle_one_request()
+            self._reader.start()
+        except RequestTimeout as exc:
+            self.close_connection = True
+            logger.info(
+                "calab bridge: closed a slow connection from %s: %s", self.client_address[0], exc
+            )
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Log a request line at debug level instead of printing to stderr."""
@@ -211,9 +288,20 @@ class BridgeHandler(BaseHTTPRequestHandler):
         content_type: str = "application/json",
         extra: dict[str, str] | None = None,
     ) -> None:
+        self._head(status, len(body), content_type, extra)
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _head(
+        self,
+        status: HTTPStatus,
+        length: int,
+        content_type: str,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(length))
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Cache-Control", "no-store")
         self.send_header("Referrer-Policy", "no-referrer")
@@ -221,8 +309,6 @@ class BridgeHandler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self._origin_headers()
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
 
     def _json(self, status: HTTPStatus, obj: Any) -> None:
         self._send(status, json.dumps(obj).encode())
@@ -232,7 +318,7 @@ class BridgeHandler(BaseHTTPRequestHandler):
         self._json(status, {"error": message})
 
     def _check_host(self) -> None:
-        if self.headers.get("Host", "") not in self.server.hosts:
+        if not _LOOPBACK_HOST.fullmatch(self.headers.get("Host", "")):
             raise _HTTPError(HTTPStatus.FORBIDDEN, "unexpected Host header")
 
     def _check_secret(self) -> None:
@@ -282,6 +368,12 @@ class BridgeHandler(BaseHTTPRequestHandler):
             self._error(exc.status, exc.message)
         except BadRequest as exc:
             self._error(HTTPStatus.BAD_REQUEST, str(exc))
+        except RequestTimeout as exc:
+            logger.info("calab bridge: %s %s: %s", method, self.path, exc)
+            try:
+                self._error(HTTPStatus.REQUEST_TIMEOUT, str(exc))
+            except (ConnectionError, TimeoutError):
+                self.close_connection = True
         except (ConnectionError, TimeoutError) as exc:
             self.close_connection = True
             logger.info("calab bridge: client went away during %s %s: %s", method, self.path, exc)
@@ -345,14 +437,15 @@ class BridgeHandler(BaseHTTPRequestHandler):
             )
             return
         name = path[len("/static/") :] if path.startswith("/static/") else ""
-        # Only plain file names of the bundle: no separators, no dot-files, known types.
-        if not name or "/" in name or "\\" in name or name.startswith(".") or "%" in name:
+        # Only the names the bundle holds: the request's text never becomes a path to look up.
+        file = _bundle_files().get(name)
+        try:
+            body = file.read_bytes() if file is not None else None
+        except OSError:
+            body = None
+        if file is None or body is None:
             raise _HTTPError(HTTPStatus.NOT_FOUND, "not found")
-        file = STATIC_DIR / name
-        ctype = _STATIC_TYPES.get(file.suffix)
-        if ctype is None or file.parent != STATIC_DIR or not file.is_file():
-            raise _HTTPError(HTTPStatus.NOT_FOUND, "not found")
-        self._send(HTTPStatus.OK, file.read_bytes(), ctype)
+        self._send(HTTPStatus.OK, body, _STATIC_TYPES[file.suffix])
 
     def _api(self, method: str, path: str) -> None:
         session = self.server.session
@@ -368,9 +461,7 @@ class BridgeHandler(BaseHTTPRequestHandler):
                 {"sampling_rate_hz": e.fs, "num_cells": e.n_cells, "num_timepoints": e.n_frames},
             )
         elif route == ("GET", "/api/v1/traces"):
-            buf = io.BytesIO()
-            np.save(buf, np.asarray(session.engine.traces, dtype=np.float64), allow_pickle=False)
-            self._send(HTTPStatus.OK, buf.getvalue(), "application/octet-stream")
+            self._traces(session.engine.traces)
         elif route == ("GET", "/api/v1/session"):
             self._json(HTTPStatus.OK, session.snapshot())
         elif route == ("POST", "/api/v1/heartbeat"):
@@ -400,6 +491,50 @@ class BridgeHandler(BaseHTTPRequestHandler):
 
     def _frames(self, messages: Sequence[framing.Message]) -> None:
         self._send(HTTPStatus.OK, framing.encode(messages), "application/octet-stream")
+
+    def _traces(self, traces: np.ndarray) -> None:
+        """Answer the traces as ``np.save`` bytes of float64, streamed a block at a time.
+
+        The recording is never encoded whole (each reader costs one block, none if the traces
+        are float64 already), so readers at once do not multiply the recording in memory.
+        """
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            header, {"descr": "<f8", "fortran_order": False, "shape": traces.shape}
+        )
+        head = header.getvalue()
+        self._head(HTTPStatus.OK, len(head) + 8 * traces.size, "application/octet-stream")
+        if self.command == "HEAD":
+            return
+        self.wfile.write(head)
+        for block in _float64_blocks(traces):
+            self.wfile.write(block)
+
+
+def _bundle_files() -> dict[str, Path]:
+    """Return the UI bundle's files by name (types served only), listed afresh each time."""
+    try:
+        return {
+            p.name: p
+            for p in STATIC_DIR.iterdir()
+            if p.suffix in _STATIC_TYPES and not p.name.startswith(".") and p.is_file()
+        }
+    except OSError:
+        return {}
+
+
+def _float64_blocks(a: np.ndarray) -> Iterator[memoryview]:
+    """Yield the bytes of 2-D ``a`` as little-endian float64 in C order, about 1 MiB at a time.
+
+    No copy where ``a`` is C-ordered ``<f8`` already; otherwise one block is converted at once.
+    """
+    n_rows, n_cols = a.shape
+    cols = max(1, TRACE_BLOCK_BYTES // 8)
+    rows = max(1, TRACE_BLOCK_BYTES // (8 * max(n_cols, 1)))
+    for i in range(0, n_rows, rows):
+        for j in range(0, n_cols, cols):
+            block = np.ascontiguousarray(a[i : i + rows, j : j + cols], dtype="<f8")
+            yield memoryview(block).cast("B")
 
 
 _API_PATHS = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import secrets
 import stat
@@ -13,7 +12,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from calab._validate import as_real_array
+from calab._validate import as_real_array, real_float, shown
 
 PathLike = str | os.PathLike[str]
 
@@ -182,11 +181,11 @@ def load_npy(path: PathLike, what: str) -> np.ndarray:
 
 def sampling_rate(fs: Any, where: str) -> float:
     """Validate a sampling rate in Hz."""
-    if isinstance(fs, bool | np.bool_) or not isinstance(fs, numbers.Real):
-        raise TypeError(f"fs must be the sampling rate in Hz (a number), got {fs!r} ({where})")
-    v = float(fs)
+    v = real_float(fs, "fs", f" (the sampling rate in Hz; {where})")
     if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"sampling rate must be a positive number of Hz, got {fs!r} ({where})")
+        raise ValueError(
+            f"sampling rate must be a positive number of Hz, got {shown(fs)} ({where})"
+        )
     return v
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from calab._validate import as_real_array, lam_value, model_params
+from calab._validate import as_real_array, lam_value, model_params, real_float, shown
 from calab.io._common import PathLike, is_present, require_file, write_atomic
 from calab.params import BASELINE_MODES, DEFAULTS, BaselineMode, Params
 
@@ -151,11 +151,12 @@ def export_dict(
 
 def _number(params: Mapping[str, Any], key: str, where: str) -> float:
     value = params[key]
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"parameters.{key} must be a number{where}, got {value!r}")
-    v = float(value)
+    try:
+        v = real_float(value, f"parameters.{key}", where)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
     if not math.isfinite(v):
-        raise ValueError(f"parameters.{key} must be finite{where}, got {value!r}")
+        raise ValueError(f"parameters.{key} must be finite{where}, got {shown(value)}")
     return v
 
 
@@ -201,10 +202,10 @@ def _calab_extras(block: Any, lam: float, where: str) -> dict[str, Any]:
         )
     fmt = block.get("format", CALAB_FORMAT)
     if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
-        raise ValueError(f"calab.format must be a positive integer{where}, got {fmt!r}")
+        raise ValueError(f"calab.format must be a positive integer{where}, got {shown(fmt)}")
     if fmt > CALAB_FORMAT:
         raise ValueError(
-            f"calab.format {fmt}{where} is newer than this calab reads ({CALAB_FORMAT}); "
+            f"calab.format {shown(fmt)}{where} is newer than this calab reads ({CALAB_FORMAT}); "
             "upgrade calab"
         )
     extras: dict[str, Any] = {}
@@ -215,14 +216,16 @@ def _calab_extras(block: Any, lam: float, where: str) -> dict[str, Any]:
                 f"calab.lambda_per_cell must be a non-empty list of numbers (one lambda per "
                 f"cell){where}, got {type(values).__name__}"
             )
+        per_cell = []
         for i, v in enumerate(values):
             ok = not isinstance(v, bool) and isinstance(v, numbers.Real)
-            if not ok or not math.isfinite(float(v)) or float(v) < 0:
+            x = real_float(v, "lambda") if ok else math.nan
+            if not math.isfinite(x) or x < 0:
                 raise ValueError(
                     f"calab.lambda_per_cell must hold finite numbers >= 0{where}, "
-                    f"got calab.lambda_per_cell[{i}] = {v!r}"
+                    f"got calab.lambda_per_cell[{i}] = {shown(v)}"
                 )
-        per_cell = [float(v) for v in values]
+            per_cell.append(x)
         if not min(per_cell) <= lam <= max(per_cell):
             # Any recording-wide summary (the median written by export_dict, or one over a
             # subset of cells) lies in this range; outside it, the file was edited by hand.
@@ -238,17 +241,18 @@ def _calab_extras(block: Any, lam: float, where: str) -> dict[str, Any]:
     if not isinstance(mode, str) or mode not in BASELINE_MODES:
         raise ValueError(
             f"calab.baseline must be one of {', '.join(map(repr, BASELINE_MODES))}{where}, "
-            f"got {mode!r}"
+            f"got {shown(mode)}"
         )
     window = block.get("baseline_window_s")
     if window is not None:
         ok = not isinstance(window, bool) and isinstance(window, numbers.Real)
-        if not ok or not math.isfinite(float(window)) or float(window) <= 0:
+        seconds = real_float(window, "baseline_window_s") if ok else math.nan
+        if not math.isfinite(seconds) or seconds <= 0:
             raise ValueError(
                 f"calab.baseline_window_s must be a positive number of seconds or null{where}, "
-                f"got {window!r}"
+                f"got {shown(window)}"
             )
-        window = float(window)
+        window = seconds
     if mode != "constant":
         extras["baseline"] = mode
         extras["baseline_window_s"] = window
@@ -305,7 +309,7 @@ def params_from_export(
         )
     if version not in READABLE_SCHEMAS:
         raise ValueError(
-            f"unknown CaTune export schema_version {version!r}{where}; this calab reads "
+            f"unknown CaTune export schema_version {shown(version)}{where}; this calab reads "
             f"{' and '.join(READABLE_SCHEMAS)} (upgrade calab for newer exports)"
         )
     params = export.get("parameters")
@@ -326,7 +330,9 @@ def params_from_export(
     fs = _number(params, "sampling_rate_hz", where)
     enabled = params["filter_enabled"]
     if not isinstance(enabled, bool):
-        raise ValueError(f"parameters.filter_enabled must be true or false{where}, got {enabled!r}")
+        raise ValueError(
+            f"parameters.filter_enabled must be true or false{where}, got {shown(enabled)}"
+        )
     try:
         tr, td, fs = model_params(tr, td, fs)
         lam = lam_value(lam)

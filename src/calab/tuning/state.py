@@ -19,6 +19,7 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
+from calab._validate import real_float, shown
 from calab.params import BaselineMode, Params
 
 #: Most cells shown at once (cards on the page).
@@ -109,40 +110,38 @@ Check = Callable[[str, Any, Recording], Any]
 
 
 def _number(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{key} must be a number, got {type(value).__name__} {value!r}")
-    v = float(value)
+    v = real_float(value, key)
     if not math.isfinite(v):
-        raise ValueError(f"{key} must be a finite number, got {value!r}")
+        raise ValueError(f"{key} must be a finite number, got {shown(value)}")
     return v
 
 
 def _seconds(key: str, value: Any, rec: Recording) -> float:
     v = _number(key, value)
     if v <= 0:
-        raise ValueError(f"{key} must be a positive number of seconds, got {value!r}")
+        raise ValueError(f"{key} must be a positive number of seconds, got {shown(value)}")
     return v
 
 
 def _lam(key: str, value: Any, rec: Recording) -> float:
     v = _number(key, value)
     if v < 0:
-        raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
+        raise ValueError(f"{key} must be a finite number >= 0, got {shown(value)}")
     return v
 
 
 def _bool(key: str, value: Any, rec: Recording) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"{key} must be True or False, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{key} must be True or False, got {type(value).__name__} {shown(value)}")
     return value
 
 
 def _int(key: str, value: Any, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{key} must be an integer, got {type(value).__name__} {value!r}")
+        raise TypeError(f"{key} must be an integer, got {type(value).__name__} {shown(value)}")
     v = int(value)
     if not lo <= v <= hi:
-        raise ValueError(f"{key} out of range: must be an integer in {lo}..{hi}, got {v}")
+        raise ValueError(f"{key} out of range: must be an integer in {lo}..{hi}, got {shown(v)}")
     return v
 
 
