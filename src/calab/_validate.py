@@ -28,6 +28,12 @@ def shown(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
+def described(value: Any) -> str:
+    """Return the type and :func:`shown` value of a wrong-typed value, for an error message."""
+    text = shown(value)
+    return text if text.endswith(" digits") else f"{type(value).__name__} {text}"
+
+
 def real_float(value: Any, name: str, detail: str = "") -> float:
     """Read a real number as a float, the one number reader of arguments, files and messages.
 
@@ -37,9 +43,7 @@ def real_float(value: Any, name: str, detail: str = "") -> float:
     the caller's finiteness check refuses it naming ``name``.
     """
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"{name} must be a number{detail}, got {type(value).__name__} {shown(value)}"
-        )
+        raise TypeError(f"{name} must be a number{detail}, got {described(value)}")
     try:
         return float(value)
     except OverflowError:

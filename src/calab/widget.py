@@ -26,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from calab import _protocol as P
 from calab._bundle import missing_bundle_error
+from calab._validate import shown
 from calab.deconvolution import DeconvolutionResult, squeeze
 from calab.tuning import TuningEngine, ViewRequest, ViewResult
 from calab.tuning.session import Message, StartValues, TuningSession
@@ -43,13 +44,20 @@ class StateTypeError(traitlets.TraitError, TypeError):
     """A value of the wrong type for a widget trait (nothing was stored)."""
 
 
-def _state_trait(default: Any) -> Any:
-    """Return a synced trait whose every value, None included, goes through ``_check_state``.
+class _Checked(traitlets.Any):  # type: ignore[misc]
+    """Any value, None included, goes through the validators (``traitlets.Any`` lets None by).
 
-    ``traitlets.Any`` allows None by default and then stores it without calling the
-    validators: a ``w.cells = None`` would be kept and wedge every later change.
+    ``traitlets.Any`` allows None (a class attribute that ``allow_none=False`` does not
+    reset) and stores it without calling the validators: a ``w.cells = None`` was kept and
+    wedged every later change.
     """
-    return traitlets.Any(default, allow_none=False).tag(sync=True)
+
+    allow_none = False
+
+
+def _state_trait(default: Any) -> Any:
+    """Return a synced trait whose values are checked by the widget's validators."""
+    return _Checked(default).tag(sync=True)
 
 
 def _bundle(name: str) -> Path | str:
@@ -140,11 +148,11 @@ class TuneWidget(anywidget.AnyWidget):
     lam_mode = _state_trait("global")
     baseline = _state_trait("constant")
 
-    # Facts about the recording (read-only).
-    fs = traitlets.Float(30.0).tag(sync=True)
-    n_cells = traitlets.Int(0).tag(sync=True)
-    n_frames = traitlets.Int(0).tag(sync=True)
-    has_truth = traitlets.Bool(False).tag(sync=True)
+    # Facts about the recording (read-only: _check_fixed refuses every change).
+    fs = _state_trait(30.0)
+    n_cells = _state_trait(0)
+    n_frames = _state_trait(0)
+    has_truth = _state_trait(False)
 
     def __init__(
         self,
@@ -218,13 +226,20 @@ class TuneWidget(anywidget.AnyWidget):
 
     @traitlets.validate("fs", "n_cells", "n_frames", "has_truth")
     def _check_fixed(self, proposal: Any) -> Any:
-        name = proposal["trait"].name
-        if self._ready and proposal["value"] != getattr(self, name):
+        name, value = proposal["trait"].name, proposal["value"]
+        if not self._ready:
+            return value
+        current = getattr(self, name)
+        try:
+            same = isinstance(value, bool) == isinstance(current, bool) and bool(value == current)
+        except (ValueError, TypeError):  # e.g. an array
+            same = False
+        if not same:
             raise StateValueError(
-                f"{name} is fixed by the recording ({getattr(self, name)!r}) and cannot be "
-                f"set to {proposal['value']!r}; make a new TuneWidget for other data"
+                f"{name} is fixed by the recording ({current!r}) and cannot be "
+                f"set to {shown(value)}; make a new TuneWidget for other data"
             )
-        return proposal["value"]
+        return current
 
     @traitlets.observe(*P.STATE_KEYS)
     def _on_state(self, change: Any) -> None:

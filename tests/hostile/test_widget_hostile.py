@@ -142,3 +142,74 @@ def test_a_script_that_makes_a_widget_and_exits_never_aborts(tmp_path):
         )
         codes.append((proc.returncode, proc.stderr[-300:]))
     assert [c for c in codes if c[0] != 0] == []
+
+
+#: A refused value for every trait of the widget (issue 22 item 11: None stayed stored).
+BAD_VALUES = {key: [None, 10**400, "x"] for key in (*P.STATE_KEYS, "fs", "n_cells", "n_frames")}
+BAD_VALUES["pinned"] = [{"tau_rise": 10**400, "tau_decay": 0.5, "lam": 0.0}, "x", 10**400]
+BAD_VALUES["has_truth"] = [None, "x"]
+BAD_VALUES["cell_mode"] = [None, 10**400]
+BAD_VALUES["lam_mode"] = [None, 10**400]
+BAD_VALUES["baseline"] = [None, 10**400]
+BAD_VALUES["cells"] = [None, 10**400, [0, 10**400]]
+
+
+@pytest.mark.parametrize("key", sorted(BAD_VALUES))
+def test_every_trait_refuses_none_and_huge_numbers_and_keeps_working(traces, key):
+    """A refused value leaves the old one, for every trait, and later changes still work."""
+    w = calab.TuneWidget(traces, fs=FS, threaded=False)
+    old = {k: getattr(w, k) for k in (*P.STATE_KEYS, "fs", "n_cells", "n_frames", "has_truth")}
+    for bad in BAD_VALUES[key]:
+        with pytest.raises((ValueError, TypeError)) as info:
+            setattr(w, key, bad)
+        assert not isinstance(info.value, OverflowError)
+        assert key in str(info.value)
+        assert len(str(info.value)) < 400, str(info.value)  # never a 401-digit number
+        assert {k: getattr(w, k) for k in old} == old
+        assert w._session.state == {k: old[k] for k in P.STATE_KEYS}
+    sent = views_of(w)
+    w.lam, w.seed, w.columns = 0.03, 5, 3  # every later change still works
+    assert (w.lam, w.seed, w.columns) == (0.03, 5, 3)
+    assert w._session.state["lam"] == 0.03 and w._session.state["columns"] == 3
+    assert sent and sent[-1]["type"] == P.MSG_VIEW and sent[-1]["params"]["lam"] == 0.03
+
+
+def test_pinned_none_stays_allowed(traces):
+    w = calab.TuneWidget(traces, fs=FS, threaded=False)
+    w.pinned = {"tau_rise": 0.1, "tau_decay": 0.9, "lam": 0.0}
+    w.pinned = None
+    assert w.pinned is None and w._session.state["pinned"] is None
+
+
+@pytest.mark.parametrize("bad", [None, 10**400])
+def test_the_page_sending_none_or_a_huge_number_is_refused_whole(traces, bad, caplog):
+    w = calab.TuneWidget(traces, fs=FS, threaded=False)
+    before = {k: getattr(w, k) for k in P.STATE_KEYS}
+    with caplog.at_level(logging.WARNING):
+        for key in P.STATE_KEYS:
+            if key != "pinned" or bad is not None:
+                w.set_state({key: bad, **({"seed": 7} if key != "seed" else {"columns": 3})})
+    assert {k: getattr(w, k) for k in P.STATE_KEYS} == before
+    assert w._session.state == before
+    assert "OverflowError" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"lam": 10**400}, "lam"),
+        ({"tau_rise": 10**400}, "tau_rise"),
+        ({"tau_decay": -(10**400)}, "tau_decay"),
+        ({"n_shown": 10**400}, "n_shown"),
+    ],
+)
+def test_huge_start_values_name_the_argument(traces, kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match) as info:
+        calab.TuneWidget(traces, fs=FS, threaded=False, **kwargs)
+    assert not isinstance(info.value, OverflowError)
+
+
+def test_a_huge_sampling_rate_names_fs(traces):
+    with pytest.raises(ValueError, match="fs must be a positive number") as info:
+        calab.TuneWidget(traces, fs=10**400, threaded=False)
+    assert "about 401 digits" in str(info.value)

@@ -19,7 +19,7 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
-from calab._validate import real_float, shown
+from calab._validate import described, real_float, shown
 from calab.params import BaselineMode, Params
 
 #: Most cells shown at once (cards on the page).
@@ -132,13 +132,13 @@ def _lam(key: str, value: Any, rec: Recording) -> float:
 
 def _bool(key: str, value: Any, rec: Recording) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"{key} must be True or False, got {type(value).__name__} {shown(value)}")
+        raise TypeError(f"{key} must be True or False, got {described(value)}")
     return value
 
 
 def _int(key: str, value: Any, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{key} must be an integer, got {type(value).__name__} {shown(value)}")
+        raise TypeError(f"{key} must be an integer, got {described(value)}")
     v = int(value)
     if not lo <= v <= hi:
         raise ValueError(f"{key} out of range: must be an integer in {lo}..{hi}, got {shown(v)}")
@@ -156,7 +156,9 @@ def _ranged(lo: int | Callable[[Recording], int], hi: int | Callable[[Recording]
 
 def _mode(key: str, value: Any, rec: Recording) -> str:
     if value not in CELL_MODES or not isinstance(value, str):
-        raise ValueError(f"{key} must be one of {', '.join(map(repr, CELL_MODES))}, got {value!r}")
+        raise ValueError(
+            f"{key} must be one of {', '.join(map(repr, CELL_MODES))}, got {shown(value)}"
+        )
     return value
 
 
@@ -164,7 +166,7 @@ def _choice(options: tuple[str, ...]) -> Check:
     def check(key: str, value: Any, rec: Recording) -> str:
         if not isinstance(value, str) or value not in options:
             raise ValueError(
-                f"{key} must be one of {', '.join(map(repr, options))}, got {value!r:.80}"
+                f"{key} must be one of {', '.join(map(repr, options))}, got {shown(value)}"
             )
         return value
 
