@@ -7,10 +7,13 @@ import io
 import json
 import random
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
@@ -263,17 +266,6 @@ def test_an_ssh_tunnel_from_another_local_port_is_served(bridge: TuneSession, ho
     assert call(bridge, "GET", "/api/v1/session", headers={"Host": host})[0] == 200
 
 
-def test_without_a_browser_the_url_goes_to_stderr(
-    traces: np.ndarray, capfd: pytest.CaptureFixture[str]
-) -> None:
-    """Issue 18 item 6: stdout stays for results (the CLI's JSON), the URL is on stderr."""
-    assert calab.tune(traces, 30.0, lam=0.02, timeout=0.2, open_browser=False) is None
-    out, err = capfd.readouterr()
-    assert out == ""
-    (line,) = [x for x in err.splitlines() if "bridge_secret=" in x]
-    assert line.startswith("http://127.0.0.1:")
-
-
 def test_cors_only_for_the_configured_front_end(traces: np.ndarray) -> None:
     app = "https://catune.example.org"
     with start(traces, 30.0, lam=0.02, app_url=app + "/tune") as s:
@@ -477,3 +469,46 @@ def test_ctrl_c_stops_the_server_and_frees_the_port(traces: np.ndarray) -> None:
         calab.tune(traces, 30.0, lam=0.02, on_url=interrupted)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", ports[0]))
+
+
+def test_remote_tune_through_a_tunnel_prints_the_url_on_stderr(
+    tmp_path: Path, traces: np.ndarray
+) -> None:
+    """Issue 18 item 6, as a remote user runs it: ``calab tune --no-browser`` over SSH.
+
+    The URL is on stderr (stdout holds only the final JSON); the page, reached through a
+    tunnel from another local port (``Host: localhost:9000``), exports and ends the command.
+    """
+    from _cli_run import CMD
+
+    np.save(tmp_path / "t.npy", traces)
+    proc = subprocess.Popen(
+        [*CMD, "tune", "t.npy", "--fs", "30", "--no-browser", "--timeout", "20"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        url = proc.stderr.readline().strip()
+        assert url.startswith("http://127.0.0.1:") and "bridge_secret=" in url, url
+        parts = urlsplit(url)
+        assert parts.port is not None
+        secret = parse_qs(parts.query)["bridge_secret"][0]
+        conn = http.client.HTTPConnection("127.0.0.1", parts.port, timeout=30)
+        tunnel = {"Host": "localhost:9000", P.BRIDGE_SECRET_HEADER: secret}
+        conn.request("GET", "/", headers=tunnel)
+        page = conn.getresponse()
+        assert page.status == 200 and b"/static/bridge.js" in page.read()
+        body = json.dumps({"message": {"type": P.MSG_EXPORT}})
+        conn.request(
+            "POST", "/api/v1/message", body, {**tunnel, "Content-Type": "application/json"}
+        )
+        assert conn.getresponse().status == 200
+        conn.close()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    params = json.loads(out)  # stdout: the parameters' JSON and nothing else
+    assert params["fs"] == 30.0 and params["tau_decay"] > params["tau_rise"] > 0

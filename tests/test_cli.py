@@ -172,8 +172,8 @@ def _start_tune(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, str]:
         [*CMD, "tune", "traces.npy", "--fs", "30", "--no-browser", *extra],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert proc.stdout is not None
-    url = proc.stdout.readline().strip()  # printed once the server listens
+    assert proc.stderr is not None
+    url = proc.stderr.readline().strip()  # on stderr, once the server listens
     assert url.startswith("http://127.0.0.1:"), (url, proc.communicate())
     return proc, url
 
@@ -201,7 +201,7 @@ def test_tune_with_the_original_flags_prints_the_parameters(tmp_path, data):
     _export(url)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
-    params = json.loads(out)
+    params = json.loads(out)  # stdout holds the parameters only (the URL went to stderr)
     assert params == calab.load_export_params(tmp_path / "ex.json")
     assert params["fs"] == 30.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ex.json", "params.json", "traces.npy"]
@@ -212,6 +212,9 @@ def test_tune_force_replaces_the_export_only_when_a_new_one_is_complete(tmp_path
     before = digest(tmp_path / "params.json")
     proc = run("tune", "traces.npy", "--fs", "30", "--no-browser", "--timeout", "0.5",
                "-o", "params.json", "--force", cwd=tmp_path)  # fmt: skip
+    url, error = proc.stderr.split("\n", 1)  # the URL's line comes first, on stderr
+    assert url.startswith("http://127.0.0.1:") and proc.stdout == ""
+    proc.stderr = error
     assert_error(proc, "no parameters were exported")
     assert digest(tmp_path / "params.json") == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.json", "traces.npy"]

@@ -355,6 +355,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
                 src.fs,
                 port=args.port,
                 open_browser=not args.no_browser,
+                # The URL on its own line on stderr: stdout is for the parameters' JSON.
+                on_url=(lambda url: print(url, file=sys.stderr, flush=True))
+                if args.no_browser
+                else None,
                 app_url=args.app_url,
                 timeout=args.timeout,
                 output=export_to,

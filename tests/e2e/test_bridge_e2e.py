@@ -37,14 +37,14 @@ def tune_cli(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
-    assert proc.stdout is not None
-    line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
+    assert proc.stderr is not None
+    line: list[str] = []  # the URL, on stderr (stdout is for the parameters' JSON)
+    reader = threading.Thread(target=lambda: line.append(proc.stderr.readline()), daemon=True)
     reader.start()
     reader.join(60)
     if not line or not line[0].startswith("http://127.0.0.1:"):
         proc.kill()
-        pytest.fail(f"calab tune printed no URL: {line!r} {proc.stderr.read()!r}")
+        pytest.fail(f"calab tune printed no URL: {line!r} {proc.stdout.read()!r}")
     try:
         yield proc, line[0].strip(), out
     finally:

@@ -164,9 +164,9 @@ def tune(
     port : int, optional
         Port to listen on (default: a free one).
     open_browser : bool
-        Open the system browser; False prints the URL on stderr instead (also when no
-        browser opens). On a remote machine, forward the port with SSH and open the URL
-        with your end's host and port (see the README).
+        Open the system browser; False prints the URL on stdout instead (when no browser
+        opens, it is printed on stderr). On a remote machine, forward the port with SSH and
+        open the URL with your end's host and port (see the README).
     app_url : str, optional
         Another front end speaking the CaTune bridge protocol (e.g. a hosted CaTune); it is
         opened with ``?bridge=...&bridge_secret=...`` and allowed by CORS.
@@ -192,9 +192,7 @@ def tune(
         if on_url is not None:
             on_url(session.url)
         elif not open_browser:
-            # A message to the person, on its own line on stderr: stdout stays for results
-            # (the CLI prints the parameters there as JSON).
-            print(session.url, file=sys.stderr, flush=True)
+            print(session.url, flush=True)  # on stdout, as the CaLab package
         elif not webbrowser.open(session.url):
             print(f"Open this URL to tune: {session.url}", file=sys.stderr, flush=True)
         result = session.wait(timeout)
