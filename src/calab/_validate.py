@@ -44,10 +44,11 @@ def real_float(value: Any, name: str, detail: str = "") -> float:
     """
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number{detail}, got {described(value)}")
+    number: Any = value  # an int or a Fraction beyond float64's range
     try:
-        return float(value)
+        return float(number)
     except OverflowError:
-        return math.inf if value > 0 else -math.inf
+        return math.inf if number > 0 else -math.inf
 
 
 def positive(value: Any, name: str, hint: str) -> float:

@@ -44,7 +44,7 @@ class StateTypeError(traitlets.TraitError, TypeError):
     """A value of the wrong type for a widget trait (nothing was stored)."""
 
 
-class _Checked(traitlets.Any):  # type: ignore[misc]
+class _Checked(traitlets.Any):
     """Any value, None included, goes through the validators (``traitlets.Any`` lets None by).
 
     ``traitlets.Any`` allows None (a class attribute that ``allow_none=False`` does not

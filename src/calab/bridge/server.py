@@ -534,7 +534,7 @@ def _float64_blocks(a: np.ndarray) -> Iterator[memoryview]:
     for i in range(0, n_rows, rows):
         for j in range(0, n_cols, cols):
             block = np.ascontiguousarray(a[i : i + rows, j : j + cols], dtype="<f8")
-            yield memoryview(block).cast("B")
+            yield block.data.cast("B")
 
 
 _API_PATHS = {
