@@ -34,16 +34,16 @@ def described(value: Any) -> str:
     return text if text.endswith(" digits") else f"{type(value).__name__} {text}"
 
 
-def real_float(value: Any, name: str, detail: str = "") -> float:
+def real_float(value: Any, name: str, expected: str = "a number") -> float:
     """Read a real number as a float, the one number reader of arguments, files and messages.
 
-    Raises TypeError ``"{name} must be a number{detail}, got ..."`` for anything else (bool,
+    Raises TypeError ``"{name} must be {expected}, got ..."`` for anything else (bool,
     str, None). An integer beyond float64's range (a 400-digit JSON integer is valid JSON)
     becomes +-inf, as JSON's ``1e400`` does, instead of ``float()``'s bare OverflowError, so
     the caller's finiteness check refuses it naming ``name``.
     """
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number{detail}, got {described(value)}")
+        raise TypeError(f"{name} must be {expected}, got {described(value)}")
     number: Any = value  # an int or a Fraction beyond float64's range
     try:
         return float(number)
@@ -53,7 +53,7 @@ def real_float(value: Any, name: str, detail: str = "") -> float:
 
 def positive(value: Any, name: str, hint: str) -> float:
     """Return ``value`` as a positive finite float or raise naming ``name``."""
-    v = real_float(value, name, f" ({hint})")
+    v = real_float(value, name, f"a number ({hint})")
     if not math.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be a positive number ({hint}), got {shown(value)}")
     return v
@@ -87,7 +87,7 @@ def model_params(tau_rise: Any, tau_decay: Any, fs: Any) -> tuple[float, float, 
 
 def lam_value(lam: Any) -> float:
     """Validate the sparsity penalty lambda (>= 0)."""
-    v = real_float(lam, "lam", " >= 0")
+    v = real_float(lam, "lam", "a number >= 0")
     if not math.isfinite(v) or v < 0:
         raise ValueError(f"lam must be a finite number >= 0, got {shown(lam)}")
     return v

@@ -99,7 +99,7 @@ class SolverOptions:
         iters = _integer(iters, "max_iters", "the iteration cap", MAX_ITERS_LIMIT)
         if tol is None:
             tol = default_tol
-        tol_ = real_float(tol, "tol", " > 0")
+        tol_ = real_float(tol, "tol", "a positive number")
         if not math.isfinite(tol_) or tol_ <= 0:
             raise ValueError(f"tol must be a positive number, got {shown(tol)}")
         threads = None
@@ -209,7 +209,9 @@ class Params:
             raise ValueError(f"baseline must be 'constant' or 'drift', got {baseline!r}")
         window = None
         if baseline_window_s is not None:
-            window = real_float(baseline_window_s, "baseline_window_s", " of seconds or None")
+            window = real_float(
+                baseline_window_s, "baseline_window_s", "a number of seconds or None"
+            )
             if not math.isfinite(window) or window <= 0:
                 raise ValueError(
                     f"baseline_window_s must be a positive number of seconds (e.g. 30.0) "

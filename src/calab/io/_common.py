@@ -181,7 +181,7 @@ def load_npy(path: PathLike, what: str) -> np.ndarray:
 
 def sampling_rate(fs: Any, where: str) -> float:
     """Validate a sampling rate in Hz."""
-    v = real_float(fs, "fs", f" (the sampling rate in Hz; {where})")
+    v = real_float(fs, "fs", f"the sampling rate in Hz (a number) ({where})")
     if not math.isfinite(v) or v <= 0:
         raise ValueError(
             f"sampling rate must be a positive number of Hz, got {shown(fs)} ({where})"

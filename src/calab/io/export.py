@@ -152,7 +152,7 @@ def export_dict(
 def _number(params: Mapping[str, Any], key: str, where: str) -> float:
     value = params[key]
     try:
-        v = real_float(value, f"parameters.{key}", where)
+        v = real_float(value, f"parameters.{key}", f"a number{where}")
     except TypeError as exc:
         raise ValueError(str(exc)) from None
     if not math.isfinite(v):
