@@ -211,6 +211,9 @@ class _DeadlineReader(io.RawIOBase):
         """Give the next request ``seconds`` from now to arrive whole."""
         self._deadline = self._clock() + self._seconds
 
+    def _late(self) -> RequestTimeout:
+        return RequestTimeout(f"the request did not arrive whole within {self._seconds:g} s")
+
     def readable(self) -> bool:
         """Tell io that this stream reads."""
         return True
@@ -219,10 +222,14 @@ class _DeadlineReader(io.RawIOBase):
         """Receive into ``buffer``; raise RequestTimeout once the deadline has passed."""
         left = self._deadline - self._clock()
         if left <= 0:
-            raise RequestTimeout(f"the request did not arrive whole within {self._seconds:g} s")
+            raise self._late()
         self._sock.settimeout(min(left, self._seconds))
         try:
             return self._sock.recv_into(buffer)
+        except TimeoutError:
+            if self._clock() >= self._deadline:
+                raise self._late() from None
+            raise
         finally:
             self._sock.settimeout(self._seconds)  # answers are written with the idle timeout
 
