@@ -213,3 +213,20 @@ def test_a_huge_sampling_rate_names_fs(traces):
     with pytest.raises(ValueError, match="fs must be a positive number") as info:
         calab.TuneWidget(traces, fs=10**400, threaded=False)
     assert "about 401 digits" in str(info.value)
+
+
+def test_a_change_the_session_refuses_late_is_undone_in_the_traits(traces, monkeypatch):
+    """Checked values the session still refuses (a later rule) never stay in the traits."""
+    w = calab.TuneWidget(traces, fs=FS, threaded=False)
+    old = {k: getattr(w, k) for k in P.STATE_KEYS}
+
+    def refuse(changes, deliver=None):
+        raise ValueError("lam refused by the session")
+
+    monkeypatch.setattr(w._session, "apply", refuse)
+    with pytest.raises(ValueError, match="refused by the session"):
+        w.lam = 0.5
+    assert {k: getattr(w, k) for k in P.STATE_KEYS} == old
+    monkeypatch.undo()
+    w.seed = 4  # and the next change goes through alone
+    assert w.lam == old["lam"] and w._session.state["seed"] == 4

@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 MAX_BODY = 1 << 20  # 1 MiB: parameter and state messages are a few hundred bytes
 #: Seconds a request may take to arrive whole (request line, headers and body), counted from the
-#: end of the previous answer on its connection (idle time included); then it is closed.
+#: connection's opening or the end of the previous answer on it (idle time included).
 CONNECTION_TIMEOUT_S = 30.0
 #: Bytes of ``GET /api/v1/traces`` encoded at once (1 MiB): the answer is streamed.
 TRACE_BLOCK_BYTES = 1 << 20
