@@ -130,6 +130,9 @@ MAX_PLAUSIBLE_DECAY_S = 10.0
 MAX_PLAUSIBLE_RISE_S = 1.0
 #: Imaging runs at a few Hz at least; below this, fs is probably a frame period in seconds.
 MIN_PLAUSIBLE_FS = 0.5
+#: A (frames, cells) array is suspected when it has more rows than columns and at least this
+#: many rows (the frames of the shortest recording the estimate reads).
+MIN_SUSPECT_ROWS = 200
 #: Relative difference at which a given sampling rate disagrees with the one a file stores.
 RATE_TOLERANCE = 1e-3
 
@@ -159,7 +162,7 @@ def implausible(
             f"fs = {fs:g} Hz is a very low sampling rate; fs is in Hz (frames per second): if "
             f"{fs:g} is the frame period in seconds, the rate is {1 / fs:.4g} Hz"
         )
-    if shape is not None and len(shape) == 2 and shape[0] > shape[1]:
+    if shape is not None and len(shape) == 2 and shape[0] > max(shape[1], MIN_SUSPECT_ROWS - 1):
         out.append(
             f"the traces have more cells ({shape[0]}) than frames ({shape[1]}); traces are "
             "(n_cells, n_frames): if yours are (n_frames, n_cells), pass them transposed "
@@ -193,8 +196,9 @@ def warn_rate_override(given: float, stored: float | None, where: str) -> None:
         return
     warnings.warn(
         f"fs = {given:g} Hz was given but {where} stores a sampling rate of {stored:g} Hz; "
-        f"using {given:g} Hz (time constants come out {stored / given:.3g}x off if the file "
-        "is right): leave out fs (--fs) to use the file's rate",
+        f"using {given:g} Hz; if the file is right, every time in seconds (such as estimated "
+        f"time constants) comes out scaled by {stored / given:.3g}: leave out fs (--fs) to use "
+        "the file's rate",
         UserWarning,
         stacklevel=3,
     )

@@ -160,8 +160,8 @@ def _run(
     """
     rise = _one_of(tau_r, tau_rise, "tau_r", "tau_rise", "rise time in seconds, e.g. 0.05")
     decay = _one_of(tau_d, tau_decay, "tau_d", "tau_decay", "decay time in seconds, e.g. 0.5")
-    if lam is None:
-        raise TypeError("missing the argument lam (the sparsity penalty, e.g. lam=0.01)")
+    if lam is None:  # left out (it has a default only so that tau_rise= can be a keyword)
+        raise TypeError("lam must be a number >= 0 (the sparsity penalty, e.g. lam=0.01), got None")
     params = Params(fs, rise, decay, lam, False, baseline, baseline_window_s)
     options = SolverOptions(method, max_iters, tol, n_threads)
     shape = None if is_dataarray(traces) else getattr(traces, "shape", None)  # named dims: as named
@@ -169,6 +169,22 @@ def _run(
     if params.baseline == "constant" and not slip:  # (the drift check assumes sound units)
         warn_if_drifting(traces, params.fs, params.tau_decay, stacklevel=3)
     return solve(traces, params, options, warm_start, full)
+
+
+def solve_full_unchecked(
+    traces: Any, fs: float, tau_rise: float, tau_decay: float, lam: Any, **options: Any
+) -> DeconvolutionResult:
+    """:func:`run_deconvolution_full` without its advisory warnings (units, orientation, drift).
+
+    For calab's own repeated solves of a recording checked where it came in: the tuning views
+    and the estimate's sample cells. ``options``: ``warm_start``, ``baseline``,
+    ``baseline_window_s`` and the :class:`calab.params.SolverOptions` fields.
+    """
+    warm = options.pop("warm_start", None)
+    model = (options.pop("baseline", "constant"), options.pop("baseline_window_s", None))
+    params = Params(fs, tau_rise, tau_decay, lam, False, *model)
+    result: DeconvolutionResult = solve(traces, params, SolverOptions(**options), warm, True)
+    return result
 
 
 def _one_of(short: Any, long: Any, short_name: str, long_name: str, hint: str) -> Any:

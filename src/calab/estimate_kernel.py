@@ -213,9 +213,9 @@ def _solve_cells(
     traces: np.ndarray, fs: float, tau_rise: float, tau_decay: float, lam: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Activity, scalar baseline and fit of each row, each with its own lambda, in one batch."""
-    from calab.deconvolution import run_deconvolution_full
+    from calab.deconvolution import solve_full_unchecked
 
-    res = run_deconvolution_full(traces, fs, tau_rise, tau_decay, np.asarray(lam, dtype=np.float64))
+    res = solve_full_unchecked(traces, fs, tau_rise, tau_decay, np.asarray(lam, dtype=np.float64))
     return res.activity, res.baseline, res.reconvolution
 
 
