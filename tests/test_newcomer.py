@@ -174,6 +174,20 @@ def test_auto_prints_its_estimate_and_every_output_records_it(tmp_path, caiman) 
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
+def test_auto_shows_the_seconds_while_it_estimates(capsys) -> None:
+    """On a terminal `--auto` showed nothing for the ~7 s of the estimate."""
+    import time
+
+    from calab.batch import _elapsed
+
+    with _elapsed("estimate", True):
+        time.sleep(1.3)
+    assert "estimate: 00:01" in capsys.readouterr().err
+    with _elapsed("estimate", False):  # not a terminal, or -q
+        time.sleep(0.1)
+    assert capsys.readouterr().err == ""
+
+
 def test_h5_and_zarr_outputs_hold_parameters_and_cell_ids(tmp_path, caiman) -> None:
     xr = pytest.importorskip("xarray")
     for out in ("a.h5", "a.zarr"):

@@ -16,9 +16,11 @@ import logging
 import math
 import os
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -150,6 +152,30 @@ def _pause_for_tests(finished: int) -> None:
                 signal.pause()
             else:  # pragma: no cover - Windows
                 time.sleep(3600)
+
+
+@contextmanager
+def _elapsed(desc: str, show: bool) -> Iterator[None]:
+    """Show a progress line counting the seconds while a step without a count of its own runs."""
+    if not show:
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    done = threading.Event()
+    with tqdm(desc=desc, bar_format="{desc}: {elapsed}", leave=False) as bar:
+
+        def tick() -> None:
+            while not done.wait(0.5):
+                bar.refresh()
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
 
 
 def _labels(ids: Any, rows: list[int]) -> str:
@@ -497,7 +523,8 @@ def deconvolve_file(
             if auto:
                 n, t = src.shape
                 log.info("estimating the parameters of %d cells x %d frames...", n, t)
-                est = estimate_source(src, rate, chunk_arg)
+                with _elapsed("estimate", progress):
+                    est = estimate_source(src, rate, chunk_arg)
                 if on_estimate is not None:
                     on_estimate(est, src)
                 p = estimated_params(est)
