@@ -75,6 +75,7 @@ def test_readme_installs_this_package_and_only_it() -> None:
             # a local path (the clone or a built wheel), never a name looked up on PyPI
             assert target.startswith((".", "/", "dist/")) or target.endswith(".whl"), command
     assert "CaLab package" in install and calab.DISTRIBUTION in install
+    assert f"dist/{calab.DISTRIBUTION}-{calab.__version__}-" in install  # the current wheel
 
 
 # ----------------------------------------------------------------------------- 2. plausibility
