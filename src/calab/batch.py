@@ -16,15 +16,17 @@ import logging
 import math
 import os
 import signal
+import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from calab._validate import traces_2d
+from calab._validate import traces_2d, warn_implausible
 from calab.estimate import estimate_source, estimated_params
 from calab.io._common import PathLike
 from calab.io.lock import OutputBusyError, lock_path, output_lock
@@ -33,6 +35,7 @@ from calab.io.resume import Partial, fingerprint
 from calab.io.writers import (
     NpyWriter,
     Writer,
+    cell_id_array,
     check_outputs,
     commit,
     dumps_json,
@@ -64,7 +67,9 @@ class BatchResult(NamedTuple):
     output : Path
         The activity file (.npy, .h5 or .zarr).
     info : Path or None
-        ``<stem>_info.json`` with ``full=True``.
+        The info file (:func:`info_path_for`): parameters, source and cell ids, with
+        ``full=True`` also the per-cell results. Always written beside a ``.npy`` output
+        (which cannot hold them), with ``full=True`` beside ``.h5``/``.zarr`` ones.
     num_cells, num_timepoints : int
     not_converged : int
         Cells whose solve did not converge.
@@ -147,6 +152,30 @@ def _pause_for_tests(finished: int) -> None:
                 signal.pause()
             else:  # pragma: no cover - Windows
                 time.sleep(3600)
+
+
+@contextmanager
+def _elapsed(desc: str, show: bool) -> Iterator[None]:
+    """Show a progress line counting the seconds while a step without a count of its own runs."""
+    if not show:
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    done = threading.Event()
+    with tqdm(desc=desc, bar_format="{desc}: {elapsed}", leave=False) as bar:
+
+        def tick() -> None:
+            while not done.wait(0.5):
+                bar.refresh()
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
 
 
 def _labels(ids: Any, rows: list[int]) -> str:
@@ -369,8 +398,14 @@ def baseline_path_for(out: Path) -> Path:
 
 
 def info_path_for(out: Path) -> Path:
-    """``<OUT stem>_info.json`` beside the output."""
-    return out.with_name(out.name[: -len(out.suffix)] + "_info.json")
+    """Return the info file beside the output.
+
+    ``<stem>_info.json`` for ``<stem>.npy``, else ``<stem>_<ext>_info.json`` (``r.h5`` ->
+    ``r_h5_info.json``), so that ``r.npy``, ``r.h5`` and ``r.zarr`` never share one.
+    """
+    ext = out.suffix.lower()
+    tag = "" if ext == ".npy" else "_" + ext[1:]
+    return out.with_name(out.name[: -len(out.suffix)] + tag + "_info.json")
 
 
 def deconvolve_file(
@@ -385,6 +420,7 @@ def deconvolve_file(
     full: bool = False,
     progress: bool = True,
     n_threads: int | None = None,
+    on_estimate: Callable[[Any, Source], None] | None = None,
     **options: Any,
 ) -> BatchResult:
     """Deconvolve a file of traces into an activity file, streaming, locked and resumable.
@@ -419,14 +455,20 @@ def deconvolve_file(
     force : bool
         Replace existing outputs and discard an unfinished run made with other settings.
     full : bool
-        Also write ``<stem>_info.json`` (baseline, iterations, converged; also stored in
-        ``.h5``/``.zarr`` outputs). With ``baseline="drift"`` the baseline has one value per
-        frame, shape (n_cells, n_timepoints): the ``baseline`` array of a ``.h5``/``.zarr``
-        output, or ``<stem>_baseline.npy`` beside a ``.npy`` one (the info file names it).
+        Also store the per-cell results (baseline, iterations, converged) in ``.h5``/``.zarr``
+        outputs and in the info file (:func:`info_path_for`), which is then written beside
+        them too; a ``.npy`` output always has one (parameters, source, cell ids). With
+        ``baseline="drift"`` the baseline has one value per frame, shape (n_cells,
+        n_timepoints): the ``baseline`` array of a ``.h5``/``.zarr`` output, or
+        ``<stem>_baseline.npy`` beside a ``.npy`` one (the info file names it).
     progress : bool
         Show a progress bar.
     n_threads : int, optional
         Solver threads (default: all cores).
+    on_estimate : callable, optional
+        With ``params="auto"``: called with the :class:`calab.ParameterEstimate` and the
+        opened source once the estimate is done, before the deconvolution (``calab deconvolve
+        --auto`` prints it).
     **options
         :class:`calab.io.open.ReadOptions`: ``trace``, ``accepted_only``, ``variable``,
         ``neuropil_coef``, ``cells_only``, ``plane``.
@@ -458,7 +500,8 @@ def deconvolve_file(
                 f"{src.path} stores no sampling rate; pass fs= (--fs HZ) to estimate the parameters"
             )
         rate = src.fs if src.fs is not None else p["fs"]
-        if not auto:
+        if not auto:  # (the estimate checks the rate and the shape itself)
+            warn_implausible(rate, p["tau_rise"], p["tau_decay"], src.shape, stacklevel=2)
             check_cell_count(p, src.shape[0], str(src.path))
         if not auto and not math.isclose(rate, p["fs"], rel_tol=1e-9):
             warnings.warn(
@@ -470,7 +513,7 @@ def deconvolve_file(
         out = Path(path_out).expanduser() if path_out is not None else default_output(src)
         writer_cls = writer_for(out)
         info_path = info_path_for(out)
-        targets = [out, info_path] if full else [out]
+        targets = [out, info_path] if full or writer_cls is NpyWriter else [out]
         if full and p.get("baseline") == "drift" and writer_cls is NpyWriter:
             targets.append(baseline_path_for(out))
         inputs = [*src.inputs, *([params_file] if params_file else [])]
@@ -478,7 +521,13 @@ def deconvolve_file(
         with output_lock(out):
             check_outputs(targets, inputs, force)  # again, now that no other run can write
             if auto:
-                p = estimated_params(estimate_source(src, rate, chunk_arg))
+                n, t = src.shape
+                log.info("estimating the parameters of %d cells x %d frames...", n, t)
+                with _elapsed("estimate", progress):
+                    est = estimate_source(src, rate, chunk_arg)
+                if on_estimate is not None:
+                    on_estimate(est, src)
+                p = estimated_params(est)
                 if full and p.get("baseline") == "drift" and writer_cls is NpyWriter:
                     targets.append(baseline_path_for(out))
                     check_outputs(targets, inputs, force)
@@ -510,14 +559,15 @@ def _run(
         "sampling_rate_hz": rate,
         "parameters": p,
     }
+    ids = src.meta.get("cell_ids")
+    cell_ids = cell_id_array(ids, n).tolist()
     drift = p.get("baseline") == "drift"
     partial = Partial(out, fingerprint(src, attrs, chunk, full, opts), writer_cls, drift)
-    partial.open((n, t), full, attrs, force)
+    partial.open((n, t), full, {**attrs, "cell_ids": cell_ids}, force)
     resumed = len(partial.done)
     n_chunks = -(-n // chunk)
     if resumed:
         log.info("resuming %s: %d of %d chunks already written", out.name, resumed, n_chunks)
-    ids = src.meta.get("cell_ids")
     try:
         for start, stop, res in iter_chunks(
             src.data, Params.from_export({**p, "fs": rate}), solver, chunk_cells=chunk,
@@ -530,13 +580,12 @@ def _run(
         iterations = stats[:, 1].astype(np.int64)
         converged = stats[:, 2].astype(bool)
         info_text = None
-        if full:
+        with_info = full or writer_cls is NpyWriter
+        if with_info:
             info = dict(attrs)
+            info.update(output=str(out), num_cells=n, num_timepoints=t, cell_ids=cell_ids)
+        if full:
             info.update(
-                output=str(out),
-                num_cells=n,
-                num_timepoints=t,
-                cell_ids=list(ids) if ids is not None else None,
                 baseline=baseline.tolist(),
                 iterations=iterations.tolist(),
                 converged=converged.tolist(),
@@ -544,6 +593,7 @@ def _run(
             if drift:  # (n_cells, n_frames): beside a .npy, else the file's baseline array
                 where = baseline_path_for(out) if writer_cls is NpyWriter else out
                 info["baseline"] = {"mode": "drift", "file": str(where), "shape": [n, t]}
+        if with_info:
             info_text = dumps_json(info, f"the info file {info_path}", indent=1) + "\n"
         partial.close()
         if drift and full and writer_cls is NpyWriter:
@@ -567,7 +617,8 @@ def _run(
     if n_bad:
         warnings.warn(f"{n_bad} of {n} cells did not converge", RuntimeWarning, stacklevel=3)
     sidecar = baseline_path_for(out) if drift and full and writer_cls is NpyWriter else None
-    return BatchResult(out, info_path if full else None, n, t, n_bad, resumed, sidecar, p)
+    info_out = info_path if info_text is not None else None
+    return BatchResult(out, info_out, n, t, n_bad, resumed, sidecar, p)
 
 
 __all__ = [

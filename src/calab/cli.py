@@ -3,7 +3,7 @@
 Argument parsing and error printing only; the work is done by :mod:`calab.batch`,
 :mod:`calab.io.open` and :mod:`calab.io.writers`. Errors print one line, ``calab: error: ...``,
 on stderr and exit with status 1 (bad option values: argparse's usage error, status 2); Ctrl-C
-exits with 130.
+exits with 130, and a closed stdout (``calab ... | head``) ends it quietly with 141.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from calab.params import max_threads
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+#: 128 + SIGPIPE, the status of a shell tool whose reader closed the pipe (``... | head``).
+EXIT_BROKEN_PIPE = 141
 
 
 class CLIError(Exception):
@@ -152,6 +154,12 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
             if not args.auto
             else "-p/--params and --auto exclude each other (--auto estimates the parameters)"
         )
+
+    def show(est: Any, src: Any) -> None:
+        if not args.quiet:
+            print_estimate(est, src, file=sys.stderr)
+            sys.stderr.flush()
+
     result = deconvolve_file(
         args.file,
         args.output,
@@ -163,6 +171,7 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
         full=args.full,
         progress=not args.quiet and sys.stderr.isatty(),
         n_threads=args.threads,
+        on_estimate=show,
         **_read_options(args),
     )
     print(result.output)
@@ -231,7 +240,6 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
                 write_export(tmp / "export.json", export)
                 check_outputs([output], src.inputs, args.force)
                 commit(tmp / "export.json", output)
-    lam = est.params["lambda_"]
     if args.json:
         info = {
             "file": str(src.path),
@@ -246,8 +254,24 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
         }
         print(json.dumps(info, allow_nan=False))
         return 0
+    print_estimate(est, src)
+    if output is not None:
+        print(output)
+    return 0
+
+
+def print_estimate(est: Any, src: Any, file: Any = None) -> None:
+    """Print a :class:`calab.ParameterEstimate` of ``src`` as one short block of fields.
+
+    What ``calab estimate`` prints, and ``calab deconvolve --auto`` (on stderr) before it
+    deconvolves.
+    """
+    n, t = src.shape
+    ids = src.meta.get("cell_ids")
+    flagged = [int(i) for i in np.flatnonzero(est.no_transients)]
     names = [str(ids[i] if ids is not None else i) for i in flagged]
     shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    lam = est.params["lambda_"]
     _print_fields(
         ("file", src.path),
         ("shape", f"{n} cells x {t} timepoints"),
@@ -258,10 +282,8 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
         ("noise SD", f"{np.median(est.noise):g} (median)"),
         ("baseline", est.baseline),
         ("no transients", f"{len(flagged)} cells" + (f": {shown}" if names else "")),
+        file=file,
     )
-    if output is not None:
-        print(output)
-    return 0
 
 
 def _count_nan(data: Any) -> int:
@@ -299,10 +321,10 @@ def _info_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_fields(*fields: tuple[str, Any]) -> None:
-    """``name:  value`` lines with the values aligned."""
+def _print_fields(*fields: tuple[str, Any], file: Any = None) -> None:
+    """``name:  value`` lines with the values aligned (on stdout, or ``file``)."""
     for name, value in fields:
-        print(f"{name + ':':<15}{value}")
+        print(f"{name + ':':<15}{value}", file=file)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -420,14 +442,18 @@ def add_tune_command(subparsers: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``calab`` argument parser."""
-    from calab import __version__
+    from calab import DISTRIBUTION, __version__
 
     parser = argparse.ArgumentParser(
         prog="calab",
         description="Calcium-imaging deconvolution with the CaTune model.",
         epilog="Run 'calab COMMAND --help' for a command's options.",
     )
-    parser.add_argument("--version", action="version", version=f"calab {__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"calab {__version__} (the {DISTRIBUTION} package; not CaLab's calab on PyPI)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser(
@@ -444,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--auto",
         action="store_true",
         help="estimate the parameters from FILE instead (per-cell lambda, baseline mode; "
-        "as 'calab estimate')",
+        "as 'calab estimate', whose summary it prints on stderr)",
     )
     p.add_argument(
         "-o", "--output", metavar="OUT", help="output file (default: <FILE stem>_activity.npy)"
@@ -452,8 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--full",
         action="store_true",
-        help="also write <OUT stem>_info.json with baseline, iterations and converged "
-        "(stored inside .h5/.zarr outputs too)",
+        help="also store baseline, iterations and converged per cell (inside .h5/.zarr "
+        "outputs, and in the info file: <OUT stem>_info.json beside a .npy, which always has "
+        "one with the parameters and cell ids; <OUT stem>_h5_info.json / _zarr_info.json)",
     )
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or notes")
@@ -559,6 +586,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             return int(handler(args))
+    except BrokenPipeError:
+        # The reader of stdout went away (`calab ... --json | head`): stop quietly, as cat does.
+        # stdout now points to /dev/null so that Python's flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
     except RunInterrupted as exc:
         print(f"calab: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED

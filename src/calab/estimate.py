@@ -247,6 +247,10 @@ def estimate_parameters(
     ...                                    est.lam, baseline=est.baseline)
     """
     f = positive(fs, "fs", "sampling rate in Hz, e.g. 30.0")
+    from calab._validate import warn_implausible
+    from calab.lazy import is_dataarray
+
+    warn_implausible(f, shape=None if is_dataarray(traces) else getattr(traces, "shape", None))
     if isinstance(max_cells, bool) or not isinstance(max_cells, int) or max_cells < 1:
         raise ValueError(f"max_cells must be an integer >= 1, got {max_cells!r}")
     from calab.lazy import is_lazy
@@ -276,13 +280,13 @@ class _Stats:
     n_samples: int  # samples of the smoothed trace (about two per smoothing window)
 
 
-def _cell_stats(data: np.ndarray, fs: float) -> _Stats:
+def _cell_stats(data: np.ndarray, fs: float, window_s: float = DEFAULT_WINDOW_S) -> _Stats:
     """Figures of each row from its spectrum and its coarse maximin (samples every 0.25 s)."""
     from calab.baseline import DEFAULT_SMOOTH_S, coarse_maximin
 
     noise, bands, edges = _spectrum(data, fs)
     constant = np.ptp(data, axis=1) == 0
-    coarse = coarse_maximin(data, fs, DEFAULT_WINDOW_S, DEFAULT_SMOOTH_S)
+    coarse = coarse_maximin(data, fs, window_s, DEFAULT_SMOOTH_S)
     resid = coarse.smooth - coarse.baseline  # drift-free, smoothed over 0.5 s
     resid -= np.median(resid, axis=1, keepdims=True)
     # Noise SD of the smoothed trace (white noise averaged over n_smooth frames).
@@ -426,6 +430,72 @@ def estimate_source(src: Source, fs: float, chunk_cells: int | None = None) -> A
     # In this process: the reader holds an open file, which a distributed client cannot ship.
     with dask.config.set(scheduler="synchronous"):
         return estimate_parameters(rows, fs)
+
+
+# --------------------------------------------------------------------------- drift check
+
+DRIFT_WARN_NOISE_SDS = 5.0
+"""Median drift span, in noise SDs, above which a constant-baseline solve is warned about.
+
+Higher than the estimate's :data:`DRIFT_NOISE_SDS`: a busy cell of a slow indicator (GCaMP6s
+firing at 1 Hz and more) seldom returns to its baseline, which the measure reads as a few noise
+SDs of drift."""
+
+
+def drift_span(
+    traces: np.ndarray, fs: float, tau_decay: float, max_cells: int = MAX_SAMPLE_CELLS
+) -> float:
+    """Median peak-to-peak span of the drift, in noise SDs, over evenly spaced cells.
+
+    The measure the estimate decides ``baseline`` by, on at most ``max_cells`` rows of the
+    (n_cells, n_frames) ``traces``, with a maximin window of at least
+    ``BASELINE_DECAY_TIMES * tau_decay`` (so that slow calcium of a busy cell is not taken for
+    drift); 0 where it cannot tell (traces shorter than 10 s or 200 frames, non-finite or
+    constant rows).
+    """
+    from calab.estimate_kernel import BASELINE_DECAY_TIMES
+
+    n, t = traces.shape
+    if t < max(MIN_FRAMES, MIN_SECONDS * fs):
+        return 0.0
+    rows = np.unique(np.linspace(0, n - 1, min(n, max_cells)).astype(np.int64))
+    sample = np.asarray(traces[rows], dtype=np.float64)
+    if not np.isfinite(sample).all():
+        return 0.0  # the solve refuses these traces, naming the cells
+    # The span in noise SDs does not depend on offset or scale: keep the sums in range.
+    sample -= np.median(sample, axis=1, keepdims=True)
+    scale = np.abs(sample).max(axis=1, keepdims=True)
+    sample /= np.where(scale > 0, scale, 1.0)
+    window = max(DEFAULT_WINDOW_S, BASELINE_DECAY_TIMES * tau_decay)
+    stats = _cell_stats(sample, fs, window)
+    span = stats.drift_span[~stats.constant]
+    return float(np.median(span)) if span.size else 0.0
+
+
+def warn_if_drifting(traces: Any, fs: float, tau_decay: float, *, stacklevel: int = 2) -> None:
+    """Warn when in-memory traces drift by more than :data:`DRIFT_WARN_NOISE_SDS` noise SDs.
+
+    For a solve with ``baseline="constant"`` (the CaTune model: one baseline per trace), which
+    then reads the drift as activity or its absence. Dask and xarray input are not read here.
+    """
+    from calab._validate import traces_2d
+    from calab.lazy import is_lazy
+
+    if is_lazy(traces):
+        return
+    data, _ = traces_2d(traces)
+    span = drift_span(data, fs, tau_decay)
+    if span > DRIFT_WARN_NOISE_SDS:
+        import warnings
+
+        warnings.warn(
+            f"the traces drift: their running minimum moves by {span:.1f} noise SDs (median "
+            "over cells), but baseline='constant' fits one baseline per trace, so the drift "
+            'is read as activity (or hides it); pass baseline="drift" to follow it '
+            "(calab.estimate_parameters(traces, fs).baseline tells which to use)",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
 
 
 def estimated_params(est: Any) -> dict[str, Any]:

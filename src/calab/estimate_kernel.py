@@ -213,9 +213,9 @@ def _solve_cells(
     traces: np.ndarray, fs: float, tau_rise: float, tau_decay: float, lam: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Activity, scalar baseline and fit of each row, each with its own lambda, in one batch."""
-    from calab.deconvolution import run_deconvolution_full
+    from calab.deconvolution import solve_full_unchecked
 
-    res = run_deconvolution_full(traces, fs, tau_rise, tau_decay, np.asarray(lam, dtype=np.float64))
+    res = solve_full_unchecked(traces, fs, tau_rise, tau_decay, np.asarray(lam, dtype=np.float64))
     return res.activity, res.baseline, res.reconvolution
 
 
@@ -230,6 +230,13 @@ def _detect(sample: np.ndarray, noise: np.ndarray, fs: float, tr0: float, td0: f
     return act, base
 
 
+_GIVE_KERNEL = (
+    " (at fs = {fs:g} Hz: check that fs is the sampling rate in Hz, not the frame period); or "
+    "give the time constants yourself (tau_rise and tau_decay in Python, a CaTune export with "
+    "-p on the command line)"
+)
+
+
 def estimate_kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float]:
     """Recording-wide (tau_rise, tau_decay) in seconds from sample traces (drift removed here).
 
@@ -242,15 +249,15 @@ def estimate_kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[floa
     usable = acov[:, 1] > 0
     if not usable.any():
         raise ValueError(
-            "traces show no temporal correlation at all (white noise?); cannot estimate a "
-            "kernel: pass tau_rise and tau_decay yourself"
+            "traces show no temporal correlation at all (white noise?); cannot estimate a kernel"
+            + _GIVE_KERNEL.format(fs=fs)
         )
     pooled = (acov[usable] / acov[usable, 1:2]).sum(axis=0)
     det = _detection_kernel(pooled, fs)
     if det is None:
         raise ValueError(
-            "the traces' autocovariance does not decay like calcium transients; cannot "
-            "estimate a kernel: pass tau_rise and tau_decay yourself"
+            "the traces' autocovariance does not decay like calcium transients; cannot estimate a "
+            "kernel" + _GIVE_KERNEL.format(fs=fs)
         )
     tr_ar, td0 = det
     tr_fit = _fit_rise(pooled, fs, td0)

@@ -108,7 +108,11 @@ def existing_path(path: PathLike, what: str) -> Path:
 
 
 def write_atomic(
-    path: PathLike, data: bytes | str | Callable[[BinaryIO], object], *, overwrite: bool
+    path: PathLike,
+    data: bytes | str | Callable[[BinaryIO], object],
+    *,
+    overwrite: bool,
+    sync: bool = True,
 ) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
 
@@ -125,6 +129,8 @@ def write_atomic(
         object it is given (e.g. ``lambda fh: np.save(fh, arr)``).
     overwrite : bool
         Replace an existing file; without it an existing ``path`` raises FileExistsError.
+    sync : bool
+        Wait until the data are on disk before the rename (default).
 
     Returns
     -------
@@ -156,7 +162,8 @@ def write_atomic(
             else:
                 fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         if not overwrite and is_present(p):  # created meanwhile
             raise FileExistsError(f"{p} already exists; pass force=True to replace it")
         os.replace(tmp, p)

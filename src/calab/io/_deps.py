@@ -1,4 +1,4 @@
-"""Lazy imports of the optional loader dependencies (``pip install calab[loaders]``)."""
+"""Lazy imports of the optional loader dependencies (the ``loaders`` extra: h5py, zarr, xarray)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,6 @@ def require(name: str) -> ModuleType:
     except ImportError as exc:
         purpose = _PURPOSE.get(name, "this feature")
         raise ImportError(
-            f"{name} is needed for {purpose} but is not installed; "
-            "install it with: pip install calab[loaders]"
+            f"{name} is needed for {purpose} but is not installed; install it with: "
+            f"pip install {name} (every loader package: pip install {' '.join(_PURPOSE)})"
         ) from exc

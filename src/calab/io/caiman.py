@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from calab._validate import warn_rate_override
 from calab.io._common import (
     PathLike,
     check_finite_rows,
@@ -249,6 +250,15 @@ class CaimanRows:
             ds = _dataset(h5py, node, fs_key, where) if node is not None else None
             fr = _scalar(ds, where, fs_key) if ds is not None else None
             fs = None if fr is None else sampling_rate(fr, f"{fs_key} in {where}")
+        else:  # the given rate wins; a stored one that disagrees is named
+            try:
+                node = _get(h5py, f, fs_key, where, required=False)
+                ds = _dataset(h5py, node, fs_key, where) if node is not None else None
+                fr = _scalar(ds, where, fs_key) if ds is not None else None
+                stored = None if fr is None else sampling_rate(fr, where)
+            except (KeyError, OSError, TypeError, ValueError):  # unreadable: fs= replaces it
+                stored = None
+            warn_rate_override(fs, stored, f"{where} ({fs_key})")
         self.fs: float | None = fs
         self.cell_ids = cell_ids
         self.shape = (int(cell_ids.size), int(shape[1]))
@@ -343,7 +353,7 @@ def load_caiman(
     Raises
     ------
     ImportError
-        If h5py is missing (``pip install calab[loaders]``).
+        If h5py is missing (``pip install h5py``).
     FileNotFoundError
         If ``path`` does not exist.
     KeyError

@@ -281,7 +281,7 @@ def load_minian(
     Raises
     ------
     ImportError
-        If xarray or zarr is missing (``pip install calab[loaders]``).
+        If xarray or zarr is missing (``pip install xarray zarr``).
     FileNotFoundError
         If ``path`` does not exist.
     KeyError

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from calab._validate import warn_rate_override
 from calab.io._common import PathLike
 
 PIPELINE_FORMATS = ("caiman", "minian", "suite2p")
@@ -293,8 +294,10 @@ def _open_calab_output(path: Path, fs: float | None) -> Source:
         h5py = require("h5py")
         f = h5py.File(path, "r")
         data, attrs, closer = f["activity"], dict(f.attrs), f.close
-    stored = attrs.get("sampling_rate_hz")
-    fs_ = fs if fs is not None else (float(stored) if stored else None)
+    stored = float(attrs["sampling_rate_hz"]) if attrs.get("sampling_rate_hz") else None
+    if fs is not None:
+        warn_rate_override(fs, stored, str(path))
+    fs_ = fs if fs is not None else stored
     return Source(data, fs_, "calab", path, {"source": "calab"}, (path,), closer)
 
 
@@ -311,6 +314,8 @@ def _open_tuning(path: Path, fs: float | None) -> Source:
     expected = (meta.get("num_cells"), meta.get("num_timepoints"))
     if None not in expected and arr.shape != expected:
         raise ValueError(f"{npy_path} has shape {arr.shape} but its metadata says {expected}")
+    if fs is not None:
+        warn_rate_override(fs, meta["sampling_rate_hz"], str(meta_path))
     return Source(
         arr, fs or meta["sampling_rate_hz"], "tuning", npy_path, meta, (npy_path, meta_path)
     )

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from calab.io._common import write_atomic
+
 OUTPUT_SUFFIXES = (".npy", ".h5", ".hdf5", ".zarr")
 FIELDS: dict[str, Any] = {
     "activity": "<f8",
@@ -46,19 +48,11 @@ def dumps_json(obj: Any, what: str, **kwargs: Any) -> str:
 def write_text_atomic(path: Path, text: str, *, sync: bool = True) -> None:
     """Write ``text`` to a fresh temporary file beside ``path``, then rename it into place.
 
-    ``sync`` waits until the data are on disk before the rename.
+    The file gets the mode of a plain ``open(path, "w")`` (0o666 less the umask), as the other
+    outputs do (:func:`calab.io._common.write_atomic`). ``sync`` waits until the data are on
+    disk before the rename.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            if sync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text, overwrite=True, sync=sync)
 
 
 def write_json_atomic(path: Path, obj: Any, what: str, *, sync: bool = True) -> None:
@@ -193,7 +187,8 @@ class Writer:
         Also store ``baseline``, ``iterations`` and ``converged`` (h5/zarr only; .npy holds the
         activity alone).
     attrs : dict
-        File attributes (h5/zarr): version, source, parameters.
+        File attributes (h5/zarr): version, source, parameters; its ``cell_ids`` (one id per
+        row, default the row numbers) are stored as the array ``unit_id`` instead.
     resume : bool
         Reopen an existing file instead of creating one; its arrays must have the right shapes.
     drift : bool
@@ -217,7 +212,8 @@ class Writer:
         self.path = path
         self.shape = shape
         self.full = full
-        self.attrs = attrs
+        self.attrs = {k: v for k, v in attrs.items() if k != "cell_ids"}
+        self.cell_ids = cell_id_array(attrs.get("cell_ids"), shape[0])
         self.resume = resume
         self.arrays: dict[str, Any] = {}
 
@@ -269,6 +265,16 @@ class Writer:
 
     def close(self) -> None:
         """Flush and close the file (idempotent)."""
+
+
+def cell_id_array(ids: Any, n: int) -> np.ndarray:
+    """One id per row: integer ids as int64, others as text (the row numbers when None)."""
+    if ids is None:
+        return np.arange(n, dtype=np.int64)
+    arr = np.asarray(ids)
+    if arr.shape != (n,):
+        raise ValueError(f"{arr.size} cell ids for {n} rows of traces")
+    return arr.astype(np.int64) if arr.dtype.kind in "iub" else arr.astype(str)
 
 
 def sidecar_path(path: Path, name: str = "baseline") -> Path:
@@ -344,6 +350,10 @@ class H5Writer(Writer):
             k: self.f.create_dataset(k, shape=shape, dtype=dtype, chunks=chunks)
             for k, (shape, chunks, dtype) in self.layout().items()
         }
+        ids = self.cell_ids
+        self.f.create_dataset(
+            "unit_id", data=ids if ids.dtype.kind != "U" else ids.astype(h5py.string_dtype())
+        )
         for k, v in self.attrs.items():
             if isinstance(v, dict | list):
                 v = dumps_json(v, f"attribute {k} of {self.path}")
@@ -363,7 +373,14 @@ class H5Writer(Writer):
 
 
 class ZarrWriter(Writer):
-    """Activity (and with ``full`` the per-cell results) as arrays of a zarr group."""
+    """Activity (and with ``full`` the per-cell results) as a Minian-style xarray zarr store.
+
+    A zarr v2 group with consolidated metadata, as ``xarray.Dataset.to_zarr`` writes it and
+    Minian reads it: each array names its dimensions (``_ARRAY_DIMENSIONS``: ``unit_id``,
+    ``frame``), and the coordinates ``unit_id`` (the cell ids) and ``frame`` are arrays of
+    their own, so ``xarray.open_zarr(OUT)["activity"]`` is labelled. No fill value is stored
+    (xarray would read stored values equal to it, such as zero activity, as missing).
+    """
 
     suffix = ".zarr"
 
@@ -376,13 +393,22 @@ class ZarrWriter(Writer):
             group = zarr.open_group(str(self.path), mode="r+")
             self.arrays = {k: group[k] for k in self.names() if k in group}
             return
-        group = zarr.open_group(str(self.path), mode="w-")
-        make = group.create_array if hasattr(group, "create_array") else group.create_dataset
-        self.arrays = {
-            k: make(k, shape=shape, chunks=chunks, dtype=dtype)
-            for k, (shape, chunks, dtype) in self.layout().items()
-        }
+        v3 = int(zarr.__version__.split(".")[0]) >= 3
+        group = zarr.open_group(str(self.path), mode="w-", **({"zarr_format": 2} if v3 else {}))
+        make = group.create_array if v3 else group.create_dataset
+        n, t = self.shape
+        coords = {"unit_id": self.cell_ids, "frame": np.arange(t, dtype=np.int64)}
+        for name, values in coords.items():
+            arr = make(name, shape=values.shape, chunks=values.shape, dtype=values.dtype,
+                       fill_value=None)  # fmt: skip
+            arr[:] = values
+            arr.attrs["_ARRAY_DIMENSIONS"] = [name]
+        for k, (shape, chunks, dtype) in self.layout().items():
+            arr = make(k, shape=shape, chunks=chunks, dtype=dtype, fill_value=None)
+            arr.attrs["_ARRAY_DIMENSIONS"] = ["unit_id", "frame"][: len(shape)]
+            self.arrays[k] = arr
         group.attrs.update(json.loads(dumps_json(self.attrs, f"attributes of {self.path}")))
+        zarr.consolidate_metadata(str(self.path))  # the metadata never change after this
 
 
 def writer_for(path: Path) -> type[Writer]:
@@ -404,6 +430,7 @@ __all__ = [
     "NpyWriter",
     "Writer",
     "ZarrWriter",
+    "cell_id_array",
     "check_outputs",
     "commit",
     "dumps_json",
