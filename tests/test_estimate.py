@@ -242,3 +242,42 @@ def test_subframe_rise_is_continuous_at_one_frame() -> None:
     np.testing.assert_allclose(got[frames >= hi], frames[frames >= hi] / fs, rtol=1e-12)
     # Without a first-frame measure the timing-based rise stays.
     assert _subframe_rise(0.9 / fs, tau_decay, float("nan"), fs) == 0.9 / fs
+
+
+def test_heldout_score_prefers_the_true_kernel() -> None:
+    """Held-out frames are predicted best by the kernel that made the data, and the line fails."""
+    from calab.estimate_cv import heldout_score
+    from calab.estimate_kernel import LAM_NOISE_SDS, lam_scale
+
+    traces, _, truth = _recording("GCaMP6s", 30.0, 3.0, False)
+    fs, tr, td = 30.0, truth.tau_rise, truth.tau_decay
+
+    def score(tau_rise: float, tau_decay: float) -> float:
+        lam = LAM_NOISE_SDS * truth.noise_sd * lam_scale(tau_rise, tau_decay, fs)
+        held = heldout_score(traces, fs, tau_rise, tau_decay, lam)
+        return float(np.sum(held.mse / truth.noise_sd**2))
+
+    best = score(tr, td)
+    for other in [(tr, td / 3), (tr, td * 3), (tr * 4, td), (tr, td / 1.5)]:
+        assert best < score(*other), other
+    lam = LAM_NOISE_SDS * truth.noise_sd * lam_scale(tr, td, fs)
+    held = heldout_score(traces[:3], fs, tr, td, lam[:3], folds=2)
+    assert held.n_heldout == 2 * (traces.shape[1] // 4) - 1  # first frame never held out
+    assert np.all(held.gain > 0) and np.all((held.r2 > 0) & (held.r2 < 1))
+
+
+def test_heldout_score_never_sees_the_heldout_frames() -> None:
+    """Changing the held-out frames changes the error, never the prediction."""
+    from calab.estimate_cv import heldout_mask, heldout_prediction, heldout_score
+
+    traces, _ = calab.simulate(2, 3000, 30.0, indicator="GCaMP6f", snr=5.0, seed=3)
+    mask = heldout_mask(3000, 0, 1, 4)
+    moved = traces.copy()
+    moved[:, mask] += 0.5
+    for iterations in (1, 2):
+        a = heldout_prediction(traces, 30.0, 0.02, 0.4, 0.01, "constant", mask, iterations)
+        b = heldout_prediction(moved, 30.0, 0.02, 0.4, 0.01, "constant", mask, iterations)
+        np.testing.assert_array_equal(a, b)
+    assert heldout_score(moved, 30.0, 0.02, 0.4, 0.01).mse.min() > 0.2
+    with pytest.raises(ValueError, match="folds"):
+        heldout_score(traces, 30.0, 0.02, 0.4, 0.01, folds=5)
