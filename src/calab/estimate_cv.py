@@ -81,7 +81,7 @@ def _line_fill(traces: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Each row with its masked frames replaced by the line between the nearest kept frames."""
     t = np.arange(traces.shape[1])
     kept = np.flatnonzero(~mask)
-    out = traces.copy()
+    out: np.ndarray = traces.copy()
     for i in range(traces.shape[0]):
         out[i, mask] = np.interp(t[mask], kept, traces[i, kept])
     return out
