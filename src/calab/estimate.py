@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,12 @@ MAX_SAMPLE_CELLS = 32
 """At most this many cells (the most active) measure the recording-wide kernel."""
 MIN_FRAMES = 200
 MIN_SECONDS = 10.0
+MAX_KERNEL_FS = 400.0
+"""The kernel is measured on the sample averaged down to at most this frame rate (Hz).
+
+Its cost grows with the square of the frames a response spans (a system over the response's
+lags); above this rate the fastest indicator presets (jGCaMP8f, rise about 10 ms) still rise over
+about four frames, so averaging loses nothing the rise needs and bounds time and memory."""
 _EULER_GAMMA = 0.5772156649015329
 
 
@@ -111,12 +118,23 @@ def _as_2d(traces: Any) -> tuple[np.ndarray, bool]:
 
 
 def _check_length(n_frames: int, fs: float) -> None:
-    need = max(MIN_FRAMES, int(math.ceil(MIN_SECONDS * fs)))
-    if n_frames < need:
+    # In seconds, not frames: MIN_SECONDS * fs overflows an integer for absurd rates (1e308).
+    if n_frames < MIN_FRAMES or n_frames / fs < MIN_SECONDS:
         raise ValueError(
-            f"traces are too short to estimate parameters: {n_frames} frames at fs={fs} Hz; "
-            f"need at least {need} frames ({MIN_SECONDS:g} s and {MIN_FRAMES} frames)"
+            f"traces are too short to estimate parameters: {n_frames} frames at fs={fs:g} Hz "
+            f"({n_frames / fs:.3g} s); need at least {MIN_SECONDS:g} s and {MIN_FRAMES} frames "
+            "(check that fs is the frame rate in Hz)"
         )
+
+
+def _kernel(sample: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float]:
+    """:func:`estimate_kernel` of the sample, averaged to at most :data:`MAX_KERNEL_FS` first."""
+    k = int(math.ceil(fs / MAX_KERNEL_FS))
+    if k <= 1:
+        return estimate_kernel(sample, noise, fs)
+    m = sample.shape[1] // k
+    coarse = sample[:, : m * k].reshape(sample.shape[0], m, k).mean(axis=2)
+    return estimate_kernel(coarse, _noise(coarse, fs / k), fs / k)
 
 
 # --------------------------------------------------------------------------- noise
@@ -247,8 +265,9 @@ def estimate_parameters(
     ...                                    est.lam, baseline=est.baseline)
     """
     f = positive(fs, "fs", "sampling rate in Hz, e.g. 30.0")
-    if isinstance(max_cells, bool) or not isinstance(max_cells, int) or max_cells < 1:
+    if isinstance(max_cells, bool) or not isinstance(max_cells, numbers.Integral) or max_cells < 1:
         raise ValueError(f"max_cells must be an integer >= 1, got {max_cells!r}")
+    max_cells = int(max_cells)
     from calab.lazy import is_lazy
 
     if is_lazy(traces):
@@ -258,7 +277,7 @@ def estimate_parameters(
     stats = _cell_stats(data, f)
     _check_not_constant(stats.constant)
     sample_idx = _pick_sample(stats, max_cells)
-    tr, td = estimate_kernel(data[sample_idx], stats.noise[sample_idx], f)
+    tr, td = _kernel(data[sample_idx], stats.noise[sample_idx], f)
     return _finish(stats, tr, td, f, len(sample_idx))
 
 
@@ -378,7 +397,7 @@ def _estimate_lazy(traces: Any, fs: float, max_cells: int) -> ParameterEstimate:
     _check_not_constant(stats.constant)
     keep.sort(key=lambda t: t[1])
     idx = np.array([k[1] for k in keep])
-    tr, td = estimate_kernel(np.stack([k[2] for k in keep]), stats.noise[idx], fs)
+    tr, td = _kernel(np.stack([k[2] for k in keep]), stats.noise[idx], fs)
     return _finish(stats, tr, td, fs, len(idx))
 
 
