@@ -310,3 +310,13 @@ def test_absurd_frame_rate_and_numpy_integers() -> None:
         calab.estimate_parameters(traces, 1e308)
     est = calab.estimate_parameters(traces, 30.0, max_cells=np.int64(3))  # type: ignore[arg-type]
     assert est.n_sample == 3
+
+
+@pytest.mark.parametrize("snr", [3.0, 10.0])
+def test_slow_calcium_of_busy_cells_is_not_taken_for_drift(snr: float) -> None:
+    """No drift, GCaMP6s at 1 Hz: a 30 s maximin spans several noise SDs of slow calcium.
+
+    The span alone chose ``"drift"`` here; the held-out prediction keeps the constant baseline.
+    """
+    traces, _ = calab.simulate(10, 3600, 30.0, indicator="GCaMP6s", snr=snr, rate_hz=1.0, seed=3)
+    assert calab.estimate_parameters(traces, 30.0).baseline == "constant"
