@@ -37,7 +37,7 @@ import numpy.typing as npt
 
 from calab._validate import positive
 from calab.baseline import DEFAULT_SMOOTH_S, DEFAULT_WINDOW_S
-from calab.estimate_kernel import LAM_NOISE_SDS, estimate_kernel, lam_scale
+from calab.estimate_kernel import ESTIMATE_TOL, LAM_NOISE_SDS, estimate_kernel, lam_scale
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def _baseline_mode(sample: np.ndarray, fs: float, tau_rise: float, tau_decay: fl
     hold = max(1, int(round(HOLDOUT_STRETCH_S * fs)))
     err = {
         mode: heldout_score(sample, fs, tau_rise, tau_decay, lam, mode, hold_frames=hold,
-                            period=4 * hold).mse
+                            period=4 * hold, tol=ESTIMATE_TOL).mse
         for mode in ("constant", "drift")
     }  # fmt: skip
     with np.errstate(divide="ignore", invalid="ignore"):
