@@ -183,6 +183,7 @@ def heldout_prediction(
             tau_decay,
             lam,
             baseline=baseline,  # type: ignore[arg-type]
+            tol=tol,
         )
         pred = np.atleast_2d(np.asarray(res.reconvolution, dtype=np.float64))
         filled = np.where(mask[None, :], pred, traces)
