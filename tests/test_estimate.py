@@ -320,3 +320,19 @@ def test_slow_calcium_of_busy_cells_is_not_taken_for_drift(snr: float) -> None:
     """
     traces, _ = calab.simulate(10, 3600, 30.0, indicator="GCaMP6s", snr=snr, rate_hz=1.0, seed=3)
     assert calab.estimate_parameters(traces, 30.0).baseline == "constant"
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 400])
+def test_toeplitz_solve_matches_a_dense_solve(n: int) -> None:
+    """Levinson's recursion gives the dense solution of the response kernel's Gram system."""
+    from calab.estimate_kernel import _solve_toeplitz
+
+    rng = np.random.default_rng(n)
+    s = (rng.random(5000) < 0.05) * rng.random(5000)
+    s -= s.mean()
+    first = np.array([s[: s.size - k] @ s[k:] for k in range(n)])
+    first[0] *= 1 + 1e-9
+    rhs = rng.normal(size=n)
+    dense = first[np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])]
+    np.testing.assert_allclose(_solve_toeplitz(first, rhs), np.linalg.solve(dense, rhs),
+                               rtol=1e-9, atol=1e-12 * np.abs(rhs).max())  # fmt: skip
