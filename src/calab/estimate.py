@@ -6,8 +6,10 @@
    transients carry little power), averaged in the log domain (robust to the few frequency
    bins that still hold signal) and corrected for the log-mean bias of a periodogram.
 2. **Drift**: :func:`calab.drift_baseline` (maximin over 30 s). The estimate picks
-   ``baseline="drift"`` when, for the median cell, the drift spans more than
-   :data:`DRIFT_NOISE_SDS` noise SDs.
+   ``baseline="drift"`` when the deconvolution with it predicts held-out stretches of the sample
+   cells better than with a constant baseline (:func:`calab.estimate_cv.heldout_score`, median
+   cell): a drift that is not there, or the slow calcium of a cell that never rests (which a
+   maximin eats), predicts worse.
 3. **Kernel** (one for the recording, from a sample of the most active cells): see
    :mod:`calab.estimate_kernel`; the response to detected activity gives the rise, the
    tails of isolated transients the decay.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,17 +36,21 @@ import numpy as np
 import numpy.typing as npt
 
 from calab._validate import positive
-from calab.baseline import DEFAULT_WINDOW_S
-from calab.estimate_kernel import LAM_NOISE_SDS, estimate_kernel, lam_scale
+from calab.baseline import DEFAULT_SMOOTH_S, DEFAULT_WINDOW_S
+from calab.estimate_kernel import ESTIMATE_TOL, LAM_NOISE_SDS, estimate_kernel, lam_scale
 
 logger = logging.getLogger(__name__)
 
-DRIFT_NOISE_SDS = 2.0
-"""Median peak-to-peak span of the drift, in noise SDs, above which drift is removed."""
 MAX_SAMPLE_CELLS = 32
 """At most this many cells (the most active) measure the recording-wide kernel."""
 MIN_FRAMES = 200
 MIN_SECONDS = 10.0
+MAX_KERNEL_FS = 400.0
+"""The kernel is measured on the sample averaged down to at most this frame rate (Hz).
+
+Its cost grows with the square of the frames a response spans (a system over the response's
+lags); above this rate the fastest indicator presets (jGCaMP8f, rise about 10 ms) still rise over
+about four frames, so averaging loses nothing the rise needs and bounds time and memory."""
 _EULER_GAMMA = 0.5772156649015329
 
 
@@ -111,12 +118,59 @@ def _as_2d(traces: Any) -> tuple[np.ndarray, bool]:
 
 
 def _check_length(n_frames: int, fs: float) -> None:
-    need = max(MIN_FRAMES, int(math.ceil(MIN_SECONDS * fs)))
-    if n_frames < need:
+    # In seconds, not frames: MIN_SECONDS * fs overflows an integer for absurd rates (1e308).
+    if n_frames < MIN_FRAMES or n_frames / fs < MIN_SECONDS:
         raise ValueError(
-            f"traces are too short to estimate parameters: {n_frames} frames at fs={fs} Hz; "
-            f"need at least {need} frames ({MIN_SECONDS:g} s and {MIN_FRAMES} frames)"
+            f"traces are too short to estimate parameters: {n_frames} frames at fs={fs:g} Hz "
+            f"({n_frames / fs:.3g} s); need at least {MIN_SECONDS:g} s and {MIN_FRAMES} frames "
+            "(check that fs is the frame rate in Hz)"
         )
+
+
+def _measure(sample: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float, str]:
+    """Kernel and baseline mode from the sample (averaged to at most :data:`MAX_KERNEL_FS`).
+
+    The kernel is :func:`estimate_kernel`'s; the baseline mode is the one whose deconvolution
+    predicts held-out stretches of the sample better (:func:`_baseline_mode`).
+    """
+    k = int(math.ceil(fs / MAX_KERNEL_FS))
+    if k > 1:
+        m = sample.shape[1] // k
+        sample = sample[:, : m * k].reshape(sample.shape[0], m, k).mean(axis=2)
+        fs = fs / k
+        noise = _noise(sample, fs)
+    tr, td = estimate_kernel(sample, noise, fs)
+    return tr, td, _baseline_mode(sample, fs, tr, td)
+
+
+HOLDOUT_STRETCH_S = DEFAULT_SMOOTH_S
+"""Held-out stretches that choose the baseline mode: as long as the drift estimate's smoothing
+(the line between a stretch's neighbours then cannot follow the transients inside it)."""
+
+
+def _baseline_mode(sample: np.ndarray, fs: float, tau_rise: float, tau_decay: float) -> str:
+    """``"drift"`` when the drift-following deconvolution predicts held-out data better.
+
+    Stretches of :data:`HOLDOUT_STRETCH_S` (one in four) are held out of the fit
+    (:func:`calab.estimate_cv.heldout_score`); each cell compares its held-out squared error
+    with each baseline mode, and the median cell decides. Following a drift that is not there
+    (or that is slow calcium of a cell that never rests, which a maximin eats) predicts worse.
+    """
+    from calab.estimate_cv import heldout_score
+
+    sd, bands, edges = _spectrum(sample, fs)
+    noise = _refine_noise(sd, bands, edges, tau_rise, tau_decay, fs)
+    lam = LAM_NOISE_SDS * noise * lam_scale(tau_rise, tau_decay, fs)
+    hold = max(1, int(round(HOLDOUT_STRETCH_S * fs)))
+    err = {
+        mode: heldout_score(sample, fs, tau_rise, tau_decay, lam, mode, hold_frames=hold,
+                            period=4 * hold, tol=ESTIMATE_TOL).mse
+        for mode in ("constant", "drift")
+    }  # fmt: skip
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.log(err["drift"] / err["constant"])
+    ratio = ratio[np.isfinite(ratio)]
+    return "drift" if ratio.size and float(np.median(ratio)) < 0 else "constant"
 
 
 # --------------------------------------------------------------------------- noise
@@ -251,8 +305,9 @@ def estimate_parameters(
     from calab.lazy import is_dataarray
 
     warn_implausible(f, shape=None if is_dataarray(traces) else getattr(traces, "shape", None))
-    if isinstance(max_cells, bool) or not isinstance(max_cells, int) or max_cells < 1:
+    if isinstance(max_cells, bool) or not isinstance(max_cells, numbers.Integral) or max_cells < 1:
         raise ValueError(f"max_cells must be an integer >= 1, got {max_cells!r}")
+    max_cells = int(max_cells)
     from calab.lazy import is_lazy
 
     if is_lazy(traces):
@@ -262,8 +317,8 @@ def estimate_parameters(
     stats = _cell_stats(data, f)
     _check_not_constant(stats.constant)
     sample_idx = _pick_sample(stats, max_cells)
-    tr, td = estimate_kernel(data[sample_idx], stats.noise[sample_idx], f)
-    return _finish(stats, tr, td, f, len(sample_idx))
+    tr, td, mode = _measure(data[sample_idx], stats.noise[sample_idx], f)
+    return _finish(stats, tr, td, f, len(sample_idx), mode)
 
 
 @dataclass(frozen=True)
@@ -328,15 +383,15 @@ def _pick_sample(stats: _Stats, max_cells: int) -> np.ndarray:
     return np.sort(order[:max_cells])
 
 
-def _finish(stats: _Stats, tr: float, td: float, fs: float, n_sample: int) -> ParameterEstimate:
+def _finish(
+    stats: _Stats, tr: float, td: float, fs: float, n_sample: int, mode: str
+) -> ParameterEstimate:
     noise = _refine_noise(stats.noise, stats.bands, stats.edges, tr, td, fs)
     noise = np.where(stats.constant, 0.0, noise)
     lam = LAM_NOISE_SDS * noise * lam_scale(tr, td, fs)
     # Noise alone exceeds sqrt(2 ln m) SDs about once in m independent samples.
     level = math.sqrt(2 * math.log(max(stats.n_samples, 2)))
     no_tr = (stats.peak < level) | stats.constant
-    span = stats.drift_span[~stats.constant]
-    mode = "drift" if float(np.median(span)) > DRIFT_NOISE_SDS else "constant"
     return ParameterEstimate(tr, td, lam, noise, mode, no_tr, fs, n_sample)
 
 
@@ -382,8 +437,8 @@ def _estimate_lazy(traces: Any, fs: float, max_cells: int) -> ParameterEstimate:
     _check_not_constant(stats.constant)
     keep.sort(key=lambda t: t[1])
     idx = np.array([k[1] for k in keep])
-    tr, td = estimate_kernel(np.stack([k[2] for k in keep]), stats.noise[idx], fs)
-    return _finish(stats, tr, td, fs, len(idx))
+    tr, td, mode = _measure(np.stack([k[2] for k in keep]), stats.noise[idx], fs)
+    return _finish(stats, tr, td, fs, len(idx), mode)
 
 
 def _chunk_ranges(arr: Any) -> list[tuple[int, int]]:
