@@ -304,24 +304,17 @@ impl<'a> Buffers<'a> {
                 xb: self.u1,
             },
         );
+        // Zero everywhere, then the solution on G (no branches on the gaps).
+        self.nu[..nm].fill(0.0);
+        self.tv[..nm].fill(0.0);
         let (mut cz, mut c1) = (0.0, 0.0);
-        let mut lo = 0;
         for q in 0..kk {
             let gq = self.gidx[q];
-            for k in lo..gq {
-                self.nu[k] = 0.0;
-                self.tv[k] = 0.0;
-            }
             let (xz, x1) = (self.uz[q], self.u1[q]);
             cz += xz * self.d1[gq];
             c1 += x1 * self.d1[gq];
             self.nu[gq] = xz;
             self.tv[gq] = x1;
-            lo = gq + 1;
-        }
-        for k in lo..nm {
-            self.nu[k] = 0.0;
-            self.tv[k] = 0.0;
         }
         // n b = sum(y) - sum(c(b)), with sum(c) = sum(z) - sum_G nu_j (D 1)_j.
         (p.sum_y - (p.sum_z - cz)) / (p.n as f64 - (nm as f64 - c1))

@@ -46,15 +46,18 @@ pub fn fill_band(
     c2: &mut [f64],
 ) {
     let full = 1.0 + g1 * g1 + g2 * g2;
-    for p in 0..kk {
+    // Coupling to the previous row by the gap between their frames (1, 2, 3 or more), without
+    // branches: the gaps follow the free frames, which no branch predictor can guess.
+    let c1_of_gap = [0.0, -g1 + g1 * g2, -g2, 0.0];
+    for p in 0..kk.min(2) {
         let gp = gidx[p];
         e[p] = match gp {
             0 => 1.0,
             1 => 1.0 + g1 * g1,
             _ => full,
         };
-        c1[p] = if p >= 1 {
-            let gq = gidx[p - 1];
+        c1[p] = if p == 1 {
+            let gq = gidx[0];
             match gp - gq {
                 1 => -g1 + if gq >= 1 { g1 * g2 } else { 0.0 },
                 2 => -g2,
@@ -63,11 +66,14 @@ pub fn fill_band(
         } else {
             0.0
         };
-        c2[p] = if p >= 2 && gp - gidx[p - 2] == 2 {
-            -g2
-        } else {
-            0.0
-        };
+        c2[p] = 0.0;
+    }
+    for p in 2..kk {
+        let (gp, gq, gr) = (gidx[p], gidx[p - 1], gidx[p - 2]);
+        // gp >= 2 here, so e is the full diagonal, and gq >= 1.
+        e[p] = full;
+        c1[p] = c1_of_gap[(gp - gq).min(3)];
+        c2[p] = if gp - gr == 2 { -g2 } else { 0.0 };
     }
 }
 
