@@ -251,9 +251,6 @@ struct Buffers<'a> {
     tv: &'a mut [f64],
     /// The face minimiser s.
     sv: &'a mut [f64],
-    be: &'a mut [f64],
-    bc1: &'a mut [f64],
-    bc2: &'a mut [f64],
 }
 
 impl<'a> Buffers<'a> {
@@ -273,9 +270,6 @@ impl<'a> Buffers<'a> {
             nu: &mut ws.nu[..nm],
             tv: &mut ws.tv[..nm],
             sv: &mut ws.sv[..nm],
-            be: &mut ws.be,
-            bc1: &mut ws.bc1,
-            bc2: &mut ws.bc2,
         }
     }
 
@@ -288,13 +282,8 @@ impl<'a> Buffers<'a> {
             self.uz[q] = self.dz[self.gidx[q]];
             self.u1[q] = self.d1[self.gidx[q]];
         }
-        banded::fill_band(self.gidx, kk, p.g1, p.g2, self.be, self.bc1, self.bc2);
         banded::solve_twisted(
-            &banded::Band {
-                e: self.be,
-                c1: self.bc1,
-                c2: self.bc2,
-            },
+            &banded::Band::new(self.gidx, p.g1, p.g2),
             kk,
             &mut banded::Buffers {
                 l1: self.l1,

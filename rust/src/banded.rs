@@ -9,71 +9,63 @@
 //! the bottom over the second half, then joins them through the 4x4 Schur complement on the two
 //! rows either side of the split: exact, and about twice the throughput of one chain.
 
-/// Band entries of the system: diagonal `e[p]`, coupling `c1[p]` to row p-1 and `c2[p]` to
-/// row p-2 (filled by [`fill_band`]).
+/// Band entries of D_G D_G^T for the zero set `gidx[..kk]` (frames in increasing order), from
+/// the gaps between its frames as the solvers need them (no pass of their own): row p has
+/// diagonal `diag(p)`, coupling `c1(p)` to row p-1 and `c2(p)` to row p-2. The rows of D are
+/// (..., -g2, -g1, 1) ending on the diagonal.
 pub struct Band<'a> {
-    pub e: &'a [f64],
-    pub c1: &'a [f64],
-    pub c2: &'a [f64],
+    gidx: &'a [usize],
+    g1: f64,
+    full: f64,
+    /// c1 by the gap to the previous row's frame (1, 2, 3 or more), for frames >= 2.
+    c1_of_gap: [f64; 4],
+    minus_g2: f64,
 }
 
-impl Band<'_> {
+impl<'a> Band<'a> {
+    pub fn new(gidx: &'a [usize], g1: f64, g2: f64) -> Band<'a> {
+        Band {
+            gidx,
+            g1,
+            full: 1.0 + g1 * g1 + g2 * g2,
+            c1_of_gap: [0.0, -g1 + g1 * g2, -g2, 0.0],
+            minus_g2: -g2,
+        }
+    }
+
+    /// Frames 0 and 1 have shorter rows of D; any later row (p >= 2, so frame >= 2) is full.
     #[inline(always)]
     fn diag(&self, p: usize) -> f64 {
-        self.e[p]
+        if p >= 2 {
+            return self.full;
+        }
+        match self.gidx[p] {
+            0 => 1.0,
+            1 => 1.0 + self.g1 * self.g1,
+            _ => self.full,
+        }
     }
 
+    /// Coupling of row p (p >= 1) to row p-1. Chosen by table, not by branches: the gaps follow
+    /// the free frames, which no branch predictor can guess.
     #[inline(always)]
     fn c1(&self, p: usize) -> f64 {
-        self.c1[p]
+        let (gp, gq) = (self.gidx[p], self.gidx[p - 1]);
+        if gq == 0 && gp == 1 {
+            // Row of frame 0 has no -g2 entry.
+            return -self.g1;
+        }
+        self.c1_of_gap[(gp - gq).min(3)]
     }
 
+    /// Coupling of row p (p >= 2) to row p-2.
     #[inline(always)]
     fn c2(&self, p: usize) -> f64 {
-        self.c2[p]
-    }
-}
-
-/// Band entries of D_G D_G^T for the zero set `gidx[..kk]` (frames in increasing order); the
-/// rows of D are (..., -g2, -g1, 1) ending on the diagonal.
-pub fn fill_band(
-    gidx: &[usize],
-    kk: usize,
-    g1: f64,
-    g2: f64,
-    e: &mut [f64],
-    c1: &mut [f64],
-    c2: &mut [f64],
-) {
-    let full = 1.0 + g1 * g1 + g2 * g2;
-    // Coupling to the previous row by the gap between their frames (1, 2, 3 or more), without
-    // branches: the gaps follow the free frames, which no branch predictor can guess.
-    let c1_of_gap = [0.0, -g1 + g1 * g2, -g2, 0.0];
-    for p in 0..kk.min(2) {
-        let gp = gidx[p];
-        e[p] = match gp {
-            0 => 1.0,
-            1 => 1.0 + g1 * g1,
-            _ => full,
-        };
-        c1[p] = if p == 1 {
-            let gq = gidx[0];
-            match gp - gq {
-                1 => -g1 + if gq >= 1 { g1 * g2 } else { 0.0 },
-                2 => -g2,
-                _ => 0.0,
-            }
+        if self.gidx[p] - self.gidx[p - 2] == 2 {
+            self.minus_g2
         } else {
             0.0
-        };
-        c2[p] = 0.0;
-    }
-    for p in 2..kk {
-        let (gp, gq, gr) = (gidx[p], gidx[p - 1], gidx[p - 2]);
-        // gp >= 2 here, so e is the full diagonal, and gq >= 1.
-        e[p] = full;
-        c1[p] = c1_of_gap[(gp - gq).min(3)];
-        c2[p] = if gp - gr == 2 { -g2 } else { 0.0 };
+        }
     }
 }
 
@@ -325,13 +317,7 @@ mod tests {
             }
             let ra: Vec<f64> = (0..kk).map(|_| rnd() - 0.5).collect();
             let rb: Vec<f64> = (0..kk).map(|_| rnd() - 0.5).collect();
-            let (mut e, mut c1, mut c2) = (vec![0.0; kk], vec![0.0; kk], vec![0.0; kk]);
-            fill_band(&gidx, kk, g1, g2, &mut e, &mut c1, &mut c2);
-            let band = Band {
-                e: &e,
-                c1: &c1,
-                c2: &c2,
-            };
+            let band = Band::new(&gidx, g1, g2);
             let mut bufs: Vec<Vec<f64>> = vec![vec![0.0; kk]; 3];
             let (mut xa, mut xb) = (ra.clone(), rb.clone());
             let (mut ya, mut yb) = (ra.clone(), rb.clone());
