@@ -12,10 +12,11 @@ fn main() {
     let mut rng = Lcg::new(5);
     let gidx: Vec<usize> = (0..9000).filter(|_| rng.uniform() < 0.88).collect();
     let kk = gidx.len();
-    let band = Band::new(&gidx, g1, g2);
-    let ra: Vec<f64> = (0..kk).map(|_| rng.uniform()).collect();
+    // Right-hand sides per frame, as the active set hands them over.
+    let ra: Vec<f64> = (0..9000).map(|_| rng.uniform()).collect();
+    let band = Band::new(&gidx, g1, g2, &ra, &ra);
     let (mut l1, mut l2, mut dd) = (vec![0.0; kk], vec![0.0; kk], vec![0.0; kk]);
-    let (mut xa, mut xb) = (ra.clone(), ra.clone());
+    let (mut xa, mut xb) = (vec![0.0; kk], vec![0.0; kk]);
     let (mut best_single, mut best_twisted) = (f64::MAX, f64::MAX);
     for _ in 0..300 {
         for (solver, best) in [
@@ -25,8 +26,6 @@ fn main() {
             ),
             (solve_twisted, &mut best_twisted),
         ] {
-            xa.copy_from_slice(&ra);
-            xb.copy_from_slice(&ra);
             let t = std::time::Instant::now();
             solver(
                 &band,

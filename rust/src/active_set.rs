@@ -278,12 +278,8 @@ impl<'a> Buffers<'a> {
     /// solution to full length (zero on the free frames) and returns the optimal baseline.
     fn solve_face(&mut self, p: &Problem, kk: usize) -> f64 {
         let nm = p.nm;
-        for q in 0..kk {
-            self.uz[q] = self.dz[self.gidx[q]];
-            self.u1[q] = self.d1[self.gidx[q]];
-        }
         banded::solve_twisted(
-            &banded::Band::new(self.gidx, p.g1, p.g2),
+            &banded::Band::new(self.gidx, p.g1, p.g2, self.dz, self.d1),
             kk,
             &mut banded::Buffers {
                 l1: self.l1,
