@@ -162,11 +162,12 @@ def _baseline_mode(sample: np.ndarray, fs: float, tau_rise: float, tau_decay: fl
     noise = _refine_noise(sd, bands, edges, tau_rise, tau_decay, fs)
     lam = LAM_NOISE_SDS * noise * lam_scale(tau_rise, tau_decay, fs)
     hold = max(1, int(round(HOLDOUT_STRETCH_S * fs)))
-    err = {
-        mode: heldout_score(sample, fs, tau_rise, tau_decay, lam, mode, hold_frames=hold,
-                            period=4 * hold, tol=ESTIMATE_TOL).mse
-        for mode in ("constant", "drift")
-    }  # fmt: skip
+    err = {}
+    warm = None  # the drift-following solve starts from the constant one's activity
+    for mode in ("constant", "drift"):
+        score = heldout_score(sample, fs, tau_rise, tau_decay, lam, mode, hold_frames=hold,
+                              period=4 * hold, tol=ESTIMATE_TOL, warm_start=warm)  # fmt: skip
+        err[mode], warm = score.mse, score.activity
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.log(err["drift"] / err["constant"])
     ratio = ratio[np.isfinite(ratio)]

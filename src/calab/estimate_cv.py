@@ -49,12 +49,16 @@ class HeldOut:
         Variance of the held-out frames about their mean.
     n_heldout : int
         Held-out frames per cell (over all folds).
+    activity : ndarray, shape (n_cells, n_frames), or None
+        The last fold's activity: a warm start for scoring a nearby setting on the same traces
+        (``heldout_score(..., warm_start=)``).
     """
 
     mse: npt.NDArray[np.float64]
     mse_line: npt.NDArray[np.float64]
     var: npt.NDArray[np.float64]
     n_heldout: int
+    activity: npt.NDArray[np.float64] | None = None
 
     @property
     def r2(self) -> npt.NDArray[np.float64]:
@@ -100,6 +104,7 @@ def heldout_score(
     period: int = HOLD_PERIOD,
     iterations: int = 1,
     tol: float | None = None,
+    warm_start: npt.ArrayLike | None = None,
 ) -> HeldOut:
     """Score a setting by how well it predicts frames held out of the fit.
 
@@ -124,11 +129,16 @@ def heldout_score(
         prediction.
     tol : float, optional
         Solver tolerance (:func:`calab.run_deconvolution`'s ``tol``; default the solver's).
+    warm_start : array_like, shape (n_cells, n_frames), optional
+        Activity of a solve of the same traces with a nearby setting (e.g. another score's
+        ``activity``): the solver starts from it (fewer pivots; the score is the same to the
+        solver's tolerance). Each later solve starts from the one before.
 
     Returns
     -------
     HeldOut
-        Per-cell ``mse``, ``mse_line``, ``var`` and the derived ``r2`` and ``gain``.
+        Per-cell ``mse``, ``mse_line``, ``var``, the last fold's ``activity`` and the derived
+        ``r2`` and ``gain``.
     """
     y = np.atleast_2d(np.asarray(traces, dtype=np.float64))
     if not 1 <= hold_frames < period:
@@ -141,18 +151,19 @@ def heldout_score(
     sse = np.zeros(n_cells)
     sse_line = np.zeros(n_cells)
     held: list[np.ndarray] = []
+    warm = None if warm_start is None else np.asarray(warm_start, dtype=np.float64)
     for fold in range(folds):
         mask = heldout_mask(n, fold, hold_frames, period)
         line = _line_fill(y, mask)
-        pred = heldout_prediction(
-            y, fs, tau_rise, tau_decay, lam, baseline, mask, iterations, tol=tol
+        pred, warm = _fit_without(
+            y, fs, tau_rise, tau_decay, lam, baseline, mask, iterations, tol, warm
         )
         sse += np.sum((y[:, mask] - pred[:, mask]) ** 2, axis=1)
         sse_line += np.sum((y[:, mask] - line[:, mask]) ** 2, axis=1)
         held.append(y[:, mask])
     values = np.concatenate(held, axis=1)
     count = values.shape[1]
-    return HeldOut(sse / count, sse_line / count, values.var(axis=1), count)
+    return HeldOut(sse / count, sse_line / count, values.var(axis=1), count, warm)
 
 
 def heldout_prediction(
@@ -171,10 +182,27 @@ def heldout_prediction(
     ``traces`` is 2-D float64. The masked frames are first filled with the line between their
     kept neighbours, then (``iterations > 1``) with the previous prediction.
     """
+    return _fit_without(traces, fs, tau_rise, tau_decay, lam, baseline, mask, iterations, tol)[0]
+
+
+def _fit_without(
+    traces: np.ndarray,
+    fs: float,
+    tau_rise: float,
+    tau_decay: float,
+    lam: float | npt.ArrayLike,
+    baseline: str,
+    mask: np.ndarray,
+    iterations: int,
+    tol: float | None,
+    warm: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`heldout_prediction` and the last solve's activity; solves start from ``warm``."""
     from calab.deconvolution import solve_full_unchecked
 
     filled = _line_fill(traces, mask)
     pred = filled
+    act = np.zeros_like(traces)
     for _ in range(iterations):
         res = solve_full_unchecked(
             filled,
@@ -184,7 +212,9 @@ def heldout_prediction(
             lam,
             baseline=baseline,
             tol=tol,
+            warm_start=warm,
         )
+        warm = act = np.atleast_2d(np.asarray(res.activity, dtype=np.float64))
         pred = np.atleast_2d(np.asarray(res.reconvolution, dtype=np.float64))
         filled = np.where(mask[None, :], pred, traces)
-    return pred
+    return pred, act

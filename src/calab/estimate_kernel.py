@@ -114,18 +114,32 @@ def _fit_rise(acov: np.ndarray, fs: float, tau_decay: float) -> float:
     k_max = int(min(acov.size - 1, max(3, round(0.5 * tau_decay * fs))))
     k = np.arange(1, k_max + 1, dtype=np.float64)
     y = acov[1 : k_max + 1]
-    best, best_tr = np.inf, tau_decay / 10
-    for tr in np.geomspace(0.05 / fs, tau_decay / 1.5, 120):
-        r = math.exp(-1.0 / (fs * tr))
-        model = d**k * (1 / (1 - d * d) - 1 / (1 - d * r)) + r**k * (
-            1 / (1 - r * r) - 1 / (1 - d * r)
-        )
-        design = np.stack([model, np.ones_like(model)], axis=1)
-        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-        err = float(np.sum((y - design @ coef) ** 2))
-        if err < best:
-            best, best_tr = err, float(tr)
-    return best_tr
+    trs = np.geomspace(0.05 / fs, tau_decay / 1.5, 120)
+    r = np.exp(-1.0 / (fs * trs))[:, None]  # one row per candidate rise
+    model = d**k * (1 / (1 - d * d) - 1 / (1 - d * r)) + r**k * (1 / (1 - r * r) - 1 / (1 - d * r))
+    err = _line_fit_error(model, y[None, :])[:, 0]
+    if not np.isfinite(err).any():
+        return float(tau_decay / 10)
+    return float(trs[int(np.nanargmin(err))])
+
+
+def _line_fit_error(models: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """Squared error of ``data[j] ~ a * models[i] + b`` (``a``, ``b`` free) for every pair.
+
+    ``models``: (n_models, L); ``data``: (n_rows, L). Returns (n_models, n_rows), the
+    closed-form least-squares residual ``Syy - Smy^2 / Smm`` (sums about the means); inf for
+    a constant model.
+    """
+    mc = models - models.mean(axis=1, keepdims=True)
+    dc = data - data.mean(axis=1, keepdims=True)
+    smm = np.einsum("ij,ij->i", mc, mc)
+    # einsum's own loops, not BLAS: a multithreaded BLAS spins a second core on matrices
+    # this small, costing more CPU time than the products.
+    smy = np.einsum("ml,rl->mr", mc, dc)
+    syy = np.einsum("ij,ij->i", dc, dc)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        err = syy[None, :] - smy**2 / smm[:, None]
+    return np.where(smm[:, None] > 0, np.maximum(err, 0.0), np.inf)
 
 
 def _response_kernel(
@@ -244,13 +258,28 @@ def lam_scale(tau_rise: float, tau_decay: float, fs: float) -> float:
 
 
 def _solve_cells(
-    traces: np.ndarray, fs: float, tau_rise: float, tau_decay: float, lam: np.ndarray
+    traces: np.ndarray,
+    fs: float,
+    tau_rise: float,
+    tau_decay: float,
+    lam: np.ndarray,
+    warm: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Activity, scalar baseline and fit of each row, each with its own lambda, in one batch."""
+    """Activity, scalar baseline and fit of each row, each with its own lambda, in one batch.
+
+    ``warm``: activity of a previous solve of the same rows (a nearby kernel or lambda), from
+    which the active-set solver starts: a few pivots instead of a solve from nothing.
+    """
     from calab.deconvolution import solve_full_unchecked
 
     res = solve_full_unchecked(
-        traces, fs, tau_rise, tau_decay, np.asarray(lam, dtype=np.float64), tol=ESTIMATE_TOL
+        traces,
+        fs,
+        tau_rise,
+        tau_decay,
+        np.asarray(lam, dtype=np.float64),
+        tol=ESTIMATE_TOL,
+        warm_start=warm,
     )
     return res.activity, res.baseline, res.reconvolution
 
@@ -259,10 +288,17 @@ Detection = tuple[np.ndarray, np.ndarray]
 """Activity (n_sample, n_frames) and scalar baseline (n_sample,) found by a detection kernel."""
 
 
-def _detect(sample: np.ndarray, noise: np.ndarray, fs: float, tr0: float, td0: float) -> Detection:
+def _detect(
+    sample: np.ndarray,
+    noise: np.ndarray,
+    fs: float,
+    tr0: float,
+    td0: float,
+    warm: np.ndarray | None = None,
+) -> Detection:
     """Activity and baseline with the kernel (tr0, td0) at the strict threshold."""
     scale = lam_scale(tr0, td0, fs)
-    act, base, _ = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale)
+    act, base, _ = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale, warm)
     return act, base
 
 
@@ -302,7 +338,12 @@ def estimate_kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[floa
         # The maximin must see pauses of a few decay times, else it eats slow calcium.
         sample = raw - drift_baseline(raw, fs, window)
     # One detection per kernel: the fitted one also finds the tails of isolated transients.
-    detections = {tr0: _detect(sample, noise, fs, tr0, td0) for tr0 in sorted({tr_ar, tr_fit})}
+    # Each solve of the sample starts from the previous one's activity (kernels differ little).
+    detections: dict[float, Detection] = {}
+    warm = None
+    for tr0 in sorted({tr_ar, tr_fit}):
+        detections[tr0] = _detect(sample, noise, fs, tr0, td0, warm)
+        warm = detections[tr0][0]
     responses = []
     for detected in detections.values():
         response = _response_taus(sample, noise, fs, detected, td0)
@@ -315,7 +356,9 @@ def estimate_kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[floa
             stacklevel=3,
         )
         return tr_fit, td0
-    tr, td, first_frame = _choose_response(sample, noise, fs, (tr_fit, td0), responses)
+    tr, td, first_frame = _choose_response(
+        sample, noise, fs, (tr_fit, td0), responses, detections[tr_fit][0]
+    )
     td_tail = _tail_decay(sample, noise, fs, detections[tr_fit], (tr_fit, td0), tr)
     logger.debug("decay from isolated transients %s (response kernel %s)", td_tail, td)
     if td_tail is not None and td_tail > 1.5 * tr:
@@ -329,6 +372,7 @@ def _choose_response(
     fs: float,
     model: tuple[float, float],
     responses: list[tuple[float, float, float]],
+    warm: np.ndarray | None = None,
 ) -> tuple[float, float, float]:
     """Pick the kernel: the autocovariance model's, or the fastest resolved response.
 
@@ -342,10 +386,14 @@ def _choose_response(
     response from the fastest detection kernel is the least inflated, so the response with the
     shortest rise is taken, among those whose peak the frames resolve (a response that peaks
     one frame after onset, first-frame share 1, says only that its detection kernel was too
-    fast).
+    fast). ``warm``: activity of a solve of the sample with a nearby kernel (the first solve
+    starts from it).
     """
     kernels = [model] + [r[:2] for r in responses]
-    scores = [_bic(sample, fs, tr, td, noise) for tr, td in kernels]
+    scores = []
+    for tr, td in kernels:  # each solve starts from the previous one's activity (``warm``)
+        score, warm = _bic(sample, fs, tr, td, noise, warm)
+        scores.append(score)
     logger.debug("kernel candidates %s, BIC %s", kernels, scores)
     if int(np.argmin(scores)) == 0:
         return model[0], model[1], math.nan
@@ -458,20 +506,13 @@ def _tail_decay(
         return None
     tail = np.stack(tails)  # (n_tails, span + 1 - start), all the same length
     steps = np.arange(start, start + tail.shape[1]) / fs  # s after the last active frame's onset
-    cnt = float(tail.shape[1])
-    sy = tail.sum(axis=1)
-    best, best_td = np.inf, None
-    for td in np.geomspace(td0 / 5, td0 * 3, 200):
-        # Amplitude and offset per tail: each tail's 2x2 normal equations in closed form.
-        m = np.exp(-steps / td) - np.exp(-steps / min(tau_rise, td / 1.5))
-        sm, smm, smy = float(m.sum()), float(m @ m), tail @ m
-        det = cnt * smm - sm * sm
-        amp = (cnt * smy - sm * sy) / det
-        off = (smm * sy - sm * smy) / det
-        err = float(np.sum((tail - amp[:, None] * m[None, :] - off[:, None]) ** 2))
-        if err < best:
-            best, best_td = err, float(td)
-    return best_td
+    tds = np.geomspace(td0 / 5, td0 * 3, 200)[:, None]  # one row per candidate decay
+    models = np.exp(-steps / tds) - np.exp(-steps / np.minimum(tau_rise, tds / 1.5))
+    # Amplitude and offset per tail in closed form, the error summed over tails.
+    err = _line_fit_error(models, tail).sum(axis=1)
+    if not np.isfinite(err).any():
+        return None
+    return float(tds[int(np.argmin(err)), 0])
 
 
 def _response_taus(
@@ -497,16 +538,22 @@ def _response_taus(
 
 
 def _bic(
-    traces: np.ndarray, fs: float, tau_rise: float, tau_decay: float, noise: np.ndarray
-) -> float:
+    traces: np.ndarray,
+    fs: float,
+    tau_rise: float,
+    tau_decay: float,
+    noise: np.ndarray,
+    warm: np.ndarray | None = None,
+) -> tuple[float, np.ndarray]:
     """Bayesian information criterion of the deconvolution with this kernel, summed over rows.
 
     Gaussian likelihood of the residual, one parameter per active frame:
-    ``n log(RSS / n) + log(n) * n_active`` per row.
+    ``n log(RSS / n) + log(n) * n_active`` per row. Also returns the activity (a warm start
+    for the next kernel's solve; ``warm`` is this one's).
     """
     lam = LAM_NOISE_SDS * noise * lam_scale(tau_rise, tau_decay, fs)
-    act, _, fit = _solve_cells(traces, fs, tau_rise, tau_decay, lam)
+    act, _, fit = _solve_cells(traces, fs, tau_rise, tau_decay, lam, warm)
     n = traces.shape[1]
     rss = np.maximum(np.sum((traces - fit) ** 2, axis=1), 1e-300)
     active = np.count_nonzero(act, axis=1)
-    return float(np.sum(n * np.log(rss / n) + math.log(n) * active))
+    return float(np.sum(n * np.log(rss / n) + math.log(n) * active)), act
