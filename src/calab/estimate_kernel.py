@@ -288,17 +288,10 @@ Detection = tuple[np.ndarray, np.ndarray]
 """Activity (n_sample, n_frames) and scalar baseline (n_sample,) found by a detection kernel."""
 
 
-def _detect(
-    sample: np.ndarray,
-    noise: np.ndarray,
-    fs: float,
-    tr0: float,
-    td0: float,
-    warm: np.ndarray | None = None,
-) -> Detection:
+def _detect(sample: np.ndarray, noise: np.ndarray, fs: float, tr0: float, td0: float) -> Detection:
     """Activity and baseline with the kernel (tr0, td0) at the strict threshold."""
     scale = lam_scale(tr0, td0, fs)
-    act, base, _ = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale, warm)
+    act, base, _ = _solve_cells(sample, fs, tr0, td0, DETECT_NOISE_SDS * noise * scale)
     return act, base
 
 
@@ -338,12 +331,9 @@ def estimate_kernel(raw: np.ndarray, noise: np.ndarray, fs: float) -> tuple[floa
         # The maximin must see pauses of a few decay times, else it eats slow calcium.
         sample = raw - drift_baseline(raw, fs, window)
     # One detection per kernel: the fitted one also finds the tails of isolated transients.
-    # Each solve of the sample starts from the previous one's activity (kernels differ little).
-    detections: dict[float, Detection] = {}
-    warm = None
-    for tr0 in sorted({tr_ar, tr_fit}):
-        detections[tr0] = _detect(sample, noise, fs, tr0, td0, warm)
-        warm = detections[tr0][0]
+    # Each starts cold: the activity it finds measures the response, and a warm start (ending
+    # elsewhere within the loose ESTIMATE_TOL) would move the estimate, not only its cost.
+    detections = {tr0: _detect(sample, noise, fs, tr0, td0) for tr0 in sorted({tr_ar, tr_fit})}
     responses = []
     for detected in detections.values():
         response = _response_taus(sample, noise, fs, detected, td0)
