@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+import math
+import os
 from typing import Any, Literal
 
 import numpy as np
 
 from calab.io._common import (
     PathLike,
+    check_declared_size,
     check_finite_rows,
     make_meta,
     require_file,
     sampling_rate,
-    traces_matrix,
 )
 from calab.io._deps import require
 
@@ -98,6 +100,25 @@ def _dataset(h5py: Any, node: Any, key: str, where: str) -> Any:
             "data stored in the file itself"
         )
     return node
+
+
+def _check_stored(ds: Any, where: str, key: str) -> None:
+    """Refuse an uncompressed dataset declaring more bytes than the whole file holds.
+
+    Its shape comes from the header alone; a damaged or crafted header would otherwise make
+    the reader allocate (and fill) whatever it claims. Compressed data is bounded per chunk by
+    HDF5 itself.
+    """
+    with _h5(where, key):
+        declared = math.prod(ds.shape) * ds.dtype.itemsize
+        filtered = bool(ds.id.get_create_plist().get_nfilters())
+    if not filtered:
+        check_declared_size(
+            declared,
+            os.stat(where).st_size,
+            f"{key} in {where}",
+            f"shape {tuple(ds.shape)} of {ds.dtype}",
+        )
 
 
 def _scalar(ds: Any, where: str, key: str) -> Any:
@@ -220,11 +241,15 @@ class CaimanRows:
                 f"{key} in {where} is not a numeric array (CaImAn stores 'NoneType' "
                 "there before the CNMF fit has run); fit and save the model first"
             )
-        if len(dims) not in (1, 2):
-            traces_matrix(np.empty(dims), key, where)  # the eager path's message
+        if len(dims) not in (1, 2):  # said from the header: nothing is read
+            raise ValueError(
+                f"{key} in {where} must be 2-D (n_cells, n_frames), got {len(dims)}-D with "
+                f"shape {dims}"
+            )
         shape = (1, dims[0]) if len(dims) == 1 else (dims[0], dims[1])
         if shape[0] == 0 or shape[1] == 0:
             raise ValueError(f"{key} in {where} is empty (shape {dims})")
+        _check_stored(c_ds, where, key)
         self._c = c_ds
         self._yra = None
         if trace == "C+YrA":
@@ -238,6 +263,7 @@ class CaimanRows:
                 raise ValueError(
                     f"{YRA_KEY} has shape {yshape} but {key} has shape {dims} in {where}"
                 )
+            _check_stored(yra, where, YRA_KEY)
             self._yra = yra
         cell_ids = np.arange(shape[0])
         if accepted_only:
@@ -250,6 +276,8 @@ class CaimanRows:
             fr = _scalar(ds, where, fs_key) if ds is not None else None
             fs = None if fr is None else sampling_rate(fr, f"{fs_key} in {where}")
         self.fs: float | None = fs
+        #: The stored type (of ``C``, or of ``C + YrA``); rows are read as float64.
+        self.dtype = c_ds.dtype if self._yra is None else np.result_type(c_ds.dtype, self._yra.dtype)
         self.cell_ids = cell_ids
         self.shape = (int(cell_ids.size), int(shape[1]))
         self._all = cell_ids.size == shape[0]

@@ -7,6 +7,7 @@ import math
 import numbers
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,28 +86,38 @@ def _check_store_files(store: Path) -> None:
                     )
 
 
-def _chunk_keys(arr: Any) -> tuple[list[tuple[int, ...]], list[str], tuple[int, ...]]:
-    """Grid positions and storage keys of every chunk (shard) of a zarr array."""
+def _block(arr: Any) -> tuple[int, ...]:
+    """Shape of one stored chunk (shard) of a zarr array."""
+    return tuple(int(c) for c in (getattr(arr, "shards", None) or arr.chunks))
+
+
+def _chunk_keys(arr: Any) -> Iterator[tuple[tuple[int, ...], str]]:
+    """Grid position and storage key of each chunk (shard) of a zarr array, one at a time.
+
+    A generator: the grid a header declares can be huge (30 million chunks from a few
+    kilobytes of metadata), so keys are made only as far as the caller reads.
+    """
     shape = tuple(int(s) for s in arr.shape)
-    block = tuple(int(c) for c in (getattr(arr, "shards", None) or arr.chunks))
+    block = _block(arr)
     grid = tuple(math.ceil(s / c) if c else 0 for s, c in zip(shape, block, strict=True))
-    coords = list(itertools.product(*(range(g) for g in grid)))
-    if hasattr(arr, "metadata") and hasattr(arr.metadata, "encode_chunk_key"):
-        keys = [arr.metadata.encode_chunk_key(c) for c in coords]
-    else:  # zarr 2
-        prefix = (arr.path + "/") if arr.path else ""
-        keys = [arr._chunk_key(c)[len(prefix) :] for c in coords]
-    return coords, keys, block
+    encode = getattr(getattr(arr, "metadata", None), "encode_chunk_key", None)
+    prefix = (arr.path + "/") if arr.path else ""
+    for c in itertools.product(*(range(g) for g in grid)):
+        yield c, (encode(c) if encode is not None else arr._chunk_key(c)[len(prefix) :])
 
 
 def _check_chunks(store: Path, names: list[str]) -> None:
-    """Refuse arrays with missing chunk files (zarr would fill them with the fill value)."""
+    """Refuse arrays with missing chunk files (zarr would fill them with the fill value).
+
+    Stops at the first missing chunk: a store holding k chunk files costs at most k + 1 key
+    checks per array, whatever grid its metadata declares.
+    """
     zarr = require("zarr")
     group = zarr.open_group(str(store), mode="r")
     for name in names:
         arr = group[name]
-        coords, keys, block = _chunk_keys(arr)
-        for c, key in zip(coords, keys, strict=True):
+        block = _block(arr)
+        for c, key in _chunk_keys(arr):
             if not (store / name / key).is_file():
                 where = ", ".join(
                     f"{i * b}..{min((i + 1) * b, s) - 1}"
@@ -156,6 +167,8 @@ def open_minian(path: PathLike, *, variable: str = "C") -> tuple[Any, str]:
     where = str(store)
     _check_store_files(store)
     arrays = _group_arrays(store)
+    if arrays is not None:  # before xarray reads the coordinates
+        _check_chunks(store, arrays)
     try:
         ds = _open_dataset(store)
     except OSError:
@@ -195,8 +208,6 @@ def open_minian(path: PathLike, *, variable: str = "C") -> tuple[Any, str]:
             )
     if da.dtype.kind not in "iuf":
         raise ValueError(f"{da.name} in {where} must hold real numbers, got dtype {da.dtype}")
-    if arrays is not None:
-        _check_chunks(store, [n for n in (str(da.name), *dims) if n in arrays])
     stored = da.encoding.get("chunks")
     if extra:
         da = da.isel({d: 0 for d in extra})
