@@ -587,6 +587,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"calab: error: {_message(exc)}", file=sys.stderr)
         return EXIT_ERROR
     finally:
+        from calab.io._deps import settle_zarr_tasks
+
+        settle_zarr_tasks()  # an interrupted zarr read or write: no asyncio noise at exit
         warnings.showwarning = old_show
         logger.removeHandler(stream)
 

@@ -22,7 +22,7 @@ from calab.io._common import (
     sampling_rate,
     traces_matrix,
 )
-from calab.io._deps import require
+from calab.io._deps import require, settle_zarr_tasks
 
 UNIT_DIM = "unit_id"
 FRAME_DIM = "frame"
@@ -131,6 +131,21 @@ def _check_chunks(store: Path, names: list[str]) -> None:
                 )
 
 
+def _index_coordinates(store: Path, names: list[str]) -> list[str]:
+    """The arrays xarray loads whole on opening: 1-D, with a dimension of their own name."""
+    zarr = require("zarr")
+    group = zarr.open_group(str(store), mode="r")
+    out = []
+    for name in names:
+        arr = group[name]
+        dims = getattr(arr.metadata, "dimension_names", None) or arr.attrs.get(
+            "_ARRAY_DIMENSIONS"
+        )
+        if arr.ndim == 1 and dims is not None and list(dims) == [name]:
+            out.append(name)
+    return out
+
+
 def _open_dataset(store: Path) -> Any:
     xr = require("xarray")
     require("zarr")
@@ -167,8 +182,8 @@ def open_minian(path: PathLike, *, variable: str = "C") -> tuple[Any, str]:
     where = str(store)
     _check_store_files(store)
     arrays = _group_arrays(store)
-    if arrays is not None:  # before xarray reads the coordinates
-        _check_chunks(store, arrays)
+    if arrays is not None:  # xarray reads these whole on opening: check them first
+        _check_chunks(store, _index_coordinates(store, arrays))
     try:
         ds = _open_dataset(store)
     except OSError:
@@ -208,6 +223,8 @@ def open_minian(path: PathLike, *, variable: str = "C") -> tuple[Any, str]:
             )
     if da.dtype.kind not in "iuf":
         raise ValueError(f"{da.name} in {where} must hold real numbers, got dtype {da.dtype}")
+    if arrays is not None:
+        _check_chunks(store, [n for n in (str(da.name), *dims) if n in arrays])
     stored = da.encoding.get("chunks")
     if extra:
         da = da.isel({d: 0 for d in extra})
@@ -229,8 +246,10 @@ def minian_rows(da: Any, start: int, stop: int) -> np.ndarray:
     try:
         return np.asarray(da.isel({UNIT_DIM: slice(start, stop)}).values)
     except MemoryError:
+        settle_zarr_tasks()
         raise
     except Exception as exc:
+        settle_zarr_tasks()
         raise OSError(
             f"cannot read {da.name} (units {start}..{stop - 1}) from the zarr store "
             f"{da.attrs.get('_calab_store', '?')}: {type(exc).__name__}: {exc}; a chunk is "
