@@ -81,9 +81,7 @@ def test_caiman_3d_header_is_refused_from_the_header(
     assert_error(run("info", path), "must be 2-D")
 
 
-def test_caiman_header_claiming_more_than_the_file(
-    tmp_path: Path, peak: Callable[[], int]
-) -> None:
+def test_caiman_header_claiming_more_than_the_file(tmp_path: Path, peak: Callable[[], int]) -> None:
     path = files.write_caiman(tmp_path / "res.hdf5", TRACES)
     with h5py.File(path, "a") as f:
         del f["estimates/C"]
@@ -162,9 +160,7 @@ def test_minian_chunk_inflating_beyond_its_shape(tmp_path: Path, peak: Callable[
     """Chunks of 40,000 values (320 kB) of which one is a 300 kB zlib stream of 300 MB."""
     da = files.minian_array(np.random.default_rng(1).normal(size=(2, 40_000)))
     store = tmp_path / "C.zarr"
-    da.to_dataset().to_zarr(
-        store, zarr_format=2, mode="w", encoding={"C": {"chunks": (1, 40_000)}}
-    )
+    da.to_dataset().to_zarr(store, zarr_format=2, mode="w", encoding={"C": {"chunks": (1, 40_000)}})
     _edit_meta(store, _zlib)
     (store / "C" / "1.0").write_bytes(zlib.compress(np.ones(40_000).tobytes()))
     bomb = zlib.compressobj(9)

@@ -95,9 +95,7 @@ def test_a_drift_window_longer_than_the_recording_costs_nothing_more() -> None:
     whole = calab.run_deconvolution(y, FS, TR, TD, 0.02, baseline="drift", baseline_window_s=60.0)
     tracemalloc.start()
     try:
-        huge = calab.run_deconvolution(
-            y, FS, TR, TD, 0.02, baseline="drift", baseline_window_s=3e5
-        )
+        huge = calab.run_deconvolution(y, FS, TR, TD, 0.02, baseline="drift", baseline_window_s=3e5)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

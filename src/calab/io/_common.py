@@ -220,7 +220,8 @@ def load_npy(path: PathLike, what: str, *, mmap: bool = False) -> np.ndarray:
             if not mmap:
                 fh.seek(0)
                 return np.asarray(np.load(fh, allow_pickle=False))
-        return np.load(p, mmap_mode="r", allow_pickle=False)
+        mapped: np.ndarray = np.load(p, mmap_mode="r", allow_pickle=False)
+        return mapped
     except MemoryError:
         raise
     except OSError as exc:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import numpy as np
@@ -277,7 +277,8 @@ class CaimanRows:
             fs = None if fr is None else sampling_rate(fr, f"{fs_key} in {where}")
         self.fs: float | None = fs
         #: The stored type (of ``C``, or of ``C + YrA``); rows are read as float64.
-        self.dtype = c_ds.dtype if self._yra is None else np.result_type(c_ds.dtype, self._yra.dtype)
+        yra_dtype = self._yra.dtype if self._yra is not None else c_ds.dtype
+        self.dtype = np.result_type(c_ds.dtype, yra_dtype)
         self.cell_ids = cell_ids
         self.shape = (int(cell_ids.size), int(shape[1]))
         self._all = cell_ids.size == shape[0]

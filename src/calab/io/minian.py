@@ -92,8 +92,10 @@ def _block(arr: Any) -> tuple[int, ...]:
 
 
 def _grid_positions(grid: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
-    """Every position of ``grid`` in C order, made one at a time (itertools.product and
-    np.ndindex both allocate in proportion to the grid first)."""
+    """Yield every position of ``grid`` in C order, one at a time.
+
+    itertools.product and np.ndindex both allocate in proportion to the grid first.
+    """
     if grid and min(grid) <= 0:
         return
     pos = [0] * len(grid)
@@ -142,7 +144,7 @@ _INFLATE_STEP = 1 << 20
 
 
 def _zstd_content_size(head: bytes) -> int | None:
-    """The decoded size a zstd frame's header declares (None if it declares none)."""
+    """Return the decoded size a zstd frame's header declares (None if it declares none)."""
     if len(head) < 6 or head[:4] != b"\x28\xb5\x2f\xfd":
         return None
     descriptor = head[4]
@@ -155,7 +157,7 @@ def _zstd_content_size(head: bytes) -> int | None:
 
 
 def _declared_size(path: Path, codecs: list[str], limit: int) -> int | None:
-    """What a chunk file decodes to, as far as it exceeds ``limit`` bytes (else None).
+    """Return what a chunk file decodes to, if that exceeds ``limit`` bytes (else None).
 
     blosc and zstd declare it in their header (their decoders allocate that much at once);
     a zlib or gzip stream is inflated piecewise and stopped one step past ``limit``.
@@ -199,12 +201,13 @@ def _chunk_problem(path: Path, arr: Any, codecs: list[str]) -> str | None:
 
 
 def _check_chunks(store: Path, names: list[str]) -> None:
-    """Refuse arrays with missing chunk files (zarr would fill them with the fill value), and
-    chunk files decoding to more than the chunk's shape holds (decompression bombs).
+    """Refuse missing chunk files, and chunk files decoding to more than their shape holds.
 
-    Stops at the first missing chunk: a store holding k chunk files costs at most k + 1 key
-    checks per array, whatever grid its metadata declares. A zlib or gzip chunk is inflated
-    once here, a piece at a time, stopped past the chunk's size.
+    zarr would fill a missing chunk with the fill value without a word; a decompression bomb
+    would be decoded whole before zarr checks its size. Stops at the first missing chunk: a
+    store holding k chunk files costs at most k + 1 key checks per array, whatever grid its
+    metadata declares. A zlib or gzip chunk is inflated once here, a piece at a time, stopped
+    past the chunk's size.
     """
     zarr = require("zarr")
     group = zarr.open_group(str(store), mode="r")
@@ -236,15 +239,13 @@ def _check_chunks(store: Path, names: list[str]) -> None:
 
 
 def _index_coordinates(store: Path, names: list[str]) -> list[str]:
-    """The arrays xarray loads whole on opening: 1-D, with a dimension of their own name."""
+    """Return the arrays xarray loads whole on opening: 1-D, with a dimension of their name."""
     zarr = require("zarr")
     group = zarr.open_group(str(store), mode="r")
     out = []
     for name in names:
         arr = group[name]
-        dims = getattr(arr.metadata, "dimension_names", None) or arr.attrs.get(
-            "_ARRAY_DIMENSIONS"
-        )
+        dims = getattr(arr.metadata, "dimension_names", None) or arr.attrs.get("_ARRAY_DIMENSIONS")
         if arr.ndim == 1 and dims is not None and list(dims) == [name]:
             out.append(name)
     return out

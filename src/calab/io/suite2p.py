@@ -138,8 +138,10 @@ def _ops(plane: Path) -> dict[str, Any] | None:
 
 
 class Suite2pRows:
-    """A suite2p plane opened for reading rows lazily: ``F.npy`` and ``Fneu.npy`` are
-    memory-mapped (their headers checked against their sizes), nothing else is read.
+    """A suite2p plane opened for reading rows lazily.
+
+    ``F.npy`` and ``Fneu.npy`` are memory-mapped (their headers checked against their sizes);
+    nothing else is read.
 
     ``rows(start, stop)`` returns the traces ``F - neuropil_coef * Fneu`` of kept ROIs
     ``start:stop`` as float64; ``shape``, ``fs``, ``dtype`` (of ``F.npy``), ``cell_ids`` and
@@ -169,9 +171,7 @@ class Suite2pRows:
         fneu = None
         if coef:
             if not is_present(d / "Fneu.npy"):
-                raise FileNotFoundError(
-                    f"no Fneu.npy in {d}; pass neuropil_coef=0 to use F alone"
-                )
+                raise FileNotFoundError(f"no Fneu.npy in {d}; pass neuropil_coef=0 to use F alone")
             fneu = check_matrix(_npy(d / "Fneu.npy", mmap=True), "Fneu.npy", where)
             if fneu.shape != f.shape:
                 raise ValueError(
@@ -194,13 +194,15 @@ class Suite2pRows:
                 fs_ = None
             else:
                 fs_ = sampling_rate(ops["fs"], f"ops['fs'] in {d / 'ops.npy'}")
-        self._f, self._fneu, self._coef = f, fneu, coef
-        self._all = cell_ids.size == f.shape[0]
-        self.cell_ids = cell_ids
-        self.shape = (int(cell_ids.size), int(f.shape[1]))
-        self.fs = fs_
-        self.dtype = f.dtype
-        self.meta = {
+        self._f: np.ndarray = f
+        self._fneu: np.ndarray | None = fneu
+        self._coef: float = coef
+        self._all: bool = cell_ids.size == f.shape[0]
+        self.cell_ids: np.ndarray = cell_ids
+        self.shape: tuple[int, int] = (int(cell_ids.size), int(f.shape[1]))
+        self.fs: float | None = fs_
+        self.dtype: np.dtype[Any] = f.dtype
+        self.meta: dict[str, Any] = {
             "source": "suite2p",
             "sampling_rate_hz": fs_,
             "num_cells": self.shape[0],
@@ -220,7 +222,7 @@ class Suite2pRows:
 
 
 def _cells(d: Path, n_rois: int) -> np.ndarray:
-    """Indices of the ROIs ``iscell.npy`` in plane folder ``d`` classifies as cells."""
+    """Return the indices of the ROIs that ``iscell.npy`` in plane folder ``d`` calls cells."""
     where = str(d)
     if not is_present(d / "iscell.npy"):
         raise FileNotFoundError(f"no iscell.npy in {d}; pass cells_only=False to keep every ROI")
