@@ -422,7 +422,7 @@ def open_traces(
     """
     from calab.io.caiman import load_caiman, read_caiman
     from calab.io.minian import load_minian, read_minian
-    from calab.io.suite2p import load_suite2p, read_suite2p
+    from calab.io.suite2p import Suite2pRows, load_suite2p
 
     opts = ReadOptions(**options)
     fs_ = _check_fs(fs)
@@ -446,7 +446,8 @@ def open_traces(
         if check:
             traces, meta = load_suite2p(p, **kwargs)  # type: ignore[arg-type]
         else:
-            traces, meta = read_suite2p(p, require_fs=False, **kwargs)  # type: ignore[arg-type]
+            s2p = Suite2pRows(p, require_fs=False, **kwargs)  # type: ignore[arg-type]
+            traces, meta = s2p.rows(0, s2p.shape[0]), s2p.meta
     # Minian and suite2p: the store or plane folder actually read (not the whole output folder)
     held = Path(meta["path"]) if fmt in ("minian", "suite2p") else p
     return Source(traces, meta["sampling_rate_hz"], fmt, p, meta, (held,))

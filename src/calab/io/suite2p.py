@@ -145,7 +145,8 @@ class Suite2pRows:
 
     ``rows(start, stop)`` returns the traces ``F - neuropil_coef * Fneu`` of kept ROIs
     ``start:stop`` as float64; ``shape``, ``fs``, ``dtype`` (of ``F.npy``), ``cell_ids`` and
-    ``meta`` describe the selection. The arguments are those of :func:`read_suite2p`.
+    ``meta`` describe the selection. The arguments are those of :func:`load_suite2p`;
+    ``require_fs=False`` leaves ``fs`` None when ``ops.npy`` has no frame rate.
     """
 
     def __init__(
@@ -243,27 +244,6 @@ def _cells(d: Path, n_rois: int) -> np.ndarray:
     return cell_ids
 
 
-def read_suite2p(
-    folder: PathLike,
-    *,
-    neuropil_coef: float = 0.7,
-    cells_only: bool = True,
-    fs: float | None = None,
-    plane: int = 0,
-    require_fs: bool = True,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Like :func:`load_suite2p` without the finiteness check (used by ``calab info``)."""
-    src = Suite2pRows(
-        folder,
-        neuropil_coef=neuropil_coef,
-        cells_only=cells_only,
-        fs=fs,
-        plane=plane,
-        require_fs=require_fs,
-    )
-    return src.rows(0, src.shape[0]), src.meta
-
-
 def load_suite2p(
     folder: PathLike,
     *,
@@ -295,8 +275,9 @@ def load_suite2p(
         ``source`` ("suite2p"), ``sampling_rate_hz``, ``num_cells``, ``num_timepoints``,
         ``cell_ids`` (ROI indices kept), ``neuropil_coef``, ``path``.
     """
-    traces, meta = read_suite2p(
+    src = Suite2pRows(
         folder, neuropil_coef=neuropil_coef, cells_only=cells_only, fs=fs, plane=plane
     )
+    traces, meta = src.rows(0, src.shape[0]), src.meta
     check_finite_rows(traces, "F - neuropil_coef * Fneu", meta["path"], meta["cell_ids"])
     return traces, meta
