@@ -106,8 +106,8 @@ def _check_stored(ds: Any, where: str, key: str) -> None:
     """Refuse an uncompressed dataset declaring more bytes than the whole file holds.
 
     Its shape comes from the header alone; a damaged or crafted header would otherwise make
-    the reader allocate (and fill) whatever it claims. Compressed data is bounded per chunk by
-    HDF5 itself.
+    the reader allocate (and fill) whatever it claims. A compressed dataset can legitimately
+    declare more than its file holds and is not checked here.
     """
     with _h5(where, key):
         declared = math.prod(ds.shape) * ds.dtype.itemsize
