@@ -132,12 +132,10 @@ def _read_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _open(args: argparse.Namespace, *, check: bool = True) -> Any:
+def _open(args: argparse.Namespace) -> Any:
     from calab.io.open import open_traces
 
-    return open_traces(
-        args.file, format=args.format, fs=args.fs, check=check, **_read_options(args)
-    )
+    return open_traces(args.file, format=args.format, fs=args.fs, **_read_options(args))
 
 
 # ----------------------------------------------------------------------------- commands

@@ -178,3 +178,14 @@ def test_unreadable_chunks_give_one_line_not_asyncio_tracebacks(tmp_path: Path) 
     _edit_meta(store, _zlib)
     proc = run("info", store, "--fs", "30")
     assert_error(proc, "a chunk is corrupt or truncated")
+
+
+def test_long_string_unit_ids_are_not_taken_for_bombs(tmp_path: Path) -> None:
+    """Variable-length strings have no size fixed by the shape: their chunks are not bounded."""
+    names = np.array([f"cell_{'x' * 3000}{i}" for i in range(6)], dtype=object)
+    files.minian_array(TRACES, unit_ids=names).to_dataset().to_zarr(
+        tmp_path / "C.zarr", zarr_format=2, mode="w"
+    )
+    traces, meta = calab.load_minian(tmp_path / "C.zarr", fs=30.0)
+    np.testing.assert_array_equal(traces, TRACES)
+    assert meta["cell_ids"] == names.tolist()
