@@ -134,12 +134,10 @@ def _read_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _open(args: argparse.Namespace, *, check: bool = True) -> Any:
+def _open(args: argparse.Namespace) -> Any:
     from calab.io.open import open_traces
 
-    return open_traces(
-        args.file, format=args.format, fs=args.fs, check=check, **_read_options(args)
-    )
+    return open_traces(args.file, format=args.format, fs=args.fs, **_read_options(args))
 
 
 # ----------------------------------------------------------------------------- commands
@@ -309,14 +307,28 @@ def _info_export(args: argparse.Namespace) -> int:
         info = {"file": str(path), "format": "export", "schema_version": version, **params}
         print(json.dumps(info, allow_nan=False))
         return 0
+    per_cell = params.get("lambda_per_cell")
+    lam = f"{params['lambda_']:g}"
+    if per_cell is not None:
+        lam = (
+            f"one per cell ({len(per_cell)} cells): median {lam}, min {min(per_cell):g}, "
+            f"max {max(per_cell):g}"
+        )
+    baseline = params.get("baseline", "constant")
+    if baseline == "drift":
+        window = params.get("baseline_window_s")
+        from calab.baseline import DEFAULT_WINDOW_S
+
+        baseline += f" (window {DEFAULT_WINDOW_S if window is None else window:g} s)"
     _print_fields(
         ("file", path),
         ("format", f"CaTune export (schema {version})"),
         ("tau_rise", f"{params['tau_rise']:g} s"),
         ("tau_decay", f"{params['tau_decay']:g} s"),
-        ("lambda", f"{params['lambda_']:g}"),
+        ("lambda", lam),
         ("sampling rate", f"{params['fs']:g} Hz"),
         ("filter", "on" if params["filter_enabled"] else "off"),
+        ("baseline", baseline),
     )
     return 0
 
@@ -331,7 +343,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
     name = Path(args.file).name.lower()
     if name.endswith(".json") and not name.endswith("_metadata.json") and not args.format:
         return _info_export(args)
-    src = _open(args, check=False)
+    from calab.io.open import open_rows
+
+    # Streamed a block of cells at a time, as deconvolve reads: memory stays bounded by the
+    # block, whatever the recording's size; dtype is the stored type, not the float64 read.
+    src = open_rows(
+        args.file, format=args.format, fs=args.fs, require_fs=False, **_read_options(args)
+    )
     with src:
         n, t = src.shape
         fs = src.fs
@@ -605,6 +623,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"calab: error: {_message(exc)}", file=sys.stderr)
         return EXIT_ERROR
     finally:
+        from calab.io._deps import settle_zarr_tasks
+
+        settle_zarr_tasks()  # an interrupted zarr read or write: no asyncio noise at exit
         warnings.showwarning = old_show
         logger.removeHandler(stream)
 
