@@ -36,6 +36,9 @@ from calab._validate import positive
 from calab.baseline import DEFAULT_WINDOW_S
 from calab.estimate_kernel import LAM_NOISE_SDS, estimate_kernel, lam_scale
 
+if TYPE_CHECKING:
+    from calab.estimate_verdict import EstimateQuality
+
 logger = logging.getLogger(__name__)
 
 DRIFT_NOISE_SDS = 2.0
@@ -47,7 +50,7 @@ MIN_SECONDS = 10.0
 _EULER_GAMMA = 0.5772156649015329
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ParameterEstimate:
     """Parameters estimated from a recording by :func:`estimate_parameters`.
 
@@ -70,6 +73,9 @@ class ParameterEstimate:
         (the median of ``lam`` over the cells with transients), ``fs``, ``filter_enabled``.
     n_sample : int
         Number of cells that measured the kernel.
+    quality : calab.estimate_verdict.EstimateQuality or None
+        The verdict: whether the estimate can be trusted, which values the data resolved,
+        per-cell flags (``quality.summary()`` in one line). None for estimates built by hand.
     """
 
     tau_rise: float
@@ -80,11 +86,14 @@ class ParameterEstimate:
     no_transients: npt.NDArray[np.bool_]
     fs: float
     n_sample: int
+    quality: EstimateQuality | None = None
     params: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
-        """Fill ``params`` from the estimate."""
+        """Fill ``params`` from the estimate (lambda: median over cells with transients)."""
         active = ~self.no_transients
+        if not active.any() and self.quality is not None:
+            active = ~self.quality.near_constant  # never a dead ROI's lambda
         pool = self.lam[active] if active.any() else self.lam
         object.__setattr__(
             self,
@@ -98,6 +107,17 @@ class ParameterEstimate:
             },
         )
 
+    def __repr__(self) -> str:
+        """A short summary (not the per-cell arrays) with the verdict."""
+        n = int(np.size(self.lam))
+        verdict = "" if self.quality is None else f", verdict: {self.quality.summary()}"
+        return (
+            f"ParameterEstimate(tau_rise={self.tau_rise:.4g} s, tau_decay={self.tau_decay:.4g} s, "
+            f"lambda_={self.params['lambda_']:.4g} (median), noise={float(np.median(self.noise)):.4g} "
+            f"(median), baseline={self.baseline!r}, fs={self.fs:g} Hz, {n} cells, "
+            f"{int(np.count_nonzero(self.no_transients))} without transients{verdict})"
+        )
+
 
 # --------------------------------------------------------------------------- input
 
@@ -108,6 +128,17 @@ def _as_2d(traces: Any) -> tuple[np.ndarray, bool]:
     data, was_1d = traces_2d(traces)
     check_finite(data[0] if was_1d else data)
     return data.astype(np.float64, copy=False), was_1d
+
+
+def _check_rate(fs: float) -> None:
+    from calab.estimate_verdict import MAX_DECAY_S
+
+    if fs * MAX_DECAY_S < 1.0:
+        raise ValueError(
+            f"fs={fs:g} Hz is one frame every {1 / fs:.3g} s, longer than calcium transients "
+            f"last (the slowest indicators decay within about {MAX_DECAY_S:g} s): no kernel can "
+            f"be measured. fs is in Hz: if {fs:g} s is the frame period, pass fs={1 / fs:.4g}"
+        )
 
 
 def _check_length(n_frames: int, fs: float) -> None:
@@ -247,6 +278,7 @@ def estimate_parameters(
     ...                                    est.lam, baseline=est.baseline)
     """
     f = positive(fs, "fs", "sampling rate in Hz, e.g. 30.0")
+    _check_rate(f)
     if isinstance(max_cells, bool) or not isinstance(max_cells, int) or max_cells < 1:
         raise ValueError(f"max_cells must be an integer >= 1, got {max_cells!r}")
     from calab.lazy import is_lazy
@@ -255,11 +287,13 @@ def estimate_parameters(
         return _estimate_lazy(traces, f, max_cells)
     data, _ = _as_2d(traces)
     _check_length(data.shape[1], f)
+    data, scale = _unit_scale(data)
     stats = _cell_stats(data, f)
     _check_not_constant(stats.constant)
     sample_idx = _pick_sample(stats, max_cells)
-    tr, td = estimate_kernel(data[sample_idx], stats.noise[sample_idx], f)
-    return _finish(stats, tr, td, f, len(sample_idx))
+    sample = data[sample_idx]
+    kernel = _measure_kernel(sample, stats.noise[sample_idx], f)
+    return _finish(stats, kernel, f, sample, sample_idx, scale)
 
 
 @dataclass(frozen=True)
@@ -319,21 +353,68 @@ def _check_not_constant(constant: np.ndarray) -> None:
 
 def _pick_sample(stats: _Stats, max_cells: int) -> np.ndarray:
     """Return the indices (sorted) of the most active non-constant cells."""
+    from calab.estimate_verdict import near_constant_cells
+
     order = np.argsort(-stats.activity_score, kind="stable")
-    order = order[~stats.constant[order]]
+    live = ~stats.constant & ~near_constant_cells(stats.noise)  # dead ROIs measure nothing
+    order = order[live[order]]
     return np.sort(order[:max_cells])
 
 
-def _finish(stats: _Stats, tr: float, td: float, fs: float, n_sample: int) -> ParameterEstimate:
-    noise = _refine_noise(stats.noise, stats.bands, stats.edges, tr, td, fs)
-    noise = np.where(stats.constant, 0.0, noise)
-    lam = LAM_NOISE_SDS * noise * lam_scale(tr, td, fs)
+def _unit_scale(data: np.ndarray) -> tuple[np.ndarray, float]:
+    """Traces scaled by a power of two (exact) to a largest magnitude near 1, and the factor.
+
+    Only for magnitudes whose squares would overflow or underflow (beyond about 1e120 or
+    below 1e-120); other data are returned as they are, bit for bit.
+    """
+    top = float(np.max(np.abs(data))) if data.size else 0.0
+    if top == 0.0 or 2.0**-400 < top < 2.0**400:
+        return data, 1.0
+    exponent = math.frexp(top)[1]
+    return np.ldexp(data, -exponent), math.ldexp(1.0, exponent)
+
+
+def _measure_kernel(sample: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float] | str:
+    """(tau_rise, tau_decay) of :func:`estimate_kernel`, or why it could not measure one."""
+    try:
+        return estimate_kernel(sample, noise, fs)
+    except ValueError as exc:
+        return str(exc)
+
+
+def _finish(
+    stats: _Stats,
+    kernel: tuple[float, float] | str,
+    fs: float,
+    sample: np.ndarray,
+    sample_idx: np.ndarray,
+    scale: float = 1.0,
+) -> ParameterEstimate:
+    """The estimate from the figures and the measured kernel, judged (``quality``).
+
+    ``scale``: the factor the traces were divided by (:func:`_unit_scale`).
+    """
+    from calab import estimate_verdict as verdict
+
+    near_constant = verdict.near_constant_cells(stats.noise) & ~stats.constant
     # Noise alone exceeds sqrt(2 ln m) SDs about once in m independent samples.
     level = math.sqrt(2 * math.log(max(stats.n_samples, 2)))
-    no_tr = (stats.peak < level) | stats.constant
+    no_tr = (stats.peak < level) | stats.constant | near_constant
+    quality = verdict.judge(
+        sample, stats.noise, fs, kernel, no_transients=no_tr, near_constant=near_constant,
+        sample_idx=sample_idx, bands=stats.bands, edges=stats.edges,
+    )  # fmt: skip
+    if isinstance(kernel, str) or quality.fallback:
+        tr, td = verdict.FALLBACK_TAU_RISE, verdict.FALLBACK_TAU_DECAY
+        verdict.warn_unreliable(quality, stacklevel=4)
+    else:
+        tr, td = kernel
+    noise = _refine_noise(stats.noise, stats.bands, stats.edges, tr, td, fs)
+    noise = np.where(stats.constant, 0.0, noise) * scale
+    lam = LAM_NOISE_SDS * noise * lam_scale(tr, td, fs)
     span = stats.drift_span[~stats.constant]
     mode = "drift" if float(np.median(span)) > DRIFT_NOISE_SDS else "constant"
-    return ParameterEstimate(tr, td, lam, noise, mode, no_tr, fs, n_sample)
+    return ParameterEstimate(tr, td, lam, noise, mode, no_tr, fs, len(sample_idx), quality)
 
 
 def _lazy_rows(traces: Any) -> Any:
@@ -376,10 +457,15 @@ def _estimate_lazy(traces: Any, fs: float, max_cells: int) -> ParameterEstimate:
         del keep[max_cells:]
     stats = _concat(parts)
     _check_not_constant(stats.constant)
+    from calab.estimate_verdict import near_constant_cells
+
+    dead = near_constant_cells(stats.noise)
+    keep = [k for k in keep if not dead[k[1]]] or keep  # dead ROIs measure nothing
     keep.sort(key=lambda t: t[1])
     idx = np.array([k[1] for k in keep])
-    tr, td = estimate_kernel(np.stack([k[2] for k in keep]), stats.noise[idx], fs)
-    return _finish(stats, tr, td, fs, len(idx))
+    sample = np.stack([k[2] for k in keep])
+    kernel = _measure_kernel(sample, stats.noise[idx], fs)
+    return _finish(stats, kernel, fs, sample, idx)
 
 
 def _chunk_ranges(arr: Any) -> list[tuple[int, int]]:

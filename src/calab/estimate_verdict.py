@@ -1,0 +1,385 @@
+"""The verdict on an estimate: can the parameters that :func:`calab.estimate_parameters` found be
+trusted, and which of them did the data resolve?
+
+:func:`judge` looks at the traces that measured the kernel (the estimate's sample of the most
+active cells) and at the estimate itself. It never looks at the truth, only at what the data
+say. What it checks:
+
+1. **Calcium-like transients.** Calcium transients go up, and they rise faster than they decay.
+   Noise, sines, steps and other symmetric signals have neither property; a sign-flipped
+   recording or a sawtooth drift has the wrong one. On the drift-free sample traces (averaged
+   over 50 ms and over 200 ms, :data:`EVENT_SCALES_S`) two skewnesses are measured in
+   :data:`N_BLOCKS` blocks of each trace: of the values (events go up) and of their changes
+   over the same time (rises are steeper than decays). The values' skewness must be positive
+   with a t statistic over the blocks of at least :data:`MIN_T`, and the changes' must not be
+   negative at that level (events that fall faster than they rise); with at least one cell
+   whose peak stands out of its noise (``no_transients``), that is "transients found".
+2. **Values at a bound** of what a kernel can be: a rise within a factor
+   :data:`MAX_RISE_OVER_DECAY` of the decay (the two no longer separate), a decay longer than
+   :data:`MAX_DECAY_S` (no calcium indicator decays that slowly: slow drift or steps do) or
+   shorter than a frame.
+3. **Held-out prediction** (:func:`calab.estimate_cv.heldout_score`): the share of the variance
+   of held-out frames that the kernel predicts, per sample cell (``r2``).
+4. **Resolution.** The kernel is measured again on each half of the recording; a time
+   constant is *resolved* when both halves agree with it within :data:`SPLIT_TOLERANCE`, and
+   the rise only when it spans at least :data:`RISE_RESOLVED_FRAMES` frames (a rise shorter
+   than a frame leaves no trace in the samples that the time to peak could measure), the decay
+   only when it spans :data:`DECAY_RESOLVED_FRAMES`. The noise
+   SD is resolved when the spectrum the noise is measured on is flat
+   (:data:`NOISE_FLATNESS`): calcium still carrying power there inflates it.
+5. **Near-constant cells** (dead ROIs): a noise SD below :data:`NEAR_CONSTANT` of the
+   recording's largest. They are flagged with ``no_transients`` and left out of the
+   recording-wide lambda.
+
+When check 1 or 2 fails the estimate cannot be trusted: the kernel is replaced by the
+documented safe choice (:data:`FALLBACK_TAU_RISE`, :data:`FALLBACK_TAU_DECAY`: the tuner's
+default, a GCaMP6f-like kernel), lambda is recomputed for it (the same noise-calibrated
+threshold), and :func:`calab.estimate_parameters` warns with :class:`UnreliableEstimateWarning`
+naming what failed and what to do.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FALLBACK_TAU_RISE = 0.05
+"""Rise (s) used when the estimate cannot be trusted: the tuner's default (GCaMP6f-like)."""
+FALLBACK_TAU_DECAY = 0.5
+"""Decay (s) used when the estimate cannot be trusted."""
+MAX_DECAY_S = 5.0
+"""Longest plausible decay in seconds (GCaMP6s decays in about 1.5 s; nuclear indicators in 2-4)."""
+MAX_RISE_OVER_DECAY = 0.8
+"""A rise longer than this share of the decay: the two time constants no longer separate."""
+MIN_T = 4.0
+"""t statistic (over blocks of the sample traces) that each transient property must reach."""
+N_BLOCKS = 8
+"""Blocks per trace for the t statistics of the transient checks."""
+EVENT_SCALES_S = (0.05, 0.2)
+"""Averaging windows and lags (s, at least a frame) of the transient checks (the best counts)."""
+SPLIT_TOLERANCE = 0.10
+"""Largest relative difference between a half's time constant and the estimate's (resolved)."""
+RISE_RESOLVED_FRAMES = 1.0
+"""A rise shorter than this many frames is not resolved at the frame rate."""
+DECAY_RESOLVED_FRAMES = 2.0
+"""A decay shorter than this many frames is not resolved at the frame rate."""
+NOISE_FLATNESS = 0.15
+"""Noise band [fs/4, fs/2]: excess power at its low end over its high end (share) still flat."""
+NEAR_CONSTANT = 1e-6
+"""Noise SD below this share of the recording's largest: a near-constant cell (dead ROI)."""
+
+
+class UnreliableEstimateWarning(UserWarning):
+    """The estimate could not be trusted; the safe default kernel was used instead."""
+
+
+@dataclass(frozen=True)
+class EstimateQuality:
+    """How far an estimate can be trusted (``ParameterEstimate.quality``).
+
+    Attributes
+    ----------
+    trusted : bool
+        False when the kernel could not be measured (see ``problems``); the kernel is then
+        the safe default (``fallback``) and :func:`calab.estimate_parameters` warned.
+    fallback : bool
+        The returned kernel is :data:`FALLBACK_TAU_RISE` / :data:`FALLBACK_TAU_DECAY`, not the
+        measured one (``measured`` holds that).
+    problems : tuple of str
+        Why the estimate cannot be trusted (empty when ``trusted``).
+    notes : tuple of str
+        What the data did not resolve, which does not stop the parameters from being used.
+    rise_resolved, decay_resolved, noise_resolved : bool
+        Whether the data resolve each value (see the module docstring).
+    measured : tuple of float
+        (tau_rise, tau_decay) in seconds as measured, before any fallback.
+    transients : ndarray of bool, shape (n_cells,)
+        Per cell: a transient stands out of the noise (``~no_transients``).
+    near_constant : ndarray of bool, shape (n_cells,)
+        Per cell: a dead ROI (noise below :data:`NEAR_CONSTANT` of the largest).
+    r2 : ndarray, shape (n_cells,)
+        Per cell: share of held-out frames' variance the kernel predicts (NaN for cells
+        outside the sample that measured the kernel).
+    events_t, rise_t : float
+        t statistics of "events go up" and "events rise faster than they decay" (check 1).
+    split : tuple of float
+        Largest relative difference of (rise, decay) between a half and the estimate
+        (NaN when the halves could not be measured).
+    """
+
+    trusted: bool
+    fallback: bool
+    problems: tuple[str, ...]
+    notes: tuple[str, ...]
+    rise_resolved: bool
+    decay_resolved: bool
+    noise_resolved: bool
+    measured: tuple[float, float]
+    transients: npt.NDArray[np.bool_]
+    near_constant: npt.NDArray[np.bool_]
+    r2: npt.NDArray[np.float64]
+    events_t: float
+    rise_t: float
+    split: tuple[float, float]
+
+    @property
+    def resolved(self) -> bool:
+        """Every value (rise, decay, noise) resolved and the estimate trusted."""
+        return (
+            self.trusted and self.rise_resolved and self.decay_resolved and self.noise_resolved
+        )
+
+    def summary(self) -> str:
+        """One line: the verdict, then its reasons."""
+        if not self.trusted:
+            tr, td = self.measured
+            return (
+                f"UNRELIABLE: {'; '.join(self.problems)} (measured rise {tr:.3g} s, decay "
+                f"{td:.3g} s); default kernel {FALLBACK_TAU_RISE:g}/{FALLBACK_TAU_DECAY:g} s used"
+            )
+        r2 = self.r2[np.isfinite(self.r2)]
+        head = "ok" if self.resolved else "usable"
+        pred = f", held-out r2 {float(np.median(r2)):.2f}" if r2.size else ""
+        tail = f": {'; '.join(self.notes)}" if self.notes else ""
+        return f"{head} ({int(self.transients.sum())}/{self.transients.size} cells with transients{pred}){tail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (the CLI's ``--json``, the tuner's Auto badge)."""
+        return {
+            "trusted": self.trusted,
+            "resolved": self.resolved,
+            "fallback": self.fallback,
+            "summary": self.summary(),
+            "problems": list(self.problems),
+            "notes": list(self.notes),
+            "rise_resolved": self.rise_resolved,
+            "decay_resolved": self.decay_resolved,
+            "noise_resolved": self.noise_resolved,
+            "n_near_constant": int(self.near_constant.sum()),
+        }
+
+
+def near_constant_cells(noise: np.ndarray) -> npt.NDArray[np.bool_]:
+    """Cells whose noise SD is below :data:`NEAR_CONSTANT` of the recording's largest."""
+    top = float(np.max(noise)) if noise.size else 0.0
+    return np.asarray(noise <= NEAR_CONSTANT * top)
+
+
+def _skew(x: np.ndarray) -> np.ndarray:
+    """Skewness of each row of each block: x has shape (..., m)."""
+    xc = x - x.mean(axis=-1, keepdims=True)
+    m2 = np.mean(xc * xc, axis=-1)
+    m3 = np.mean(xc * xc * xc, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(m2 > 0, m3 / np.where(m2 > 0, m2, 1.0) ** 1.5, 0.0)
+
+
+def _t(values: np.ndarray) -> float:
+    v = values[np.isfinite(values)].ravel()
+    if v.size < 2:
+        return 0.0
+    sd = float(v.std(ddof=1))
+    if sd == 0:
+        return math.copysign(math.inf, float(v.mean())) if v.mean() != 0 else 0.0
+    return float(v.mean() / (sd / math.sqrt(v.size)))
+
+
+def transient_shape(sample: np.ndarray, fs: float) -> tuple[float, float, float]:
+    """t statistics that events go up and rise faster than they decay (check 1).
+
+    ``sample``: drift-free traces (n, n_frames). Returns the largest t of the values'
+    skewness, and the largest and smallest t of the changes' skewness, over
+    :data:`EVENT_SCALES_S`.
+    """
+    ts = [_shape_at(sample, max(1, round(s * fs))) for s in EVENT_SCALES_S]
+    return max(t[0] for t in ts), max(t[1] for t in ts), min(t[1] for t in ts)
+
+
+def _shape_at(sample: np.ndarray, k: int) -> tuple[float, float]:
+    """t of the skewness of values and of changes, the traces averaged over ``k`` frames.
+
+    Each trace is cut into :data:`N_BLOCKS` blocks; per block the skewness of the averaged
+    values and of their changes over ``k`` frames; t of each over all blocks.
+    """
+    n = sample.shape[1]
+    if k > 1:
+        c = np.cumsum(sample, axis=1)
+        smooth = (c[:, k:] - c[:, :-k]) / k
+    else:
+        smooth = sample
+    step = smooth[:, k:] - smooth[:, :-k]
+    m = min(smooth.shape[1], step.shape[1]) // N_BLOCKS
+    if m < 8 or n < 2 * k:
+        return 0.0, 0.0
+    vals = smooth[:, : m * N_BLOCKS].reshape(smooth.shape[0], N_BLOCKS, m)
+    steps = step[:, : m * N_BLOCKS].reshape(step.shape[0], N_BLOCKS, m)
+    return _t(_skew(vals)), _t(_skew(steps))
+
+
+def _split_kernels(
+    raw: np.ndarray, noise: np.ndarray, fs: float, kernel: tuple[float, float]
+) -> tuple[float, float]:
+    """Largest relative difference of (rise, decay) between each half's kernel and ``kernel``."""
+    from calab.estimate_kernel import estimate_kernel
+
+    half = raw.shape[1] // 2
+    diffs = []
+    for part in (raw[:, :half], raw[:, half:]):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tr, td = estimate_kernel(np.ascontiguousarray(part), noise, fs)
+        except ValueError:
+            return math.nan, math.nan
+        diffs.append((abs(tr / kernel[0] - 1.0), abs(td / kernel[1] - 1.0)))
+    return max(d[0] for d in diffs), max(d[1] for d in diffs)
+
+
+def _noise_flatness(
+    bands: np.ndarray, edges: np.ndarray, noise: np.ndarray, n_frames: int
+) -> tuple[float, float]:
+    """Excess power at the low end of [fs/4, fs/2] over its high end, pooled, and its SE.
+
+    Periodogram bins of white noise are exponential (relative SD 1): the SE of the ratio of
+    two pooled means of ``m`` bins each is about ``sqrt(2 / m)``.
+    """
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    fs = 2.0 * edges[-1]
+    upper = np.flatnonzero(centres >= fs / 4)
+    ok = noise > 0
+    if upper.size < 4 or not ok.any():
+        return math.inf, math.inf
+    norm = bands[ok][:, upper] / (noise[ok, None] ** 2)
+    low = float(norm[:, :2].mean())
+    high = float(norm[:, -2:].mean())
+    bins = max(1.0, 2 * (edges[1] - edges[0]) * n_frames / fs * int(ok.sum()))
+    return (low / high - 1.0 if high > 0 else math.inf), math.sqrt(2.0 / bins)
+
+
+def judge(
+    raw: np.ndarray,
+    noise: np.ndarray,
+    fs: float,
+    kernel: tuple[float, float] | str,
+    *,
+    no_transients: np.ndarray,
+    near_constant: np.ndarray,
+    sample_idx: np.ndarray,
+    bands: np.ndarray,
+    edges: np.ndarray,
+) -> EstimateQuality:
+    """The verdict on a measured kernel (see the module docstring).
+
+    Parameters
+    ----------
+    raw : ndarray, shape (n_sample, n_frames)
+        The sample traces that measured the kernel (drift not removed).
+    noise : ndarray, shape (n_cells,)
+        Noise SD of every cell.
+    fs : float
+        Sampling rate in Hz.
+    kernel : (float, float) or str
+        Measured (tau_rise, tau_decay) in seconds, or why no kernel could be measured.
+    no_transients, near_constant : ndarray of bool, shape (n_cells,)
+        Per-cell flags of the estimate.
+    sample_idx : ndarray of int, shape (n_sample,)
+        Rows of ``raw`` among all cells.
+    bands, edges : ndarray
+        Mean periodogram of every cell in bands over [fs/8, fs/2] and the band edges (Hz).
+    """
+    from calab.baseline import drift_baseline
+    from calab.estimate_cv import heldout_score
+    from calab.estimate_kernel import LAM_NOISE_SDS, lam_scale
+
+    tr, td = (math.nan, math.nan) if isinstance(kernel, str) else kernel
+    n_cells = noise.size
+    problems: list[str] = []
+    notes: list[str] = []
+    sample_noise = noise[sample_idx]
+    live = ~near_constant[sample_idx]
+    resid = raw[live] - drift_baseline(raw[live], fs) if live.any() else raw[:0]
+    events_t, rise_t, fall_t = transient_shape(resid, fs) if resid.shape[0] else (0.0,) * 3
+    if np.all(no_transients):
+        problems.append("no cell has a transient that stands out of its noise")
+    elif events_t < MIN_T:
+        problems.append(
+            f"no upward transients (t = {events_t:.1f}): noise, a symmetric signal or "
+            "sign-flipped traces"
+        )
+    elif rise_t < MIN_T and fall_t <= -MIN_T:
+        problems.append(
+            f"events fall faster than they rise (t = {fall_t:.1f}): not calcium transients "
+            "(sign-flipped traces, a sawtooth?)"
+        )
+    if isinstance(kernel, str):
+        problems.append(f"no kernel could be measured ({kernel.split(';')[0]})")
+    if tr >= MAX_RISE_OVER_DECAY * td:
+        problems.append(f"rise and decay do not separate (rise {tr:.3g} s, decay {td:.3g} s)")
+    if td > MAX_DECAY_S:
+        problems.append(
+            f"decay {td:.3g} s is longer than any calcium indicator's (over {MAX_DECAY_S:g} s): "
+            "slow drift or steps"
+        )
+    trusted = not problems
+    r2 = np.full(n_cells, np.nan)
+    split = (math.nan, math.nan)
+    if trusted:
+        lam = LAM_NOISE_SDS * lam_scale(tr, td, fs) * sample_noise
+        held = heldout_score(raw, fs, tr, td, lam)
+        r2[sample_idx] = held.r2
+        split = _split_kernels(raw, sample_noise, fs, (tr, td))
+    rise_ok = trusted and split[0] <= SPLIT_TOLERANCE and tr * fs >= RISE_RESOLVED_FRAMES
+    decay_ok = trusted and split[1] <= SPLIT_TOLERANCE and td * fs >= DECAY_RESOLVED_FRAMES
+    flat, flat_se = _noise_flatness(bands[sample_idx], edges, sample_noise, raw.shape[1])
+    noise_ok = trusted and flat + 2.0 * flat_se <= NOISE_FLATNESS
+    if trusted:
+        if rise_t < MIN_T:
+            notes.append(f"rises not clearly faster than decays (t = {rise_t:.1f})")
+        if tr * fs < RISE_RESOLVED_FRAMES:
+            notes.append(f"rise {tr * fs:.2g} frames, not resolved at {fs:g} Hz")
+        elif not rise_ok:
+            notes.append(f"rise not resolved (halves differ by {split[0]:.0%})")
+        if td * fs < DECAY_RESOLVED_FRAMES:
+            notes.append(f"decay {td * fs:.2g} frames, not resolved at {fs:g} Hz")
+        elif not decay_ok:
+            notes.append(f"decay not resolved (halves differ by {split[1]:.0%})")
+        if not noise_ok:
+            notes.append("noise SD uncertain (calcium power near fs/4)")
+    n_dead = int(near_constant.sum())
+    if n_dead:
+        notes.append(f"{n_dead} near-constant cells left out of lambda")
+    return EstimateQuality(
+        trusted=trusted,
+        fallback=not trusted,
+        problems=tuple(problems),
+        notes=tuple(notes),
+        rise_resolved=bool(rise_ok),
+        decay_resolved=bool(decay_ok),
+        noise_resolved=bool(noise_ok),
+        measured=(float(tr), float(td)),
+        transients=np.asarray(~no_transients),
+        near_constant=np.asarray(near_constant),
+        r2=r2,
+        events_t=float(events_t),
+        rise_t=float(rise_t),
+        split=(float(split[0]), float(split[1])),
+    )
+
+
+def warn_unreliable(quality: EstimateQuality, stacklevel: int) -> None:
+    """Warn that the estimate fell back to the default kernel, naming why and what to do."""
+    warnings.warn(
+        "the estimate cannot be trusted: "
+        + "; ".join(quality.problems)
+        + f". calab used the default kernel (rise {FALLBACK_TAU_RISE:g} s, decay "
+        f"{FALLBACK_TAU_DECAY:g} s) with the noise-calibrated lambda; check that these are "
+        "calcium traces (right sign, right frame rate) and pass your indicator's tau_rise and "
+        "tau_decay yourself, or tune them with calab.tune()",
+        UnreliableEstimateWarning,
+        stacklevel=stacklevel + 1,
+    )
