@@ -19,7 +19,9 @@ say. What it checks:
    :data:`MAX_DECAY_S` (no calcium indicator decays that slowly: slow drift or steps do) or
    shorter than a frame.
 3. **Held-out prediction** (:func:`calab.estimate_cv.heldout_score`): the share of the variance
-   of held-out frames that the kernel predicts, per sample cell (``r2``).
+   of held-out frames that the kernel predicts, per sample cell (``r2``); its median must
+   reach :data:`MIN_R2` (noise alone gives 0; choosing the most active cells of a large
+   recording of noise can fake check 1, never this).
 4. **Resolution.** The kernel is measured again on each half of the recording; a time
    constant is *resolved* when both halves agree with it within :data:`SPLIT_TOLERANCE`, and
    the rise only when it spans at least :data:`RISE_RESOLVED_FRAMES` frames (a rise shorter
@@ -31,7 +33,7 @@ say. What it checks:
    recording's largest. They are flagged with ``no_transients`` and left out of the
    recording-wide lambda.
 
-When check 1 or 2 fails the estimate cannot be trusted: the kernel is replaced by the
+When check 1, 2 or 3 fails the estimate cannot be trusted: the kernel is replaced by the
 documented safe choice (:data:`FALLBACK_TAU_RISE`, :data:`FALLBACK_TAU_DECAY`: the tuner's
 default, a GCaMP6f-like kernel), lambda is recomputed for it (the same noise-calibrated
 threshold), and :func:`calab.estimate_parameters` warns with :class:`UnreliableEstimateWarning`
@@ -58,6 +60,8 @@ MAX_RISE_OVER_DECAY = 0.8
 """A rise longer than this share of the decay: the two time constants no longer separate."""
 MIN_T = 4.0
 """t statistic (over blocks of the sample traces) that each transient property must reach."""
+MIN_R2 = 0.01
+"""Median share of held-out frames' variance the kernel must predict in the sample cells."""
 N_BLOCKS = 8
 """Blocks per trace for the t statistics of the transient checks."""
 EVENT_SCALES_S = (0.05, 0.2)
@@ -75,7 +79,14 @@ NEAR_CONSTANT = 1e-6
 
 
 class UnreliableEstimateWarning(UserWarning):
-    """The estimate could not be trusted; the safe default kernel was used instead."""
+    """The estimate could not be trusted; the safe default kernel was used instead.
+
+    ``quality`` holds the verdict (:class:`EstimateQuality`) that failed.
+    """
+
+    def __init__(self, message: str, quality: EstimateQuality | None = None) -> None:
+        super().__init__(message)
+        self.quality = quality
 
 
 @dataclass(frozen=True)
@@ -325,13 +336,19 @@ def judge(
             f"decay {td:.3g} s is longer than any calcium indicator's (over {MAX_DECAY_S:g} s): "
             "slow drift or steps"
         )
-    trusted = not problems
     r2 = np.full(n_cells, np.nan)
+    if not problems:
+        lam = LAM_NOISE_SDS * lam_scale(tr, td, fs) * sample_noise
+        r2[sample_idx] = heldout_score(raw, fs, tr, td, lam).r2
+        r2_sample = float(np.median(r2[sample_idx][live])) if live.any() else 0.0
+        if r2_sample < MIN_R2:
+            problems.append(
+                f"the kernel predicts held-out frames no better than their mean (r2 "
+                f"{r2_sample:.3f}): no transients to measure"
+            )
+    trusted = not problems
     split = (math.nan, math.nan)
     if trusted:
-        lam = LAM_NOISE_SDS * lam_scale(tr, td, fs) * sample_noise
-        held = heldout_score(raw, fs, tr, td, lam)
-        r2[sample_idx] = held.r2
         split = _split_kernels(raw, sample_noise, fs, (tr, td))
     rise_ok = trusted and split[0] <= SPLIT_TOLERANCE and tr * fs >= RISE_RESOLVED_FRAMES
     decay_ok = trusted and split[1] <= SPLIT_TOLERANCE and td * fs >= DECAY_RESOLVED_FRAMES
@@ -373,13 +390,12 @@ def judge(
 
 def warn_unreliable(quality: EstimateQuality, stacklevel: int) -> None:
     """Warn that the estimate fell back to the default kernel, naming why and what to do."""
-    warnings.warn(
+    message = (
         "the estimate cannot be trusted: "
         + "; ".join(quality.problems)
         + f". calab used the default kernel (rise {FALLBACK_TAU_RISE:g} s, decay "
         f"{FALLBACK_TAU_DECAY:g} s) with the noise-calibrated lambda; check that these are "
         "calcium traces (right sign, right frame rate) and pass your indicator's tau_rise and "
-        "tau_decay yourself, or tune them with calab.tune()",
-        UnreliableEstimateWarning,
-        stacklevel=stacklevel + 1,
+        "tau_decay yourself, or tune them with calab.tune()"
     )
+    warnings.warn(UnreliableEstimateWarning(message, quality), stacklevel=stacklevel + 1)
