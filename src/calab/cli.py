@@ -270,7 +270,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def _estimate_fields(est: Any, ids: Any = None) -> list[tuple[str, Any]]:
-    """The lines that show an estimate (``calab estimate``, ``deconvolve --auto``), verdict last.
+    """Return the lines that show an estimate (``calab estimate``, ``--auto``), verdict last.
 
     ``ids``: the cell ids of the rows (for the cells without transients), or None.
     """

@@ -108,12 +108,13 @@ class ParameterEstimate:
         )
 
     def __repr__(self) -> str:
-        """A short summary (not the per-cell arrays) with the verdict."""
+        """Return a short summary (not the per-cell arrays) with the verdict."""
         n = int(np.size(self.lam))
         verdict = "" if self.quality is None else f", verdict: {self.quality.summary()}"
+        noise = float(np.median(self.noise))
         return (
             f"ParameterEstimate(tau_rise={self.tau_rise:.4g} s, tau_decay={self.tau_decay:.4g} s, "
-            f"lambda_={self.params['lambda_']:.4g} (median), noise={float(np.median(self.noise)):.4g} "
+            f"lambda_={self.params['lambda_']:.4g} (median), noise={noise:.4g} "
             f"(median), baseline={self.baseline!r}, fs={self.fs:g} Hz, {n} cells, "
             f"{int(np.count_nonzero(self.no_transients))} without transients{verdict})"
         )
@@ -390,7 +391,7 @@ def _finish(
     sample_idx: np.ndarray,
     scale: float = 1.0,
 ) -> ParameterEstimate:
-    """The estimate from the figures and the measured kernel, judged (``quality``).
+    """Build the estimate from the figures and the measured kernel, judged (``quality``).
 
     ``scale``: the factor the traces were divided by (:func:`_unit_scale`).
     """

@@ -1,9 +1,8 @@
-"""The verdict on an estimate: can the parameters that :func:`calab.estimate_parameters` found be
-trusted, and which of them did the data resolve?
+"""The verdict on an estimate: can it be trusted, and which values did the data resolve.
 
-:func:`judge` looks at the traces that measured the kernel (the estimate's sample of the most
-active cells) and at the estimate itself. It never looks at the truth, only at what the data
-say. What it checks:
+:func:`judge` looks at what :func:`calab.estimate_parameters` found and at the traces that
+measured the kernel (the estimate's sample of the most active cells); never at any truth, only
+at what the data say. What it checks:
 
 1. **Calcium-like transients.** Calcium transients go up, and they rise faster than they decay.
    Noise, sines, steps and other symmetric signals have neither property; a sign-flipped
@@ -141,9 +140,7 @@ class EstimateQuality:
     @property
     def resolved(self) -> bool:
         """Every value (rise, decay, noise) resolved and the estimate trusted."""
-        return (
-            self.trusted and self.rise_resolved and self.decay_resolved and self.noise_resolved
-        )
+        return self.trusted and self.rise_resolved and self.decay_resolved and self.noise_resolved
 
     def summary(self) -> str:
         """One line: the verdict, then its reasons."""
@@ -157,10 +154,11 @@ class EstimateQuality:
         head = "ok" if self.resolved else "usable"
         pred = f", held-out r2 {float(np.median(r2)):.2f}" if r2.size else ""
         tail = f": {'; '.join(self.notes)}" if self.notes else ""
-        return f"{head} ({int(self.transients.sum())}/{self.transients.size} cells with transients{pred}){tail}"
+        cells = f"{int(self.transients.sum())}/{self.transients.size} cells with transients"
+        return f"{head} ({cells}{pred}){tail}"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (the CLI's ``--json``, the tuner's Auto badge)."""
+        """Return a JSON-ready summary (the CLI's ``--json``, the tuner's Auto badge)."""
         return {
             "trusted": self.trusted,
             "resolved": self.resolved,
@@ -201,7 +199,7 @@ def _t(values: np.ndarray) -> float:
 
 
 def transient_shape(sample: np.ndarray, fs: float) -> tuple[float, float, float]:
-    """t statistics that events go up and rise faster than they decay (check 1).
+    """Return t statistics that events go up and rise faster than they decay (check 1).
 
     ``sample``: drift-free traces (n, n_frames). Returns the largest t of the values'
     skewness, and the largest and smallest t of the changes' skewness, over
@@ -212,7 +210,7 @@ def transient_shape(sample: np.ndarray, fs: float) -> tuple[float, float, float]
 
 
 def _shape_at(sample: np.ndarray, k: int) -> tuple[float, float]:
-    """t of the skewness of values and of changes, the traces averaged over ``k`` frames.
+    """Return t of the skewness of values and of changes, traces averaged over ``k`` frames.
 
     Each trace is cut into :data:`N_BLOCKS` blocks; per block the skewness of the averaged
     values and of their changes over ``k`` frames; t of each over all blocks.
@@ -284,7 +282,7 @@ def judge(
     bands: np.ndarray,
     edges: np.ndarray,
 ) -> EstimateQuality:
-    """The verdict on a measured kernel (see the module docstring).
+    """Judge a measured kernel (see the module docstring).
 
     Parameters
     ----------
