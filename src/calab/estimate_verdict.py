@@ -21,7 +21,8 @@ at what the data say. What it checks:
    of held-out frames that the kernel predicts, per sample cell (``r2``); its median must
    reach :data:`MIN_R2` (noise alone gives 0; choosing the most active cells of a large
    recording of noise can fake check 1, never this).
-4. **Resolution.** The kernel is measured again on each half of the recording; a time
+4. **Resolution.** The kernel is measured again on each half of the recording (at most
+   :data:`SPLIT_CELLS` sample cells, those it predicts best); a time
    constant is *resolved* when both halves agree with it within :data:`SPLIT_TOLERANCE`, and
    the rise only when it spans at least :data:`RISE_RESOLVED_FRAMES` frames (a rise shorter
    than a frame leaves no trace in the samples that the time to peak could measure), the decay
@@ -65,6 +66,8 @@ N_BLOCKS = 8
 """Blocks per trace for the t statistics of the transient checks."""
 EVENT_SCALES_S = (0.05, 0.2)
 """Averaging windows and lags (s, at least a frame) of the transient checks (the best counts)."""
+SPLIT_CELLS = 8
+"""At most this many sample cells (those the kernel predicts best) are measured again per half."""
 SPLIT_TOLERANCE = 0.10
 """Largest relative difference between a half's time constant and the estimate's (resolved)."""
 RISE_RESOLVED_FRAMES = 1.0
@@ -347,7 +350,9 @@ def judge(
     trusted = not problems
     split = (math.nan, math.nan)
     if trusted:
-        split = _split_kernels(raw, sample_noise, fs, (tr, td))
+        # The SPLIT_CELLS sample cells the kernel predicts best: bounded cost.
+        best = np.sort(np.argsort(-np.nan_to_num(r2[sample_idx], nan=-np.inf))[:SPLIT_CELLS])
+        split = _split_kernels(raw[best], sample_noise[best], fs, (tr, td))
     rise_ok = trusted and split[0] <= SPLIT_TOLERANCE and tr * fs >= RISE_RESOLVED_FRAMES
     decay_ok = trusted and split[1] <= SPLIT_TOLERANCE and td * fs >= DECAY_RESOLVED_FRAMES
     flat, flat_se = _noise_flatness(bands[sample_idx], edges, sample_noise, raw.shape[1])
