@@ -407,7 +407,7 @@ def _finish(
     )  # fmt: skip
     if isinstance(kernel, str) or quality.fallback:
         tr, td = verdict.FALLBACK_TAU_RISE, verdict.FALLBACK_TAU_DECAY
-        verdict.warn_unreliable(quality, stacklevel=4)
+        verdict.warn_unreliable(quality, stacklevel=3)
     else:
         tr, td = kernel
     noise = _refine_noise(stats.noise, stats.bands, stats.edges, tr, td, fs)

@@ -7,12 +7,14 @@ at what the data say. What it checks:
 1. **Calcium-like transients.** Calcium transients go up, and they rise faster than they decay.
    Noise, sines, steps and other symmetric signals have neither property; a sign-flipped
    recording or a sawtooth drift has the wrong one. On the drift-free sample traces (averaged
-   over 50 ms and over 200 ms, :data:`EVENT_SCALES_S`) two skewnesses are measured in
-   :data:`N_BLOCKS` blocks of each trace: of the values (events go up) and of their changes
-   over the same time (rises are steeper than decays). The values' skewness must be positive
-   with a t statistic over the blocks of at least :data:`MIN_T`, and the changes' must not be
-   negative at that level (events that fall faster than they rise); with at least one cell
-   whose peak stands out of its noise (``no_transients``), that is "transients found".
+   over 50 ms and over 200 ms, :data:`EVENT_SCALES_S`) two skewnesses are measured: of the
+   values (events go up) and of their changes over the same time (rises are steeper than
+   decays), each over its standard error under a symmetric process with the trace's own
+   autocorrelation (a z score), combined over the cells. One of the two must reach
+   :data:`MIN_T` (a slow indicator's long decay widens the values' null; the changes still
+   show its fast rise), and neither may be negative at that level (events that go down, or
+   fall faster than they rise); with at least one cell whose peak stands out of its noise
+   (``no_transients``), that is "transients found".
 2. **Values at a bound** of what a kernel can be: a rise within a factor
    :data:`MAX_RISE_OVER_DECAY` of the decay (the two no longer separate), a decay longer than
    :data:`MAX_DECAY_S` (no calcium indicator decays that slowly: slow drift or steps do) or
@@ -59,11 +61,9 @@ MAX_DECAY_S = 5.0
 MAX_RISE_OVER_DECAY = 0.8
 """A rise longer than this share of the decay: the two time constants no longer separate."""
 MIN_T = 4.0
-"""t statistic (over blocks of the sample traces) that each transient property must reach."""
+"""z statistic (skewness over its null standard error) each transient property must reach."""
 MIN_R2 = 0.01
 """Median share of held-out frames' variance the kernel must predict in the sample cells."""
-N_BLOCKS = 8
-"""Blocks per trace for the t statistics of the transient checks."""
 EVENT_SCALES_S = (0.05, 0.2)
 """Averaging windows and lags (s, at least a frame) of the transient checks (the best counts)."""
 SPLIT_CELLS = 8
@@ -119,7 +119,7 @@ class EstimateQuality:
         Per cell: share of held-out frames' variance the kernel predicts (NaN for cells
         outside the sample that measured the kernel).
     events_t, rise_t : float
-        t statistics of "events go up" and "events rise faster than they decay" (check 1).
+        z statistics of "events go up" and "events rise faster than they decay" (check 1).
     split : tuple of float
         Largest relative difference of (rise, decay) between a half and the estimate
         (NaN when the halves could not be measured).
@@ -182,55 +182,50 @@ def near_constant_cells(noise: np.ndarray) -> npt.NDArray[np.bool_]:
     return np.asarray(noise <= NEAR_CONSTANT * top)
 
 
-def _skew(x: np.ndarray) -> np.ndarray:
-    """Skewness of each row of each block: x has shape (..., m)."""
-    xc = x - x.mean(axis=-1, keepdims=True)
-    m2 = np.mean(xc * xc, axis=-1)
-    m3 = np.mean(xc * xc * xc, axis=-1)
+def _z_skew(x: np.ndarray) -> np.ndarray:
+    """Skewness of each row over its standard error under a symmetric (Gaussian) process.
+
+    For a Gaussian process with autocorrelation ``rho`` the sample skewness of ``m`` values has
+    variance about ``6 sum_k rho(k)**3 / m``: slow or periodic signals (a sine, drift) get a
+    wide null, white noise the narrowest.
+    """
+    from calab.estimate_kernel import _autocov
+
+    m = x.shape[1]
+    acov = _autocov(x, max(1, m // 4))
+    var = acov[:, 0]
+    ok = var > 0
+    rho = np.where(ok[:, None], acov / np.where(ok, var, 1.0)[:, None], 0.0)
+    spread = np.maximum(1.0 + 2.0 * np.sum(rho[:, 1:] ** 3, axis=1), 0.5)
+    xc = x - x.mean(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(m2 > 0, m3 / np.where(m2 > 0, m2, 1.0) ** 1.5, 0.0)
-
-
-def _t(values: np.ndarray) -> float:
-    v = values[np.isfinite(values)].ravel()
-    if v.size < 2:
-        return 0.0
-    sd = float(v.std(ddof=1))
-    if sd == 0:
-        return math.copysign(math.inf, float(v.mean())) if v.mean() != 0 else 0.0
-    return float(v.mean() / (sd / math.sqrt(v.size)))
+        g = np.where(ok, np.mean(xc**3, axis=1) / np.where(ok, var, 1.0) ** 1.5, 0.0)
+    return np.asarray(g / np.sqrt(6.0 * spread / m))
 
 
 def transient_shape(sample: np.ndarray, fs: float) -> tuple[float, float, float]:
-    """Return t statistics that events go up and rise faster than they decay (check 1).
+    """Return z statistics that events go up and rise faster than they decay (check 1).
 
-    ``sample``: drift-free traces (n, n_frames). Returns the largest t of the values'
-    skewness, and the largest and smallest t of the changes' skewness, over
-    :data:`EVENT_SCALES_S`.
+    ``sample``: drift-free traces (n, n_frames). Returns the largest z of the values'
+    skewness, and the largest and smallest z of the changes' skewness, over
+    :data:`EVENT_SCALES_S` (each z combines the cells: sum over sqrt(n)).
     """
-    ts = [_shape_at(sample, max(1, round(s * fs))) for s in EVENT_SCALES_S]
-    return max(t[0] for t in ts), max(t[1] for t in ts), min(t[1] for t in ts)
+    zs = [_shape_at(sample, max(1, round(s * fs))) for s in EVENT_SCALES_S]
+    return max(z[0] for z in zs), max(z[1] for z in zs), min(z[1] for z in zs)
 
 
 def _shape_at(sample: np.ndarray, k: int) -> tuple[float, float]:
-    """Return t of the skewness of values and of changes, traces averaged over ``k`` frames.
-
-    Each trace is cut into :data:`N_BLOCKS` blocks; per block the skewness of the averaged
-    values and of their changes over ``k`` frames; t of each over all blocks.
-    """
-    n = sample.shape[1]
+    """Return z of the skewness of values and of changes, traces averaged over ``k`` frames."""
+    if sample.shape[1] < 2 * k + 16:
+        return 0.0, 0.0
     if k > 1:
         c = np.cumsum(sample, axis=1)
         smooth = (c[:, k:] - c[:, :-k]) / k
     else:
         smooth = sample
     step = smooth[:, k:] - smooth[:, :-k]
-    m = min(smooth.shape[1], step.shape[1]) // N_BLOCKS
-    if m < 8 or n < 2 * k:
-        return 0.0, 0.0
-    vals = smooth[:, : m * N_BLOCKS].reshape(smooth.shape[0], N_BLOCKS, m)
-    steps = step[:, : m * N_BLOCKS].reshape(step.shape[0], N_BLOCKS, m)
-    return _t(_skew(vals)), _t(_skew(steps))
+    root = math.sqrt(sample.shape[0])
+    return float(_z_skew(smooth).sum() / root), float(_z_skew(step).sum() / root)
 
 
 def _split_kernels(
@@ -318,15 +313,15 @@ def judge(
     events_t, rise_t, fall_t = transient_shape(resid, fs) if resid.shape[0] else (0.0,) * 3
     if np.all(no_transients):
         problems.append("no cell has a transient that stands out of its noise")
-    elif events_t < MIN_T:
+    elif max(events_t, rise_t) < MIN_T:
         problems.append(
-            f"no upward transients (t = {events_t:.1f}): noise, a symmetric signal or "
-            "sign-flipped traces"
+            f"no upward, fast-rising transients (z = {events_t:.1f}, {rise_t:.1f}): noise, a "
+            "symmetric signal or sign-flipped traces"
         )
-    elif rise_t < MIN_T and fall_t <= -MIN_T:
+    elif events_t <= -MIN_T or (rise_t < MIN_T and fall_t <= -MIN_T):
         problems.append(
-            f"events fall faster than they rise (t = {fall_t:.1f}): not calcium transients "
-            "(sign-flipped traces, a sawtooth?)"
+            f"events go down or fall faster than they rise (z = {events_t:.1f}, {fall_t:.1f}): "
+            "not calcium transients (sign-flipped traces, a sawtooth?)"
         )
     if isinstance(kernel, str):
         problems.append(f"no kernel could be measured ({kernel.split(';')[0]})")
@@ -359,7 +354,7 @@ def judge(
     noise_ok = trusted and flat + 2.0 * flat_se <= NOISE_FLATNESS
     if trusted:
         if rise_t < MIN_T:
-            notes.append(f"rises not clearly faster than decays (t = {rise_t:.1f})")
+            notes.append(f"rises not clearly faster than decays (z = {rise_t:.1f})")
         if tr * fs < RISE_RESOLVED_FRAMES:
             notes.append(f"rise {tr * fs:.2g} frames, not resolved at {fs:g} Hz")
         elif not rise_ok:
