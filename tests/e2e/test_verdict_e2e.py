@@ -26,7 +26,7 @@ def _auto_badge(browser: Any, url: str) -> tuple[Any, Any, list[str]]:
     return ctx, root, errors
 
 
-def test_auto_shows_the_verdict_badge(browser: Any, tune_cli: Any) -> None:
+def test_auto_shows_the_verdict_badge(browser: Any, tune_cli: Any) -> None:  # noqa: F811
     proc, url, _ = tune_cli
     ctx, root, errors = _auto_badge(browser, url)
     badge = root.locator("[data-testid=auto-verdict]")
@@ -40,7 +40,7 @@ NOISE = np.random.default_rng(0).normal(size=(8, 3000))
 
 
 @pytest.mark.parametrize("tune_cli", [NOISE], indirect=True, ids=["white-noise"])
-def test_auto_on_noise_shows_an_unreliable_badge(browser: Any, tune_cli: Any) -> None:
+def test_auto_on_noise_shows_an_unreliable_badge(browser: Any, tune_cli: Any) -> None:  # noqa: F811
     proc, url, _ = tune_cli
     ctx, root, errors = _auto_badge(browser, url)
     badge = root.locator("[data-testid=auto-verdict]")
