@@ -11,26 +11,26 @@ at what the data say. What it checks:
    values (events go up) and of their changes over the same time (rises are steeper than
    decays), each over its standard error under a symmetric process with the trace's own
    autocorrelation (a z score), combined over the cells. One of the two must reach
-   :data:`MIN_T` (a slow indicator's long decay widens the values' null; the changes still
+   :data:`MIN_Z` (a slow indicator's long decay widens the values' null; the changes still
    show its fast rise), and neither may be negative at that level (events that go down, or
    fall faster than they rise); with at least one cell whose peak stands out of its noise
    (``no_transients``), that is "transients found".
 2. **Values at a bound** of what a kernel can be: a rise within a factor
    :data:`MAX_RISE_OVER_DECAY` of the decay (the two no longer separate), a decay longer than
-   :data:`MAX_DECAY_S` (no calcium indicator decays that slowly: slow drift or steps do) or
-   shorter than a frame.
+   :data:`MAX_DECAY_S` (no calcium indicator decays that slowly: slow drift or steps do), or
+   no kernel at all (the kernel estimate's own error).
 3. **Held-out prediction** (:func:`calab.estimate_cv.heldout_score`): the share of the variance
    of held-out frames that the kernel predicts, per sample cell (``r2``); its median must
    reach :data:`MIN_R2` (noise alone gives 0; choosing the most active cells of a large
    recording of noise can fake check 1, never this).
 4. **Resolution.** The kernel is measured again on each half of the recording (at most
-   :data:`SPLIT_CELLS` sample cells, those it predicts best); a time
-   constant is *resolved* when both halves agree with it within :data:`SPLIT_TOLERANCE`, and
-   the rise only when it spans at least :data:`RISE_RESOLVED_FRAMES` frames (a rise shorter
-   than a frame leaves no trace in the samples that the time to peak could measure), the decay
-   only when it spans :data:`DECAY_RESOLVED_FRAMES`. The noise
-   SD is resolved when the spectrum the noise is measured on is flat
-   (:data:`NOISE_FLATNESS`): calcium still carrying power there inflates it.
+   :data:`SPLIT_CELLS` sample cells, those it predicts best); a time constant is *resolved*
+   when both halves agree with it within :data:`SPLIT_TOLERANCE`, the rise only when it spans
+   at least :data:`RISE_RESOLVED_FRAMES` frames (a rise shorter than a frame leaves no trace in
+   the samples that the time to peak could measure) and the decay only when it spans
+   :data:`DECAY_RESOLVED_FRAMES`. The noise SD is resolved when the spectrum it is measured on
+   is flat (:data:`NOISE_FLATNESS`, beyond its sampling error): calcium still carrying power
+   there inflates it.
 5. **Near-constant cells** (dead ROIs): a noise SD below :data:`NEAR_CONSTANT` of the
    recording's largest. They are flagged with ``no_transients`` and left out of the
    recording-wide lambda.
@@ -60,7 +60,7 @@ MAX_DECAY_S = 5.0
 """Longest plausible decay in seconds (GCaMP6s decays in about 1.5 s; nuclear indicators in 2-4)."""
 MAX_RISE_OVER_DECAY = 0.8
 """A rise longer than this share of the decay: the two time constants no longer separate."""
-MIN_T = 4.0
+MIN_Z = 4.0
 """z statistic (skewness over its null standard error) each transient property must reach."""
 MIN_R2 = 0.01
 """Median share of held-out frames' variance the kernel must predict in the sample cells."""
@@ -118,7 +118,7 @@ class EstimateQuality:
     r2 : ndarray, shape (n_cells,)
         Per cell: share of held-out frames' variance the kernel predicts (NaN for cells
         outside the sample that measured the kernel).
-    events_t, rise_t : float
+    events_z, rise_z : float
         z statistics of "events go up" and "events rise faster than they decay" (check 1).
     split : tuple of float
         Largest relative difference of (rise, decay) between a half and the estimate
@@ -136,8 +136,8 @@ class EstimateQuality:
     transients: npt.NDArray[np.bool_]
     near_constant: npt.NDArray[np.bool_]
     r2: npt.NDArray[np.float64]
-    events_t: float
-    rise_t: float
+    events_z: float
+    rise_z: float
     split: tuple[float, float]
 
     @property
@@ -310,17 +310,17 @@ def judge(
     sample_noise = noise[sample_idx]
     live = ~near_constant[sample_idx]
     resid = raw[live] - drift_baseline(raw[live], fs) if live.any() else raw[:0]
-    events_t, rise_t, fall_t = transient_shape(resid, fs) if resid.shape[0] else (0.0,) * 3
+    events_z, rise_z, fall_z = transient_shape(resid, fs) if resid.shape[0] else (0.0,) * 3
     if np.all(no_transients):
         problems.append("no cell has a transient that stands out of its noise")
-    elif max(events_t, rise_t) < MIN_T:
+    elif max(events_z, rise_z) < MIN_Z:
         problems.append(
-            f"no upward, fast-rising transients (z = {events_t:.1f}, {rise_t:.1f}): noise, a "
+            f"no upward, fast-rising transients (z = {events_z:.1f}, {rise_z:.1f}): noise, a "
             "symmetric signal or sign-flipped traces"
         )
-    elif events_t <= -MIN_T or (rise_t < MIN_T and fall_t <= -MIN_T):
+    elif events_z <= -MIN_Z or (rise_z < MIN_Z and fall_z <= -MIN_Z):
         problems.append(
-            f"events go down or fall faster than they rise (z = {events_t:.1f}, {fall_t:.1f}): "
+            f"events go down or fall faster than they rise (z = {events_z:.1f}, {fall_z:.1f}): "
             "not calcium transients (sign-flipped traces, a sawtooth?)"
         )
     if isinstance(kernel, str):
@@ -353,8 +353,8 @@ def judge(
     flat, flat_se = _noise_flatness(bands[sample_idx], edges, sample_noise, raw.shape[1])
     noise_ok = trusted and flat + 2.0 * flat_se <= NOISE_FLATNESS
     if trusted:
-        if rise_t < MIN_T:
-            notes.append(f"rises not clearly faster than decays (z = {rise_t:.1f})")
+        if rise_z < MIN_Z:
+            notes.append(f"rises not clearly faster than decays (z = {rise_z:.1f})")
         if tr * fs < RISE_RESOLVED_FRAMES:
             notes.append(f"rise {tr * fs:.2g} frames, not resolved at {fs:g} Hz")
         elif not rise_ok:
@@ -380,8 +380,8 @@ def judge(
         transients=np.asarray(~no_transients),
         near_constant=np.asarray(near_constant),
         r2=r2,
-        events_t=float(events_t),
-        rise_t=float(rise_t),
+        events_z=float(events_z),
+        rise_z=float(rise_z),
         split=(float(split[0]), float(split[1])),
     )
 
