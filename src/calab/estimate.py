@@ -6,8 +6,10 @@
    transients carry little power), averaged in the log domain (robust to the few frequency
    bins that still hold signal) and corrected for the log-mean bias of a periodogram.
 2. **Drift**: :func:`calab.drift_baseline` (maximin over 30 s). The estimate picks
-   ``baseline="drift"`` when, for the median cell, the drift spans more than
-   :data:`DRIFT_NOISE_SDS` noise SDs.
+   ``baseline="drift"`` when the deconvolution with it predicts held-out stretches of the sample
+   cells better than with a constant baseline (:func:`calab.estimate_cv.heldout_score`, median
+   cell): a drift that is not there, or the slow calcium of a cell that never rests (which a
+   maximin eats), predicts worse.
 3. **Kernel** (one for the recording, from a sample of the most active cells): see
    :mod:`calab.estimate_kernel`; the response to detected activity gives the rise, the
    tails of isolated transients the decay.
@@ -26,27 +28,32 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from calab._validate import positive
-from calab.baseline import DEFAULT_WINDOW_S
-from calab.estimate_kernel import LAM_NOISE_SDS, estimate_kernel, lam_scale
+from calab.baseline import DEFAULT_SMOOTH_S, DEFAULT_WINDOW_S
+from calab.estimate_kernel import ESTIMATE_TOL, LAM_NOISE_SDS, estimate_kernel, lam_scale
 
 if TYPE_CHECKING:
     from calab.estimate_verdict import EstimateQuality
 
 logger = logging.getLogger(__name__)
 
-DRIFT_NOISE_SDS = 2.0
-"""Median peak-to-peak span of the drift, in noise SDs, above which drift is removed."""
 MAX_SAMPLE_CELLS = 32
 """At most this many cells (the most active) measure the recording-wide kernel."""
 MIN_FRAMES = 200
 MIN_SECONDS = 10.0
+MAX_KERNEL_FS = 400.0
+"""The kernel is measured on the sample averaged down to at most this frame rate (Hz).
+
+Its cost grows with the square of the frames a response spans (a system over the response's
+lags); above this rate the fastest indicator presets (jGCaMP8f, rise about 10 ms) still rise over
+about four frames, so averaging loses nothing the rise needs and bounds time and memory."""
 _EULER_GAMMA = 0.5772156649015329
 
 
@@ -143,12 +150,72 @@ def _check_rate(fs: float) -> None:
 
 
 def _check_length(n_frames: int, fs: float) -> None:
-    need = max(MIN_FRAMES, int(math.ceil(MIN_SECONDS * fs)))
-    if n_frames < need:
+    # In seconds, not frames: MIN_SECONDS * fs overflows an integer for absurd rates (1e308).
+    if n_frames < MIN_FRAMES or n_frames / fs < MIN_SECONDS:
         raise ValueError(
-            f"traces are too short to estimate parameters: {n_frames} frames at fs={fs} Hz; "
-            f"need at least {need} frames ({MIN_SECONDS:g} s and {MIN_FRAMES} frames)"
+            f"traces are too short to estimate parameters: {n_frames} frames at fs={fs:g} Hz "
+            f"({n_frames / fs:.3g} s); need at least {MIN_SECONDS:g} s and {MIN_FRAMES} frames "
+            "(check that fs is the frame rate in Hz)"
         )
+
+
+class _Sample(NamedTuple):
+    """The sample cells that measure the kernel, averaged to at most :data:`MAX_KERNEL_FS`."""
+
+    traces: np.ndarray  # (n_sample, n_frames at fs)
+    noise: np.ndarray  # (n_sample,) their noise SDs at fs
+    fs: float
+
+
+def _kernel_sample(sample: np.ndarray, noise: np.ndarray, fs: float) -> _Sample:
+    """Return the sample averaged to at most :data:`MAX_KERNEL_FS` (its noise measured again)."""
+    k = int(math.ceil(fs / MAX_KERNEL_FS))
+    if k > 1:
+        m = sample.shape[1] // k
+        sample = sample[:, : m * k].reshape(sample.shape[0], m, k).mean(axis=2)
+        fs = fs / k
+        noise = _noise(sample, fs)
+    return _Sample(sample, noise, fs)
+
+
+def _measure(sample: _Sample) -> tuple[float, float, str]:
+    """Kernel and baseline mode from the sample (:func:`_kernel_sample`).
+
+    The kernel is :func:`estimate_kernel`'s; the baseline mode is the one whose deconvolution
+    predicts held-out stretches of the sample better (:func:`_baseline_mode`).
+    """
+    tr, td = estimate_kernel(*sample)
+    return tr, td, _baseline_mode(sample.traces, sample.fs, tr, td)
+
+
+HOLDOUT_STRETCH_S = DEFAULT_SMOOTH_S
+"""Held-out stretches that choose the baseline mode: as long as the drift estimate's smoothing
+(the line between a stretch's neighbours then cannot follow the transients inside it)."""
+
+
+def _baseline_mode(sample: np.ndarray, fs: float, tau_rise: float, tau_decay: float) -> str:
+    """``"drift"`` when the drift-following deconvolution predicts held-out data better.
+
+    Stretches of :data:`HOLDOUT_STRETCH_S` (one in four) are held out of the fit
+    (:func:`calab.estimate_cv.heldout_score`); each cell compares its held-out squared error
+    with each baseline mode, and the median cell decides. Following a drift that is not there
+    (or that is slow calcium of a cell that never rests, which a maximin eats) predicts worse.
+    """
+    from calab.estimate_cv import heldout_score
+
+    sd, bands, edges = _spectrum(sample, fs)
+    noise = _refine_noise(sd, bands, edges, tau_rise, tau_decay, fs)
+    lam = LAM_NOISE_SDS * noise * lam_scale(tau_rise, tau_decay, fs)
+    hold = max(1, int(round(HOLDOUT_STRETCH_S * fs)))
+    err = {
+        mode: heldout_score(sample, fs, tau_rise, tau_decay, lam, mode, hold_frames=hold,
+                            period=4 * hold, tol=ESTIMATE_TOL).mse
+        for mode in ("constant", "drift")
+    }  # fmt: skip
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.log(err["drift"] / err["constant"])
+    ratio = ratio[np.isfinite(ratio)]
+    return "drift" if ratio.size and float(np.median(ratio)) < 0 else "constant"
 
 
 # --------------------------------------------------------------------------- noise
@@ -280,8 +347,9 @@ def estimate_parameters(
     """
     f = positive(fs, "fs", "sampling rate in Hz, e.g. 30.0")
     _check_rate(f)
-    if isinstance(max_cells, bool) or not isinstance(max_cells, int) or max_cells < 1:
+    if isinstance(max_cells, bool) or not isinstance(max_cells, numbers.Integral) or max_cells < 1:
         raise ValueError(f"max_cells must be an integer >= 1, got {max_cells!r}")
+    max_cells = int(max_cells)
     from calab.lazy import is_lazy
 
     if is_lazy(traces):
@@ -292,9 +360,8 @@ def estimate_parameters(
     stats = _cell_stats(data, f)
     _check_not_constant(stats.constant)
     sample_idx = _pick_sample(stats, max_cells)
-    sample = data[sample_idx]
-    kernel = _measure_kernel(sample, stats.noise[sample_idx], f)
-    return _finish(stats, kernel, f, sample, sample_idx, scale)
+    sample = _kernel_sample(data[sample_idx], stats.noise[sample_idx], f)
+    return _finish(stats, _measure_or_why(sample), f, sample, sample_idx, scale)
 
 
 @dataclass(frozen=True)
@@ -375,19 +442,19 @@ def _unit_scale(data: np.ndarray) -> tuple[np.ndarray, float]:
     return np.ldexp(data, -exponent), math.ldexp(1.0, exponent)
 
 
-def _measure_kernel(sample: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float] | str:
-    """(tau_rise, tau_decay) of :func:`estimate_kernel`, or why it could not measure one."""
+def _measure_or_why(sample: _Sample) -> tuple[float, float, str] | str:
+    """:func:`_measure` of the sample, or why it could not measure a kernel."""
     try:
-        return estimate_kernel(sample, noise, fs)
+        return _measure(sample)
     except ValueError as exc:
         return str(exc)
 
 
 def _finish(
     stats: _Stats,
-    kernel: tuple[float, float] | str,
+    measured: tuple[float, float, str] | str,
     fs: float,
-    sample: np.ndarray,
+    sample: _Sample,
     sample_idx: np.ndarray,
     scale: float = 1.0,
 ) -> ParameterEstimate:
@@ -401,20 +468,21 @@ def _finish(
     # Noise alone exceeds sqrt(2 ln m) SDs about once in m independent samples.
     level = math.sqrt(2 * math.log(max(stats.n_samples, 2)))
     no_tr = (stats.peak < level) | stats.constant | near_constant
+    kernel = measured if isinstance(measured, str) else measured[:2]
     quality = verdict.judge(
-        sample, stats.noise, fs, kernel, no_transients=no_tr, near_constant=near_constant,
-        sample_idx=sample_idx, bands=stats.bands, edges=stats.edges,
+        sample.traces, sample.noise, sample.fs, kernel, fs=fs, noise=stats.noise,
+        no_transients=no_tr, near_constant=near_constant, sample_idx=sample_idx,
+        bands=stats.bands, edges=stats.edges,
     )  # fmt: skip
-    if isinstance(kernel, str) or quality.fallback:
+    if isinstance(measured, str) or quality.fallback:
         tr, td = verdict.FALLBACK_TAU_RISE, verdict.FALLBACK_TAU_DECAY
+        mode = "constant" if isinstance(measured, str) else measured[2]
         verdict.warn_unreliable(quality, stacklevel=3)
     else:
-        tr, td = kernel
+        tr, td, mode = measured
     noise = _refine_noise(stats.noise, stats.bands, stats.edges, tr, td, fs)
     noise = np.where(stats.constant, 0.0, noise) * scale
     lam = LAM_NOISE_SDS * noise * lam_scale(tr, td, fs)
-    span = stats.drift_span[~stats.constant]
-    mode = "drift" if float(np.median(span)) > DRIFT_NOISE_SDS else "constant"
     return ParameterEstimate(tr, td, lam, noise, mode, no_tr, fs, len(sample_idx), quality)
 
 
@@ -464,9 +532,8 @@ def _estimate_lazy(traces: Any, fs: float, max_cells: int) -> ParameterEstimate:
     keep = [k for k in keep if not dead[k[1]]] or keep  # dead ROIs measure nothing
     keep.sort(key=lambda t: t[1])
     idx = np.array([k[1] for k in keep])
-    sample = np.stack([k[2] for k in keep])
-    kernel = _measure_kernel(sample, stats.noise[idx], fs)
-    return _finish(stats, kernel, fs, sample, idx)
+    sample = _kernel_sample(np.stack([k[2] for k in keep]), stats.noise[idx], fs)
+    return _finish(stats, _measure_or_why(sample), fs, sample, idx)
 
 
 def _chunk_ranges(arr: Any) -> list[tuple[int, int]]:

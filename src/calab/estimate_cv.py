@@ -99,6 +99,7 @@ def heldout_score(
     hold_frames: int = HOLD_FRAMES,
     period: int = HOLD_PERIOD,
     iterations: int = 1,
+    tol: float | None = None,
 ) -> HeldOut:
     """Score a setting by how well it predicts frames held out of the fit.
 
@@ -121,6 +122,8 @@ def heldout_score(
     iterations : int
         Deconvolutions per fold; after the first, the held-out frames are refilled with the
         prediction.
+    tol : float, optional
+        Solver tolerance (:func:`calab.run_deconvolution`'s ``tol``; default the solver's).
 
     Returns
     -------
@@ -141,7 +144,9 @@ def heldout_score(
     for fold in range(folds):
         mask = heldout_mask(n, fold, hold_frames, period)
         line = _line_fill(y, mask)
-        pred = heldout_prediction(y, fs, tau_rise, tau_decay, lam, baseline, mask, iterations)
+        pred = heldout_prediction(
+            y, fs, tau_rise, tau_decay, lam, baseline, mask, iterations, tol=tol
+        )
         sse += np.sum((y[:, mask] - pred[:, mask]) ** 2, axis=1)
         sse_line += np.sum((y[:, mask] - line[:, mask]) ** 2, axis=1)
         held.append(y[:, mask])
@@ -159,6 +164,7 @@ def heldout_prediction(
     baseline: str,
     mask: np.ndarray,
     iterations: int = 1,
+    tol: float | None = None,
 ) -> np.ndarray:
     """Return the fit's reconvolution (n_cells, n_frames), the ``mask`` frames kept out of it.
 
@@ -177,6 +183,7 @@ def heldout_prediction(
             tau_decay,
             lam,
             baseline=baseline,  # type: ignore[arg-type]
+            tol=tol,
         )
         pred = np.atleast_2d(np.asarray(res.reconvolution, dtype=np.float64))
         filled = np.where(mask[None, :], pred, traces)

@@ -269,11 +269,13 @@ def _noise_flatness(
 
 
 def judge(
-    raw: np.ndarray,
-    noise: np.ndarray,
-    fs: float,
+    sample: np.ndarray,
+    sample_noise: np.ndarray,
+    sample_fs: float,
     kernel: tuple[float, float] | str,
     *,
+    fs: float,
+    noise: np.ndarray,
     no_transients: np.ndarray,
     near_constant: np.ndarray,
     sample_idx: np.ndarray,
@@ -284,18 +286,23 @@ def judge(
 
     Parameters
     ----------
-    raw : ndarray, shape (n_sample, n_frames)
-        The sample traces that measured the kernel (drift not removed).
-    noise : ndarray, shape (n_cells,)
-        Noise SD of every cell.
-    fs : float
-        Sampling rate in Hz.
+    sample : ndarray, shape (n_sample, n_sample_frames)
+        The sample traces that measured the kernel (drift not removed), at ``sample_fs``.
+    sample_noise : ndarray, shape (n_sample,)
+        Their noise SDs.
+    sample_fs : float
+        Their sampling rate in Hz (the recording's, or lower where the estimate averaged
+        frames to measure the kernel).
     kernel : (float, float) or str
         Measured (tau_rise, tau_decay) in seconds, or why no kernel could be measured.
+    fs : float
+        The recording's sampling rate in Hz.
+    noise : ndarray, shape (n_cells,)
+        Noise SD of every cell (at ``fs``).
     no_transients, near_constant : ndarray of bool, shape (n_cells,)
         Per-cell flags of the estimate.
     sample_idx : ndarray of int, shape (n_sample,)
-        Rows of ``raw`` among all cells.
+        Rows of ``sample`` among all cells.
     bands, edges : ndarray
         Mean periodogram of every cell in bands over [fs/8, fs/2] and the band edges (Hz).
     """
@@ -307,10 +314,11 @@ def judge(
     n_cells = noise.size
     problems: list[str] = []
     notes: list[str] = []
-    sample_noise = noise[sample_idx]
     live = ~near_constant[sample_idx]
-    resid = raw[live] - drift_baseline(raw[live], fs) if live.any() else raw[:0]
-    events_z, rise_z, fall_z = transient_shape(resid, fs) if resid.shape[0] else (0.0,) * 3
+    resid = sample[live] - drift_baseline(sample[live], sample_fs) if live.any() else sample[:0]
+    events_z, rise_z, fall_z = (
+        transient_shape(resid, sample_fs) if resid.shape[0] else (0.0, 0.0, 0.0)
+    )
     if np.all(no_transients):
         problems.append("no cell has a transient that stands out of its noise")
     elif max(events_z, rise_z) < MIN_Z:
@@ -334,8 +342,8 @@ def judge(
         )
     r2 = np.full(n_cells, np.nan)
     if not problems:
-        lam = LAM_NOISE_SDS * lam_scale(tr, td, fs) * sample_noise
-        r2[sample_idx] = heldout_score(raw, fs, tr, td, lam).r2
+        lam = LAM_NOISE_SDS * lam_scale(tr, td, sample_fs) * sample_noise
+        r2[sample_idx] = heldout_score(sample, sample_fs, tr, td, lam).r2
         r2_sample = float(np.median(r2[sample_idx][live])) if live.any() else 0.0
         if r2_sample < MIN_R2:
             problems.append(
@@ -347,10 +355,11 @@ def judge(
     if trusted:
         # The SPLIT_CELLS sample cells the kernel predicts best: bounded cost.
         best = np.sort(np.argsort(-np.nan_to_num(r2[sample_idx], nan=-np.inf))[:SPLIT_CELLS])
-        split = _split_kernels(raw[best], sample_noise[best], fs, (tr, td))
+        split = _split_kernels(sample[best], sample_noise[best], sample_fs, (tr, td))
     rise_ok = trusted and split[0] <= SPLIT_TOLERANCE and tr * fs >= RISE_RESOLVED_FRAMES
     decay_ok = trusted and split[1] <= SPLIT_TOLERANCE and td * fs >= DECAY_RESOLVED_FRAMES
-    flat, flat_se = _noise_flatness(bands[sample_idx], edges, sample_noise, raw.shape[1])
+    n_frames = round(sample.shape[1] * fs / sample_fs)
+    flat, flat_se = _noise_flatness(bands[sample_idx], edges, noise[sample_idx], n_frames)
     noise_ok = trusted and flat + 2.0 * flat_se <= NOISE_FLATNESS
     if trusted:
         if rise_z < MIN_Z:
