@@ -145,6 +145,7 @@ def _open(args: argparse.Namespace) -> Any:
 
 def _cmd_deconvolve(args: argparse.Namespace) -> int:
     from calab.batch import deconvolve_file
+    from calab.estimate_verdict import UnreliableEstimateWarning
 
     if args.auto == (args.params is not None):
         args.parser.error(
@@ -152,26 +153,37 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
             if not args.auto
             else "-p/--params and --auto exclude each other (--auto estimates the parameters)"
         )
-
     def show(est: Any, src: Any) -> None:
         if not args.quiet:
             print_estimate(est, src, file=sys.stderr)
             sys.stderr.flush()
 
-    result = deconvolve_file(
-        args.file,
-        args.output,
-        "auto" if args.auto else args.params,
-        format=args.format,
-        fs=args.fs,
-        chunk_cells=args.chunk_size,
-        force=args.force,
-        full=args.full,
-        progress=not args.quiet and sys.stderr.isatty(),
-        n_threads=args.threads,
-        on_estimate=show,
-        **_read_options(args),
-    )
+    try:
+        with warnings.catch_warnings():
+            # --auto writes nothing from an estimate that cannot be trusted (README: the verdict).
+            warnings.simplefilter("error", UnreliableEstimateWarning)
+            result = deconvolve_file(
+                args.file,
+                args.output,
+                "auto" if args.auto else args.params,
+                format=args.format,
+                fs=args.fs,
+                chunk_cells=args.chunk_size,
+                force=args.force,
+                full=args.full,
+                progress=not args.quiet and sys.stderr.isatty(),
+                n_threads=args.threads,
+                on_estimate=show,
+                **_read_options(args),
+            )
+    except UnreliableEstimateWarning as exc:
+        problems = "; ".join(exc.quality.problems) if exc.quality is not None else str(exc)
+        raise CLIError(
+            f"--auto: the estimate cannot be trusted ({problems}); nothing written. Check that "
+            f"{args.file} holds calcium traces at the right frame rate; to deconvolve anyway, "
+            "'calab estimate FILE -o params.json' writes the default kernel it fell back to, "
+            "then 'calab deconvolve FILE -p params.json'"
+        ) from None
     print(result.output)
     if result.baseline is not None:
         print(result.baseline)
@@ -248,6 +260,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
             "lambda_per_cell": est.lam.tolist(),
             "noise_sd": est.noise.tolist(),
             "no_transients": [ids[i] if ids is not None else i for i in flagged],
+            "verdict": est.quality.to_dict() if est.quality is not None else None,
             "output": str(output) if output is not None else None,
         }
         print(json.dumps(info, allow_nan=False))
@@ -265,14 +278,24 @@ def print_estimate(est: Any, src: Any, file: Any = None) -> None:
     deconvolves.
     """
     n, t = src.shape
-    ids = src.meta.get("cell_ids")
+    _print_fields(
+        ("file", src.path),
+        ("shape", f"{n} cells x {t} timepoints"),
+        *_estimate_fields(est, src.meta.get("cell_ids")),
+        file=file,
+    )
+
+
+def _estimate_fields(est: Any, ids: Any = None) -> list[tuple[str, Any]]:
+    """Return the lines that show an estimate (``calab estimate``, ``--auto``), verdict last.
+
+    ``ids``: the cell ids of the rows (for the cells without transients), or None.
+    """
     flagged = [int(i) for i in np.flatnonzero(est.no_transients)]
     names = [str(ids[i] if ids is not None else i) for i in flagged]
     shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
     lam = est.params["lambda_"]
-    _print_fields(
-        ("file", src.path),
-        ("shape", f"{n} cells x {t} timepoints"),
+    fields: list[tuple[str, Any]] = [
         ("sampling rate", f"{est.fs:g} Hz"),
         ("tau_rise", f"{est.tau_rise:g} s"),
         ("tau_decay", f"{est.tau_decay:g} s"),
@@ -280,8 +303,10 @@ def print_estimate(est: Any, src: Any, file: Any = None) -> None:
         ("noise SD", f"{np.median(est.noise):g} (median)"),
         ("baseline", est.baseline),
         ("no transients", f"{len(flagged)} cells" + (f": {shown}" if names else "")),
-        file=file,
-    )
+    ]
+    if est.quality is not None:
+        fields.append(("verdict", est.quality.summary()))
+    return fields
 
 
 def _count_nan(data: Any) -> int:
