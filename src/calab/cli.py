@@ -153,6 +153,7 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
             if not args.auto
             else "-p/--params and --auto exclude each other (--auto estimates the parameters)"
         )
+
     def show(est: Any, src: Any) -> None:
         if not args.quiet:
             print_estimate(est, src, file=sys.stderr)
