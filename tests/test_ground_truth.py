@@ -8,6 +8,7 @@ counts are both Gaussian-smoothed (sd 2 frames) and correlated at the best lag i
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -256,10 +257,20 @@ def test_automatic_parameters_reach_the_targets(
 
 @pytest.mark.parametrize("filename", sorted(DATASETS))
 def test_every_single_real_trace_gets_an_estimate(filename: str, ground_truth_dir: Path) -> None:
-    """One cell alone is enough: no exception, a kernel in the indicator's range of decays."""
+    """One cell alone is enough: no exception, a kernel in the indicator's range of decays.
+
+    A collapsed kernel is no longer returned silently: the verdict flags it, warns
+    (UnreliableEstimateWarning) and returns the documented default kernel instead.
+    """
+    from calab.estimate_verdict import UnreliableEstimateWarning
+
     traces, _, fs = _load(_path(ground_truth_dir, filename))
     for row in traces.astype(np.float64):
-        est = calab.estimate_parameters(row, fs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est = calab.estimate_parameters(row, fs)
+        assert all(w.category is UnreliableEstimateWarning for w in caught), caught
+        assert est.quality is not None and est.quality.fallback == bool(caught)
         assert 0 < est.tau_rise < est.tau_decay < 5.0
         assert est.lam.shape == (1,) and est.lam[0] > 0
 

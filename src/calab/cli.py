@@ -134,12 +134,10 @@ def _read_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _open(args: argparse.Namespace, *, check: bool = True) -> Any:
+def _open(args: argparse.Namespace) -> Any:
     from calab.io.open import open_traces
 
-    return open_traces(
-        args.file, format=args.format, fs=args.fs, check=check, **_read_options(args)
-    )
+    return open_traces(args.file, format=args.format, fs=args.fs, **_read_options(args))
 
 
 # ----------------------------------------------------------------------------- commands
@@ -147,6 +145,7 @@ def _open(args: argparse.Namespace, *, check: bool = True) -> Any:
 
 def _cmd_deconvolve(args: argparse.Namespace) -> int:
     from calab.batch import deconvolve_file
+    from calab.estimate_verdict import UnreliableEstimateWarning
 
     if args.auto == (args.params is not None):
         args.parser.error(
@@ -160,20 +159,32 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
             print_estimate(est, src, file=sys.stderr)
             sys.stderr.flush()
 
-    result = deconvolve_file(
-        args.file,
-        args.output,
-        "auto" if args.auto else args.params,
-        format=args.format,
-        fs=args.fs,
-        chunk_cells=args.chunk_size,
-        force=args.force,
-        full=args.full,
-        progress=not args.quiet and sys.stderr.isatty(),
-        n_threads=args.threads,
-        on_estimate=show,
-        **_read_options(args),
-    )
+    try:
+        with warnings.catch_warnings():
+            # --auto writes nothing from an estimate that cannot be trusted (README: the verdict).
+            warnings.simplefilter("error", UnreliableEstimateWarning)
+            result = deconvolve_file(
+                args.file,
+                args.output,
+                "auto" if args.auto else args.params,
+                format=args.format,
+                fs=args.fs,
+                chunk_cells=args.chunk_size,
+                force=args.force,
+                full=args.full,
+                progress=not args.quiet and sys.stderr.isatty(),
+                n_threads=args.threads,
+                on_estimate=show,
+                **_read_options(args),
+            )
+    except UnreliableEstimateWarning as exc:
+        problems = "; ".join(exc.quality.problems) if exc.quality is not None else str(exc)
+        raise CLIError(
+            f"--auto: the estimate cannot be trusted ({problems}); nothing written. Check that "
+            f"{args.file} holds calcium traces at the right frame rate; to deconvolve anyway, "
+            "'calab estimate FILE -o params.json' writes the default kernel it fell back to, "
+            "then 'calab deconvolve FILE -p params.json'"
+        ) from None
     print(result.output)
     if result.baseline is not None:
         print(result.baseline)
@@ -250,6 +261,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
             "lambda_per_cell": est.lam.tolist(),
             "noise_sd": est.noise.tolist(),
             "no_transients": [ids[i] if ids is not None else i for i in flagged],
+            "verdict": est.quality.to_dict() if est.quality is not None else None,
             "output": str(output) if output is not None else None,
         }
         print(json.dumps(info, allow_nan=False))
@@ -267,14 +279,24 @@ def print_estimate(est: Any, src: Any, file: Any = None) -> None:
     deconvolves.
     """
     n, t = src.shape
-    ids = src.meta.get("cell_ids")
+    _print_fields(
+        ("file", src.path),
+        ("shape", f"{n} cells x {t} timepoints"),
+        *_estimate_fields(est, src.meta.get("cell_ids")),
+        file=file,
+    )
+
+
+def _estimate_fields(est: Any, ids: Any = None) -> list[tuple[str, Any]]:
+    """Return the lines that show an estimate (``calab estimate``, ``--auto``), verdict last.
+
+    ``ids``: the cell ids of the rows (for the cells without transients), or None.
+    """
     flagged = [int(i) for i in np.flatnonzero(est.no_transients)]
     names = [str(ids[i] if ids is not None else i) for i in flagged]
     shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
     lam = est.params["lambda_"]
-    _print_fields(
-        ("file", src.path),
-        ("shape", f"{n} cells x {t} timepoints"),
+    fields: list[tuple[str, Any]] = [
         ("sampling rate", f"{est.fs:g} Hz"),
         ("tau_rise", f"{est.tau_rise:g} s"),
         ("tau_decay", f"{est.tau_decay:g} s"),
@@ -282,8 +304,10 @@ def print_estimate(est: Any, src: Any, file: Any = None) -> None:
         ("noise SD", f"{np.median(est.noise):g} (median)"),
         ("baseline", est.baseline),
         ("no transients", f"{len(flagged)} cells" + (f": {shown}" if names else "")),
-        file=file,
-    )
+    ]
+    if est.quality is not None:
+        fields.append(("verdict", est.quality.summary()))
+    return fields
 
 
 def _count_nan(data: Any) -> int:
@@ -309,14 +333,28 @@ def _info_export(args: argparse.Namespace) -> int:
         info = {"file": str(path), "format": "export", "schema_version": version, **params}
         print(json.dumps(info, allow_nan=False))
         return 0
+    per_cell = params.get("lambda_per_cell")
+    lam = f"{params['lambda_']:g}"
+    if per_cell is not None:
+        lam = (
+            f"one per cell ({len(per_cell)} cells): median {lam}, min {min(per_cell):g}, "
+            f"max {max(per_cell):g}"
+        )
+    baseline = params.get("baseline", "constant")
+    if baseline == "drift":
+        window = params.get("baseline_window_s")
+        from calab.baseline import DEFAULT_WINDOW_S
+
+        baseline += f" (window {DEFAULT_WINDOW_S if window is None else window:g} s)"
     _print_fields(
         ("file", path),
         ("format", f"CaTune export (schema {version})"),
         ("tau_rise", f"{params['tau_rise']:g} s"),
         ("tau_decay", f"{params['tau_decay']:g} s"),
-        ("lambda", f"{params['lambda_']:g}"),
+        ("lambda", lam),
         ("sampling rate", f"{params['fs']:g} Hz"),
         ("filter", "on" if params["filter_enabled"] else "off"),
+        ("baseline", baseline),
     )
     return 0
 
@@ -331,7 +369,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
     name = Path(args.file).name.lower()
     if name.endswith(".json") and not name.endswith("_metadata.json") and not args.format:
         return _info_export(args)
-    src = _open(args, check=False)
+    from calab.io.open import open_rows
+
+    # Streamed a block of cells at a time, as deconvolve reads: memory stays bounded by the
+    # block, whatever the recording's size; dtype is the stored type, not the float64 read.
+    src = open_rows(
+        args.file, format=args.format, fs=args.fs, require_fs=False, **_read_options(args)
+    )
     with src:
         n, t = src.shape
         fs = src.fs
@@ -605,6 +649,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"calab: error: {_message(exc)}", file=sys.stderr)
         return EXIT_ERROR
     finally:
+        from calab.io._deps import settle_zarr_tasks
+
+        settle_zarr_tasks()  # an interrupted zarr read or write: no asyncio noise at exit
         warnings.showwarning = old_show
         logger.removeHandler(stream)
 

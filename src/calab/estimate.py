@@ -30,7 +30,7 @@ import logging
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +38,9 @@ import numpy.typing as npt
 from calab._validate import positive
 from calab.baseline import DEFAULT_SMOOTH_S, DEFAULT_WINDOW_S
 from calab.estimate_kernel import ESTIMATE_TOL, LAM_NOISE_SDS, estimate_kernel, lam_scale
+
+if TYPE_CHECKING:
+    from calab.estimate_verdict import EstimateQuality
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ about four frames, so averaging loses nothing the rise needs and bounds time and
 _EULER_GAMMA = 0.5772156649015329
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ParameterEstimate:
     """Parameters estimated from a recording by :func:`estimate_parameters`.
 
@@ -77,6 +80,9 @@ class ParameterEstimate:
         (the median of ``lam`` over the cells with transients), ``fs``, ``filter_enabled``.
     n_sample : int
         Number of cells that measured the kernel.
+    quality : calab.estimate_verdict.EstimateQuality or None
+        The verdict: whether the estimate can be trusted, which values the data resolved,
+        per-cell flags (``quality.summary()`` in one line). None for estimates built by hand.
     """
 
     tau_rise: float
@@ -87,11 +93,14 @@ class ParameterEstimate:
     no_transients: npt.NDArray[np.bool_]
     fs: float
     n_sample: int
+    quality: EstimateQuality | None = None
     params: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
-        """Fill ``params`` from the estimate."""
+        """Fill ``params`` from the estimate (lambda: median over cells with transients)."""
         active = ~self.no_transients
+        if not active.any() and self.quality is not None:
+            active = ~self.quality.near_constant  # never a dead ROI's lambda
         pool = self.lam[active] if active.any() else self.lam
         object.__setattr__(
             self,
@@ -103,6 +112,18 @@ class ParameterEstimate:
                 "fs": float(self.fs),
                 "filter_enabled": False,
             },
+        )
+
+    def __repr__(self) -> str:
+        """Return a short summary (not the per-cell arrays) with the verdict."""
+        n = int(np.size(self.lam))
+        verdict = "" if self.quality is None else f", verdict: {self.quality.summary()}"
+        noise = float(np.median(self.noise))
+        return (
+            f"ParameterEstimate(tau_rise={self.tau_rise:.4g} s, tau_decay={self.tau_decay:.4g} s, "
+            f"lambda_={self.params['lambda_']:.4g} (median), noise={noise:.4g} "
+            f"(median), baseline={self.baseline!r}, fs={self.fs:g} Hz, {n} cells, "
+            f"{int(np.count_nonzero(self.no_transients))} without transients{verdict})"
         )
 
 
@@ -117,6 +138,17 @@ def _as_2d(traces: Any) -> tuple[np.ndarray, bool]:
     return data.astype(np.float64, copy=False), was_1d
 
 
+def _check_rate(fs: float) -> None:
+    from calab.estimate_verdict import MAX_DECAY_S
+
+    if fs * MAX_DECAY_S < 1.0:
+        raise ValueError(
+            f"fs={fs:g} Hz is one frame every {1 / fs:.3g} s, longer than calcium transients "
+            f"last (the slowest indicators decay within about {MAX_DECAY_S:g} s): no kernel can "
+            f"be measured. fs is in Hz: if {fs:g} s is the frame period, pass fs={1 / fs:.4g}"
+        )
+
+
 def _check_length(n_frames: int, fs: float) -> None:
     # In seconds, not frames: MIN_SECONDS * fs overflows an integer for absurd rates (1e308).
     if n_frames < MIN_FRAMES or n_frames / fs < MIN_SECONDS:
@@ -127,20 +159,33 @@ def _check_length(n_frames: int, fs: float) -> None:
         )
 
 
-def _measure(sample: np.ndarray, noise: np.ndarray, fs: float) -> tuple[float, float, str]:
-    """Kernel and baseline mode from the sample (averaged to at most :data:`MAX_KERNEL_FS`).
+class _Sample(NamedTuple):
+    """The sample cells that measure the kernel, averaged to at most :data:`MAX_KERNEL_FS`."""
 
-    The kernel is :func:`estimate_kernel`'s; the baseline mode is the one whose deconvolution
-    predicts held-out stretches of the sample better (:func:`_baseline_mode`).
-    """
+    traces: np.ndarray  # (n_sample, n_frames at fs)
+    noise: np.ndarray  # (n_sample,) their noise SDs at fs
+    fs: float
+
+
+def _kernel_sample(sample: np.ndarray, noise: np.ndarray, fs: float) -> _Sample:
+    """Return the sample averaged to at most :data:`MAX_KERNEL_FS` (its noise measured again)."""
     k = int(math.ceil(fs / MAX_KERNEL_FS))
     if k > 1:
         m = sample.shape[1] // k
         sample = sample[:, : m * k].reshape(sample.shape[0], m, k).mean(axis=2)
         fs = fs / k
         noise = _noise(sample, fs)
-    tr, td = estimate_kernel(sample, noise, fs)
-    return tr, td, _baseline_mode(sample, fs, tr, td)
+    return _Sample(sample, noise, fs)
+
+
+def _measure(sample: _Sample) -> tuple[float, float, str]:
+    """Kernel and baseline mode from the sample (:func:`_kernel_sample`).
+
+    The kernel is :func:`estimate_kernel`'s; the baseline mode is the one whose deconvolution
+    predicts held-out stretches of the sample better (:func:`_baseline_mode`).
+    """
+    tr, td = estimate_kernel(*sample)
+    return tr, td, _baseline_mode(sample.traces, sample.fs, tr, td)
 
 
 HOLDOUT_STRETCH_S = DEFAULT_SMOOTH_S
@@ -302,6 +347,7 @@ def estimate_parameters(
     ...                                    est.lam, baseline=est.baseline)
     """
     f = positive(fs, "fs", "sampling rate in Hz, e.g. 30.0")
+    _check_rate(f)
     from calab._validate import warn_implausible
     from calab.lazy import is_dataarray
 
@@ -315,11 +361,12 @@ def estimate_parameters(
         return _estimate_lazy(traces, f, max_cells)
     data, _ = _as_2d(traces)
     _check_length(data.shape[1], f)
+    data, scale = _unit_scale(data)
     stats = _cell_stats(data, f)
     _check_not_constant(stats.constant)
     sample_idx = _pick_sample(stats, max_cells)
-    tr, td, mode = _measure(data[sample_idx], stats.noise[sample_idx], f)
-    return _finish(stats, tr, td, f, len(sample_idx), mode)
+    sample = _kernel_sample(data[sample_idx], stats.noise[sample_idx], f)
+    return _finish(stats, _measure_or_why(sample), f, sample, sample_idx, scale)
 
 
 @dataclass(frozen=True)
@@ -379,21 +426,69 @@ def _check_not_constant(constant: np.ndarray) -> None:
 
 def _pick_sample(stats: _Stats, max_cells: int) -> np.ndarray:
     """Return the indices (sorted) of the most active non-constant cells."""
+    from calab.estimate_verdict import near_constant_cells
+
     order = np.argsort(-stats.activity_score, kind="stable")
-    order = order[~stats.constant[order]]
+    live = ~stats.constant & ~near_constant_cells(stats.noise)  # dead ROIs measure nothing
+    order = order[live[order]]
     return np.sort(order[:max_cells])
 
 
+def _unit_scale(data: np.ndarray) -> tuple[np.ndarray, float]:
+    """Traces scaled by a power of two (exact) to a largest magnitude near 1, and the factor.
+
+    Only for magnitudes whose squares would overflow or underflow (beyond about 1e120 or
+    below 1e-120); other data are returned as they are, bit for bit.
+    """
+    top = float(np.max(np.abs(data))) if data.size else 0.0
+    if top == 0.0 or 2.0**-400 < top < 2.0**400:
+        return data, 1.0
+    exponent = math.frexp(top)[1]
+    return np.ldexp(data, -exponent), math.ldexp(1.0, exponent)
+
+
+def _measure_or_why(sample: _Sample) -> tuple[float, float, str] | str:
+    """:func:`_measure` of the sample, or why it could not measure a kernel."""
+    try:
+        return _measure(sample)
+    except ValueError as exc:
+        return str(exc)
+
+
 def _finish(
-    stats: _Stats, tr: float, td: float, fs: float, n_sample: int, mode: str
+    stats: _Stats,
+    measured: tuple[float, float, str] | str,
+    fs: float,
+    sample: _Sample,
+    sample_idx: np.ndarray,
+    scale: float = 1.0,
 ) -> ParameterEstimate:
-    noise = _refine_noise(stats.noise, stats.bands, stats.edges, tr, td, fs)
-    noise = np.where(stats.constant, 0.0, noise)
-    lam = LAM_NOISE_SDS * noise * lam_scale(tr, td, fs)
+    """Build the estimate from the figures and the measured kernel, judged (``quality``).
+
+    ``scale``: the factor the traces were divided by (:func:`_unit_scale`).
+    """
+    from calab import estimate_verdict as verdict
+
+    near_constant = verdict.near_constant_cells(stats.noise) & ~stats.constant
     # Noise alone exceeds sqrt(2 ln m) SDs about once in m independent samples.
     level = math.sqrt(2 * math.log(max(stats.n_samples, 2)))
-    no_tr = (stats.peak < level) | stats.constant
-    return ParameterEstimate(tr, td, lam, noise, mode, no_tr, fs, n_sample)
+    no_tr = (stats.peak < level) | stats.constant | near_constant
+    kernel = measured if isinstance(measured, str) else measured[:2]
+    quality = verdict.judge(
+        sample.traces, sample.noise, sample.fs, kernel, fs=fs, noise=stats.noise,
+        no_transients=no_tr, near_constant=near_constant, sample_idx=sample_idx,
+        bands=stats.bands, edges=stats.edges,
+    )  # fmt: skip
+    if isinstance(measured, str) or quality.fallback:
+        tr, td = verdict.FALLBACK_TAU_RISE, verdict.FALLBACK_TAU_DECAY
+        mode = "constant" if isinstance(measured, str) else measured[2]
+        verdict.warn_unreliable(quality, stacklevel=3)
+    else:
+        tr, td, mode = measured
+    noise = _refine_noise(stats.noise, stats.bands, stats.edges, tr, td, fs)
+    noise = np.where(stats.constant, 0.0, noise) * scale
+    lam = LAM_NOISE_SDS * noise * lam_scale(tr, td, fs)
+    return ParameterEstimate(tr, td, lam, noise, mode, no_tr, fs, len(sample_idx), quality)
 
 
 def _lazy_rows(traces: Any) -> Any:
@@ -436,10 +531,14 @@ def _estimate_lazy(traces: Any, fs: float, max_cells: int) -> ParameterEstimate:
         del keep[max_cells:]
     stats = _concat(parts)
     _check_not_constant(stats.constant)
+    from calab.estimate_verdict import near_constant_cells
+
+    dead = near_constant_cells(stats.noise)
+    keep = [k for k in keep if not dead[k[1]]] or keep  # dead ROIs measure nothing
     keep.sort(key=lambda t: t[1])
     idx = np.array([k[1] for k in keep])
-    tr, td, mode = _measure(np.stack([k[2] for k in keep]), stats.noise[idx], fs)
-    return _finish(stats, tr, td, fs, len(idx), mode)
+    sample = _kernel_sample(np.stack([k[2] for k in keep]), stats.noise[idx], fs)
+    return _finish(stats, _measure_or_why(sample), fs, sample, idx)
 
 
 def _chunk_ranges(arr: Any) -> list[tuple[int, int]]:

@@ -344,9 +344,14 @@ def _check_fs(fs: Any) -> float | None:
 
 
 def open_rows(
-    path: PathLike, *, format: str | None = None, fs: float | None = None, **options: Any
+    path: PathLike,
+    *,
+    format: str | None = None,
+    fs: float | None = None,
+    require_fs: bool = True,
+    **options: Any,
 ) -> Source:
-    """Open ``path`` for streaming: CaImAn and Minian rows are read a block at a time.
+    """Open ``path`` for streaming: pipeline outputs are read a block of rows at a time.
 
     Parameters
     ----------
@@ -357,6 +362,9 @@ def open_rows(
         One of :data:`FORMATS` (default: :func:`detect_format`).
     fs : float, optional
         Sampling rate in Hz; overrides the file's.
+    require_fs : bool
+        suite2p: refuse a plane without a frame rate in ``ops.npy`` (as :func:`load_suite2p`)
+        unless ``fs`` is given. False leaves ``fs`` None there (``calab info``).
     **options
         :class:`ReadOptions` fields (``trace``, ``accepted_only``, ``variable``,
         ``neuropil_coef``, ``cells_only``, ``plane``).
@@ -374,7 +382,21 @@ def open_rows(
 
         src = CaimanRows(p, trace=opts.trace, accepted_only=opts.accepted_only, fs=fs_)
         meta = {"source": "caiman", "cell_ids": src.cell_ids.tolist(), **src.meta_extra}
-        return Source(LazyRows(src.shape, src.rows), src.fs, fmt, p, meta, (p,), src.close)
+        rows = LazyRows(src.shape, src.rows, dtype=src.dtype)
+        return Source(rows, src.fs, fmt, p, meta, (p,), src.close)
+    if fmt == "suite2p":
+        from calab.io.suite2p import Suite2pRows
+
+        s2p = Suite2pRows(
+            p,
+            neuropil_coef=opts.neuropil_coef,
+            cells_only=opts.cells_only,
+            fs=fs_,
+            plane=opts.plane,
+            require_fs=require_fs,
+        )
+        rows = LazyRows(s2p.shape, s2p.rows, dtype=s2p.dtype)
+        return Source(rows, s2p.fs, fmt, p, s2p.meta, (Path(s2p.meta["path"]),))
     if fmt == "minian":
         from calab.io.minian import minian_rows, open_minian, unit_ids
 
@@ -405,7 +427,7 @@ def open_traces(
     """
     from calab.io.caiman import load_caiman, read_caiman
     from calab.io.minian import load_minian, read_minian
-    from calab.io.suite2p import load_suite2p, read_suite2p
+    from calab.io.suite2p import Suite2pRows, load_suite2p
 
     opts = ReadOptions(**options)
     fs_ = _check_fs(fs)
@@ -429,7 +451,8 @@ def open_traces(
         if check:
             traces, meta = load_suite2p(p, **kwargs)  # type: ignore[arg-type]
         else:
-            traces, meta = read_suite2p(p, require_fs=False, **kwargs)  # type: ignore[arg-type]
+            s2p = Suite2pRows(p, require_fs=False, **kwargs)  # type: ignore[arg-type]
+            traces, meta = s2p.rows(0, s2p.shape[0]), s2p.meta
     # Minian and suite2p: the store or plane folder actually read (not the whole output folder)
     held = Path(meta["path"]) if fmt in ("minian", "suite2p") else p
     return Source(traces, meta["sampling_rate_hz"], fmt, p, meta, (held,))
