@@ -62,13 +62,23 @@ def _autocov(x: np.ndarray, max_lag: int) -> np.ndarray:
     return np.fft.irfft(np.abs(spec) ** 2, nfft, axis=1)[:, : max_lag + 1] / n
 
 
-def _xcorr(a: np.ndarray, b: np.ndarray, n_lags: int) -> np.ndarray:
-    """``c[i, k] = sum_t a[i, t] b[i, t - k]`` for k = 0..n_lags-1."""
+def _pooled_xcorr(
+    a: np.ndarray, b: np.ndarray, weights: np.ndarray, n_lags: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted sums over rows of ``sum_t b[i, t] b[i, t - k]`` and ``sum_t a[i, t] b[i, t - k]``.
+
+    For k = 0..n_lags-1: ``(r_bb, r_ab)``. Two forward FFTs of the rows; the sum over rows is
+    taken in the frequency domain (the transform is linear), so each inverse is one row.
+    """
     n = a.shape[1]
     nfft = 1 << int(math.ceil(math.log2(n + n_lags)))
     fa = np.fft.rfft(a, nfft, axis=1)
     fb = np.fft.rfft(b, nfft, axis=1)
-    return np.fft.irfft(fa * np.conj(fb), nfft, axis=1)[:, :n_lags]
+    fbc = np.conj(fb)
+    w = weights[:, None]
+    r_bb = np.fft.irfft(((fb * fbc).real * w).sum(axis=0), nfft)[:n_lags]
+    r_ab = np.fft.irfft((fa * fbc * w).sum(axis=0), nfft)[:n_lags]
+    return r_bb, r_ab
 
 
 def _detection_kernel(acov: np.ndarray, fs: float) -> tuple[float, float] | None:
@@ -152,8 +162,7 @@ def _response_kernel(
     """
     ac = activity - activity.mean(axis=1, keepdims=True)
     yc = resid - resid.mean(axis=1, keepdims=True)
-    r_ss = (_xcorr(ac, ac, n_lags) * weights[:, None]).sum(axis=0)
-    r_ys = (_xcorr(yc, ac, n_lags) * weights[:, None]).sum(axis=0)
+    r_ss, r_ys = _pooled_xcorr(yc, ac, weights, n_lags)
     first = r_ss.copy()  # first column of the symmetric Toeplitz Gram matrix
     first[0] += 1e-9 * float(r_ss[0]) + 1e-300  # ridge: 1e-9 of the diagonal
     return _solve_toeplitz(first, r_ys)
@@ -379,13 +388,17 @@ def _choose_response(
     fast). ``warm``: activity of a solve of the sample with a nearby kernel (the first solve
     starts from it).
     """
-    kernels = [model] + [r[:2] for r in responses]
-    scores = []
-    for tr, td in kernels:  # each solve starts from the previous one's activity (``warm``)
+    # The model wins only with the lowest BIC (ties to it); the first response below it settles
+    # the choice, so the rest need no solve. Each solve starts from the previous one's activity.
+    model_bic, warm = _bic(sample, fs, *model, noise, warm)
+    scores = [model_bic]
+    for tr, td, _ in responses:
         score, warm = _bic(sample, fs, tr, td, noise, warm)
         scores.append(score)
-    logger.debug("kernel candidates %s, BIC %s", kernels, scores)
-    if int(np.argmin(scores)) == 0:
+        if score < model_bic:
+            break
+    logger.debug("kernel candidates %s, BIC %s", [model] + responses, scores)
+    if min(scores) == model_bic:
         return model[0], model[1], math.nan
     resolved = [r for r in responses if r[2] < 1.0] or responses
     return min(resolved, key=lambda r: r[0])
