@@ -436,11 +436,17 @@ def _rise_from_first_frame(frac: float, tau_decay: float, fs: float) -> float:
     long. The share falls monotonically as the rise grows: bisection in log time over
     ``[0.02 / fs, tau_decay / 2]`` (the bounds when ``frac`` lies outside what they reach).
     """
-    from calab.kernel import build_kernel
+    a = 1.0 / (fs * tau_decay)
 
     def share(tr: float) -> float:
-        h = build_kernel(tr, tau_decay, fs)
-        return float(h[1] / h.max())
+        # h[1] / max(h) of :func:`calab.build_kernel` (h[i] = exp(-a i) - exp(-b i)) without
+        # building it: the largest frame is next to the continuous peak ln(b/a) / (b - a).
+        b = 1.0 / (fs * tr)
+        peak = math.log(b / a) / (b - a)
+        top = max(
+            math.exp(-a * i) - math.exp(-b * i) for i in (max(1, math.floor(peak)), math.ceil(peak))
+        )
+        return (math.exp(-a) - math.exp(-b)) / top
 
     lo, hi = math.log(0.02 / fs), math.log(tau_decay / 2)
     for _ in range(40):
