@@ -155,9 +155,8 @@ def heldout_score(
     for fold in range(folds):
         mask = heldout_mask(n, fold, hold_frames, period)
         line = _line_fill(y, mask)
-        pred, warm = _fit_without(
-            y, fs, tau_rise, tau_decay, lam, baseline, mask, iterations, tol, warm
-        )
+        setting = (fs, tau_rise, tau_decay, lam, baseline)
+        pred, warm = _fit_without(y, setting, mask, iterations, tol, warm)
         sse += np.sum((y[:, mask] - pred[:, mask]) ** 2, axis=1)
         sse_line += np.sum((y[:, mask] - line[:, mask]) ** 2, axis=1)
         held.append(y[:, mask])
@@ -182,37 +181,31 @@ def heldout_prediction(
     ``traces`` is 2-D float64. The masked frames are first filled with the line between their
     kept neighbours, then (``iterations > 1``) with the previous prediction.
     """
-    return _fit_without(traces, fs, tau_rise, tau_decay, lam, baseline, mask, iterations, tol)[0]
+    setting = (fs, tau_rise, tau_decay, lam, baseline)
+    return _fit_without(traces, setting, mask, iterations, tol)[0]
 
 
 def _fit_without(
     traces: np.ndarray,
-    fs: float,
-    tau_rise: float,
-    tau_decay: float,
-    lam: float | npt.ArrayLike,
-    baseline: str,
+    setting: tuple[float, float, float, Any, str],
     mask: np.ndarray,
     iterations: int,
     tol: float | None,
     warm: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`heldout_prediction` and the last solve's activity; solves start from ``warm``."""
+    """:func:`heldout_prediction` and the last solve's activity; solves start from ``warm``.
+
+    ``setting``: (fs, tau_rise, tau_decay, lam, baseline).
+    """
     from calab.deconvolution import solve_full_unchecked
 
+    fs, tau_rise, tau_decay, lam, baseline = setting
     filled = _line_fill(traces, mask)
     pred = filled
     act = np.zeros_like(traces)
     for _ in range(iterations):
         res = solve_full_unchecked(
-            filled,
-            fs,
-            tau_rise,
-            tau_decay,
-            lam,
-            baseline=baseline,
-            tol=tol,
-            warm_start=warm,
+            filled, fs, tau_rise, tau_decay, lam, baseline=baseline, tol=tol, warm_start=warm
         )
         warm = act = np.atleast_2d(np.asarray(res.activity, dtype=np.float64))
         pred = np.atleast_2d(np.asarray(res.reconvolution, dtype=np.float64))
