@@ -250,11 +250,19 @@ def _timing_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return tr, td, t_peak, fwhm
 
 
+@functools.cache
+def _log_timing_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_timing_table` with the logs of time to peak and FWHM (computed once)."""
+    tr, td, t_peak, fwhm = _timing_table()
+    return tr, td, np.log(t_peak), np.log(fwhm)
+
+
 def _taus_from_timing(t_peak: float, fwhm: float) -> tuple[float, float]:
     """Return the double exponential whose time to peak and FWHM are closest (in log) to these."""
-    tr, td, tp, fw = _timing_table()
-    err = np.log(tp / t_peak) ** 2 + np.log(fw / fwhm) ** 2
-    i = int(np.argmin(err))
+    tr, td, log_tp, log_fw = _log_timing_table()
+    a = log_tp - math.log(t_peak)
+    b = log_fw - math.log(fwhm)
+    i = int(np.argmin(a * a + b * b))
     return float(tr[i]), float(td[i])
 
 
