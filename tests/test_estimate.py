@@ -402,3 +402,20 @@ def test_estimate_solves_start_warm_and_pivot_less(monkeypatch: pytest.MonkeyPat
     assert pivots_cold > 1.2 * pivots_warm
     assert est_warm.tau_decay == pytest.approx(est_cold.tau_decay, rel=0.05)
     assert est_warm.tau_rise == pytest.approx(est_cold.tau_rise, rel=0.1)
+
+
+def test_fft_size_is_the_smallest_fast_length() -> None:
+    """The estimate's FFTs pad to the smallest 2^a 3^b 5^c, not to a power of two (up to 2x)."""
+    from calab.estimate_kernel import _fft_size
+
+    def smooth(m: int) -> bool:
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        return m == 1
+
+    for n in [1, 2, 7, 97, 1000, 9001, 35400, 65537]:
+        k = _fft_size(n)
+        assert k >= n and smooth(k)
+        assert not any(smooth(j) for j in range(n, k))
+    assert _fft_size(35400) == 36000  # a power of two would be 65536

@@ -53,11 +53,27 @@ BASELINE_DECAY_TIMES = 40.0
 """The drift window must span this many decay times (else the maximin eats slow calcium)."""
 
 
+def _fft_size(n: int) -> int:
+    """Smallest ``2**a 3**b 5**c >= n``: a fast FFT length (a power of two can be nearly 2n)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
 def _autocov(x: np.ndarray, max_lag: int) -> np.ndarray:
     """Autocovariance of each row at lags 0..max_lag (biased estimator, via FFT)."""
     n = x.shape[1]
     xc = x - x.mean(axis=1, keepdims=True)
-    nfft = 1 << int(math.ceil(math.log2(n + max_lag + 1)))
+    nfft = _fft_size(n + max_lag + 1)
     spec = np.fft.rfft(xc, nfft, axis=1)
     return np.fft.irfft(np.abs(spec) ** 2, nfft, axis=1)[:, : max_lag + 1] / n
 
@@ -71,7 +87,7 @@ def _pooled_xcorr(
     taken in the frequency domain (the transform is linear), so each inverse is one row.
     """
     n = a.shape[1]
-    nfft = 1 << int(math.ceil(math.log2(n + n_lags)))
+    nfft = _fft_size(n + n_lags)
     fa = np.fft.rfft(a, nfft, axis=1)
     fb = np.fft.rfft(b, nfft, axis=1)
     fbc = np.conj(fb)
