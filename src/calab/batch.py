@@ -524,8 +524,10 @@ def deconvolve_file(
 def _targets(
     out: Path, full: bool, p: Mapping[str, Any] | None, writer_cls: type[Writer]
 ) -> list[Path]:
-    """The files a run writes: the output, with ``full`` its info file and the drift baseline
-    of a ``.npy`` output."""
+    """Return the files a run writes.
+
+    The output; with ``full`` its info file and the drift baseline of a ``.npy`` output.
+    """
     targets = [out, info_path_for(out)] if full else [out]
     if full and p is not None and p.get("baseline") == "drift" and writer_cls is NpyWriter:
         targets.append(baseline_path_for(out))
@@ -533,7 +535,7 @@ def _targets(
 
 
 def _stopped(exc: OSError, partial: Partial) -> RunStopped:
-    """The one error of a run the file system stopped: what happened, what is kept, what to do."""
+    """Return the one error of a run the file system stopped: what happened, what is kept."""
     path = exc.filename2 if exc.filename2 is not None else exc.filename
     why = exc.strerror or str(exc)
     if path is not None and str(os.path.abspath(path)).startswith(str(partial.dir.absolute())):

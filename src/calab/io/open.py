@@ -138,9 +138,10 @@ class Source:
         return int(self.data.shape[0]), int(self.data.shape[1])
 
     def stamp(self) -> str:
-        """A digest of the name, size and modification time of every file read (``inputs``).
+        """Return a digest of the name, size and modification time of every file read.
 
-        Folders (a Minian store, a suite2p plane) are walked whole, however many files they
+        The files are :attr:`inputs`; folders (a Minian store, a suite2p plane) are walked
+        whole, however many files they
         hold, so rewriting any chunk changes the stamp.
         """
         h = hashlib.blake2b(digest_size=16)

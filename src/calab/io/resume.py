@@ -117,8 +117,11 @@ def _private_dir(path: Path) -> bool:
 
 
 def _identity(path: Path) -> list[int] | None:
-    """Inode, size and modification time of a regular file (inode of a real folder); a rename
-    keeps them, so a staged file is recognised at its final name. None for anything else."""
+    """Return the inode, size and modification time of a regular file (inode of a folder).
+
+    A rename keeps them, so a staged file is recognised at its final name. None for anything
+    else (missing, a link...).
+    """
     try:
         st = os.lstat(path)
     except OSError:
@@ -177,8 +180,11 @@ class Partial:
     # ---- the record
 
     def _max_record(self) -> int:
-        """The most bytes ``progress.json`` of a run of this input can hold (one cell per chunk,
-        '"12345": "<32 hex digits>", ' each; twice the fingerprint, for longer paths)."""
+        """Return the most bytes ``progress.json`` of a run of this input can hold.
+
+        One cell per chunk, ``"12345": "<32 hex digits>", `` each; twice the fingerprint, for
+        longer paths.
+        """
         n = int(self.fingerprint["shape"][0])
         fp = len(dumps_json(self.fingerprint, "the run's fingerprint"))
         return 2 * fp + n * (len(str(n)) + 40) + 65536
@@ -207,7 +213,7 @@ class Partial:
         return saved
 
     def _recorded_chunks(self, saved: dict[str, Any]) -> dict[int, str]:
-        """The finished chunks of a record of this run, each checked to be one of its chunks."""
+        """Return the finished chunks of a record of this run, each checked to be one of its."""
         n, chunk = int(self.fingerprint["shape"][0]), int(self.fingerprint["chunk"])
         done: dict[int, str] = {}
         for key, digest in saved["done"].items():
@@ -219,8 +225,11 @@ class Partial:
         return done
 
     def record(self) -> None:
-        """Write ``progress.json``: the fingerprint, the digest of each finished chunk and,
-        once staged, the identity of each staged file."""
+        """Write ``progress.json``.
+
+        It holds the fingerprint, the digest of each finished chunk and, once staged, the
+        identity of each staged file.
+        """
         done = {str(k): v for k, v in sorted(self.done.items())}
         record: dict[str, Any] = {"fingerprint": self.fingerprint, "done": done}
         if self.complete is not None:
@@ -382,8 +391,10 @@ class Partial:
     # ---- commit
 
     def stage(self, info_text: str | None) -> None:
-        """Close the finished files, write the info JSON beside them and record the run
-        complete, with the identity of each staged file; :meth:`commit` moves them."""
+        """Close the finished files, write the info JSON beside them, record the run complete.
+
+        The record holds the identity of each staged file; :meth:`commit` then moves them.
+        """
         self.close()
         if info_text is not None:
             write_text_atomic(self.info_path, info_text)

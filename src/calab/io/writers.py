@@ -75,7 +75,8 @@ def json_ids(ids: Any, where: str, fix: str) -> list[Any] | None:
     values = [v.item() if isinstance(v, np.generic) else v for v in ids]
     bad = [i for i, v in enumerate(values) if isinstance(v, float) and not np.isfinite(v)]
     if bad:
-        rows = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        more = f" and {len(bad) - 10} more" if len(bad) > 10 else ""
+        rows = ", ".join(map(str, bad[:10])) + more
         raise ValueError(
             f"the cell ids of {where} hold NaN or Inf (rows {rows}), which JSON cannot store; "
             f"give every cell a finite id, {fix}"
@@ -117,7 +118,7 @@ def _is_real_dir(path: Path) -> bool:
 
 
 def _kind(path: Path) -> str:
-    """What is at ``path``, links not followed, in words."""
+    """Say what is at ``path`` (links not followed), in words."""
     from calab.io._common import file_kind
 
     try:
@@ -254,8 +255,10 @@ def check_outputs(outputs: Sequence[Path], inputs: Sequence[Path], force: bool) 
 
 
 def _make_deletable(top: Path) -> None:
-    """Give the owner write and search permission on every folder of a tree (links not followed),
-    as deleting it needs; folders of other users are left as they are."""
+    """Give the owner write and search permission on every folder of a tree, as deleting needs.
+
+    Links are not followed; folders of other users are left as they are.
+    """
     uid = os.getuid() if hasattr(os, "getuid") else None
     for folder, dirs, _ in os.walk(top, onerror=lambda exc: None):
         for d in [folder, *(os.path.join(folder, d) for d in dirs)]:
@@ -301,10 +304,10 @@ def remove(path: Path, *, strict: bool = True) -> None:
     except OSError as exc:
         errors.append((str(path), exc))
     if strict and errors and os.path.lexists(path):
-        where, exc = errors[0]
-        why = getattr(exc, "strerror", None) or str(exc)
+        where, first = errors[0]
+        why = getattr(first, "strerror", None) or str(first)
         raise OSError(
-            getattr(exc, "errno", None) or errno.EPERM,
+            getattr(first, "errno", None) or errno.EPERM,
             f"cannot delete {path} ({where}: {why}); delete it yourself and run again",
         )
 
@@ -439,8 +442,10 @@ def sidecar_path(path: Path, name: str = "baseline") -> Path:
 
 
 def reserve(fd: int, size: int) -> None:
-    """Make the file ``size`` bytes long, reserving its disk space where the file system can
-    (``posix_fallocate``), so that a disk too small fails now (OSError ENOSPC), not mid-run."""
+    """Make the file ``size`` bytes long, reserving its disk space where the file system can.
+
+    With ``posix_fallocate`` a disk too small fails now (OSError ENOSPC), not mid-run.
+    """
     if hasattr(os, "posix_fallocate"):
         try:
             os.posix_fallocate(fd, 0, size)
@@ -550,7 +555,9 @@ class NpyFile:
         data = _pread(self.fd, size, self.offset + start * self.row_bytes)
         if len(data) != size:
             raise ValueError(f"{self.path} ends before row {stop}")
-        return np.frombuffer(data, self.dtype).reshape(stop - start, self.shape[1]).copy()
+        rows = np.empty((stop - start, self.shape[1]), dtype=self.dtype)  # writable
+        rows.reshape(-1)[:] = np.frombuffer(data, self.dtype)
+        return rows
 
     def __setitem__(self, key: slice, rows: Any) -> None:
         """Write rows ``a..b`` (``f[a:b] = rows``)."""
@@ -559,7 +566,7 @@ class NpyFile:
         data = np.ascontiguousarray(rows, dtype=self.dtype)
         if data.size != (stop - start) * self.shape[1]:
             raise ValueError(f"{data.shape} values do not fit rows {start}:{stop} of {self.path}")
-        _pwrite(self.fd, memoryview(data).cast("B"), self.offset + start * self.row_bytes)
+        _pwrite(self.fd, data.data.cast("B"), self.offset + start * self.row_bytes)
 
     def flush(self) -> None:
         """Wait until the written rows are on disk."""
@@ -612,8 +619,10 @@ _H5_ERRNO = re.compile(r"errno = (\d+)")
 
 @contextmanager
 def _h5_errors(path: Path) -> Iterator[None]:
-    """Raise HDF5's report of a failed system call (it quotes the errno in a RuntimeError or
-    ValueError) as the OSError it is, e.g. ENOSPC for a full disk."""
+    """Raise HDF5's report of a failed system call as the OSError it is (ENOSPC: disk full).
+
+    HDF5 quotes the errno in the message of a RuntimeError or ValueError.
+    """
     try:
         yield
     except (RuntimeError, ValueError, OSError) as exc:
