@@ -200,12 +200,17 @@ class Partial:
         """
         where = self.record_path
         try:
-            saved = json.loads(read_regular(where, "the progress record", self._max_record()))
+            text = read_regular(where, "the progress record", self._max_record())
         except FileNotFoundError:
             raise DamagedPartial(f"{where} is missing") from None
-        except (OSError, ValueError, RecursionError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise DamagedPartial(f"{where} is unreadable: {why}") from None
+        except OSError as exc:
+            raise DamagedPartial(f"{where} is unreadable: {exc.strerror or exc}") from None
+        except ValueError as exc:  # not a regular file, or too large: never read
+            raise DamagedPartial(str(exc)) from None
+        try:
+            saved = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise DamagedPartial(f"{where} is not JSON ({type(exc).__name__}: {exc})") from None
         if not isinstance(saved, dict) or not isinstance(saved.get("fingerprint"), dict):
             raise DamagedPartial(f"{where} is not a progress record of calab")
         if not isinstance(saved.get("done"), dict):
