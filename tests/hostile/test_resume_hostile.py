@@ -322,3 +322,23 @@ def test_an_unwritable_partial_is_named(as_user):
     part.chmod(0o700)
     done = _run_as(folder, wrap, cmd)
     assert done.returncode == 0 and "resuming" in done.stderr, done.stderr
+
+
+# ----------------------------------------------------------------------------- item 10: damaged
+
+
+@pytest.mark.parametrize("where", ["head", "tail"])
+def test_a_damaged_hdf5_partial_is_started_over(tmp_path, where):
+    """Item 10: after a crash the next .h5 resume failed with a cryptic HDF5 error; any failure
+    to read the partial back makes it damaged (named in a warning) and the run starts over."""
+    traces = _big(tmp_path, 40)
+    _paused_then_killed(tmp_path, 3, out="out.h5")
+    data = tmp_path / ".out.h5.partial" / "data.h5"
+    size = data.stat().st_size
+    with open(data, "r+b") as fh:  # garbage over HDF5's object headers / the last chunks' index
+        fh.seek(800 if where == "head" else size - 4096)
+        fh.write(b"\xff" * 4096)
+    err = _rerun(tmp_path, "out.h5")
+    assert "the unfinished run in .out.h5.partial is damaged" in err and "starting over" in err
+    ref = calab.run_deconvolution_full(traces, *REF)
+    np.testing.assert_array_equal(_output(tmp_path / "out.h5"), ref.activity)
