@@ -327,18 +327,24 @@ def test_an_unwritable_partial_is_named(as_user):
 # ----------------------------------------------------------------------------- item 10: damaged
 
 
-@pytest.mark.parametrize("where", ["head", "tail"])
-def test_a_damaged_hdf5_partial_is_started_over(tmp_path, where):
-    """Item 10: after a crash the next .h5 resume failed with a cryptic HDF5 error; any failure
-    to read the partial back makes it damaged (named in a warning) and the run starts over."""
+@pytest.mark.parametrize("suffix", [".h5", ".zarr"])
+def test_a_partial_that_cannot_be_read_back_is_started_over(tmp_path, suffix):
+    """Item 10: a damaged partial (after a crash) made the resume fail with the storage
+    library's error; any failure to read the partial back now makes it damaged (a warning says
+    so) and the run starts over."""
     traces = _big(tmp_path, 40)
-    _paused_then_killed(tmp_path, 3, out="out.h5")
-    data = tmp_path / ".out.h5.partial" / "data.h5"
-    size = data.stat().st_size
-    with open(data, "r+b") as fh:  # garbage over HDF5's object headers / the last chunks' index
-        fh.seek(800 if where == "head" else size - 4096)
-        fh.write(b"\xff" * 4096)
-    err = _rerun(tmp_path, "out.h5")
-    assert "the unfinished run in .out.h5.partial is damaged" in err and "starting over" in err
+    out = f"out{suffix}"
+    _paused_then_killed(tmp_path, 3, out=out)
+    data = tmp_path / f".{out}.partial" / f"data{suffix}"
+    if suffix == ".h5":  # garbage over HDF5's object headers
+        with open(data, "r+b") as fh:
+            fh.seek(800)
+            fh.write(b"\xff" * 4096)
+    else:  # a stored chunk of the activity that no longer decodes
+        chunk = next(q for q in sorted((data / "activity").rglob("*")) if q.is_file()
+                     and not q.name.startswith(".") and q.name != "zarr.json")  # fmt: skip
+        chunk.write_bytes(b"\xff" * 64)
+    err = _rerun(tmp_path, out)
+    assert f"the unfinished run in .{out}.partial is damaged" in err and "starting over" in err
     ref = calab.run_deconvolution_full(traces, *REF)
-    np.testing.assert_array_equal(_output(tmp_path / "out.h5"), ref.activity)
+    np.testing.assert_array_equal(_output(tmp_path / out), ref.activity)
