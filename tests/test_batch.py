@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _cli_run import CMD, PARAMS, assert_error, digest, files, run
+from _cli_run import CMD, PARAMS, assert_error, digest, files, read_output, run
 
 import calab
 from calab.batch import (
@@ -476,7 +476,7 @@ def test_the_widget_runs_the_chunk_loop(tmp_path, data):
     np.testing.assert_array_equal(res.activity, want.activity)
 
 
-# ----------------------------------------------------------------------------- commit, ids (issue 22)
+# ------------------------------------------------------------------------ commit, ids (issue 22)
 
 #: Runs the calab command, killing it (os._exit: no cleanup, as SIGKILL) right after its n-th
 #: move of a file to a final name (os.replace whose target is not in the partial folder).
@@ -523,12 +523,7 @@ def test_a_run_killed_between_its_commit_steps_is_finished_by_the_rerun(
     ref = calab.run_deconvolution_full(
         traces, 30.0, 0.05, 0.5, 0.02, baseline="drift" if drift else "constant"
     )
-    if out.endswith(".npy"):
-        np.testing.assert_array_equal(np.load(tmp_path / out), ref.activity)
-    else:
-        src = calab.io.open.open_traces(tmp_path / out)
-        np.testing.assert_array_equal(np.asarray(src.data[:]), ref.activity)
-        src.close()
+    np.testing.assert_array_equal(read_output(tmp_path / out), ref.activity)
     info = json.loads((tmp_path / f"{stem}_info.json").read_text())
     assert info["iterations"] == ref.iterations.tolist()
     want = {"big.npy", "params.json", out, f"{stem}_info.json"}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli_run import read_output
 from test_batch import _big, _start_deconvolve, _wait_for_pause
 
 import calab
@@ -63,16 +64,6 @@ def _fill(disk: Path) -> Path:
     return filler
 
 
-def _output(path: Path) -> np.ndarray:
-    if path.suffix == ".npy":
-        return np.load(path)
-    src = calab.io.open.open_traces(path)
-    try:
-        return np.asarray(src.data[:])
-    finally:
-        src.close()
-
-
 def _error_line(proc: subprocess.Popen, err: str) -> str:
     """The run ended with exit status 1 and one error line (after its info lines)."""
     assert proc.returncode == 1, (proc.returncode, err)  # not -7 (SIGBUS) nor -11 (SIGSEGV)
@@ -106,7 +97,7 @@ def test_a_disk_full_mid_run_keeps_the_work_and_resumes(tmp_path, small_disk, su
     assert proc.returncode == 0, err
     assert "resuming" in err
     ref = calab.run_deconvolution_full(traces, *REF)
-    np.testing.assert_array_equal(_output(disk / f"out{suffix}"), ref.activity)
+    np.testing.assert_array_equal(read_output(disk / f"out{suffix}"), ref.activity)
     assert sorted(p.name for p in disk.iterdir()) == sorted([f"out{suffix}", "out_info.json"])
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _cli_run import CMD, PARAMS, files
+from _cli_run import CMD, PARAMS, files, read_output
 from test_batch import (
     PAUSE_ENV,
     _big,
@@ -46,16 +46,6 @@ def _tree_digest(path: Path) -> str:
             h.update(str(q.relative_to(path) if path.is_dir() else q.name).encode())
             h.update(q.read_bytes())
     return h.hexdigest()
-
-
-def _output(path: Path) -> np.ndarray:
-    if path.suffix == ".npy":
-        return np.load(path)
-    src = calab.io.open.open_traces(path)
-    try:
-        return np.asarray(src.data[:])
-    finally:
-        src.close()
 
 
 def _rerun(tmp_path: Path, out: str = "out.npy", timeout: float = 300) -> str:
@@ -95,11 +85,11 @@ def test_links_inside_the_partial_are_never_followed(tmp_path, suffix, entry):
     final = tmp_path / out
     assert not final.is_symlink()
     ref = calab.run_deconvolution_full(traces, *REF)
-    np.testing.assert_array_equal(_output(final), ref.activity)
+    np.testing.assert_array_equal(read_output(final), ref.activity)
     assert not (tmp_path / f".{out}.partial").exists()
 
 
-def test_a_link_is_never_committed_as_the_output(tmp_path):
+def test_a_link_is_never_committed_as_theread_output(tmp_path):
     """Item 1, the last step: a staged file that is a link is refused, not moved into place."""
     from calab.io.writers import commit
 
@@ -111,7 +101,7 @@ def test_a_link_is_never_committed_as_the_output(tmp_path):
     assert not os.path.lexists(tmp_path / "out.npy")
 
 
-# ----------------------------------------------------------------------------- item 14, 24: the record
+# ------------------------------------------------------------------------ items 14, 24: the record
 
 
 def test_a_fifo_as_the_progress_record_does_not_block(tmp_path):
@@ -166,7 +156,7 @@ def test_a_malformed_progress_record_is_damaged(tmp_path, done):
     _paused_then_killed(tmp_path, 3)
     record = tmp_path / ".out.npy.partial" / "progress.json"
     fingerprint = json.dumps(_record(tmp_path)["fingerprint"])
-    record.write_text('{"fingerprint": %s, "done": %s}' % (fingerprint, done))
+    record.write_text(f'{{"fingerprint": {fingerprint}, "done": {done}}}')
     err = _rerun(tmp_path)
     name = ".out.npy.partial/progress.json"
     assert "is damaged" in err and name in err and "starting over" in err, err
@@ -206,7 +196,7 @@ def test_an_edited_store_of_many_files_is_not_resumed(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "o.npy"), ref)
 
 
-# ----------------------------------------------------------------------------- item 26: housekeeping
+# ------------------------------------------------------------------------- item 26: housekeeping
 
 
 def test_a_fifo_as_the_lock_file_is_named(tmp_path):
@@ -286,7 +276,8 @@ def test_force_deletes_a_read_only_folder_inside_the_partial(as_user):
     done = _run_as(folder, wrap, [*cmd, "--force"])
     assert done.returncode == 0, done.stderr
     traces = np.load(folder / "big.npy")
-    np.testing.assert_array_equal(np.load(folder / "out.npy"), calab.run_deconvolution(traces, *REF))
+    ref = calab.run_deconvolution(traces, *REF)
+    np.testing.assert_array_equal(np.load(folder / "out.npy"), ref)
     assert not (folder / ".out.npy.partial").exists()
 
 
@@ -302,8 +293,8 @@ def test_an_undeletable_partial_is_named(as_user):
     done = _run_as(folder, wrap, [*cmd, "--force"])
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines()[-1:] == [
-        "calab: error: cannot delete .out.npy.partial (.out.npy.partial/junk/f: Permission denied); "
-        "delete it yourself and run again"
+        "calab: error: cannot delete .out.npy.partial (.out.npy.partial/junk/f: Permission "
+        "denied); delete it yourself and run again"
     ]
 
 
@@ -347,4 +338,4 @@ def test_a_partial_that_cannot_be_read_back_is_started_over(tmp_path, suffix):
     err = _rerun(tmp_path, out)
     assert f"the unfinished run in .{out}.partial is damaged" in err and "starting over" in err
     ref = calab.run_deconvolution_full(traces, *REF)
-    np.testing.assert_array_equal(_output(tmp_path / out), ref.activity)
+    np.testing.assert_array_equal(read_output(tmp_path / out), ref.activity)
