@@ -400,11 +400,13 @@ class Partial:
 
         The record holds the identity of each staged file; :meth:`commit` then moves them.
         """
+        assert self.writer is not None
+        staged = {p.name for p in self.writer.paths()} | {self.info_path.name}
         self.close()
         if info_text is not None:
             write_text_atomic(self.info_path, info_text)
-        staged = [name for name in self.finals if os.path.lexists(self.dir / name)]
-        self.complete = {name: _identity(self.dir / name) for name in staged}
+        names = [name for name in self.finals if name in staged and (self.dir / name).exists()]
+        self.complete = {name: _identity(self.dir / name) for name in names}
         self.record()
 
     def finishable(self) -> dict[str, Any] | None:

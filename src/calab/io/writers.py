@@ -260,14 +260,19 @@ def _make_deletable(top: Path) -> None:
     Links are not followed; folders of other users are left as they are.
     """
     uid = os.getuid() if hasattr(os, "getuid") else None
+
+    def allow(folder: str) -> None:
+        try:
+            st = os.lstat(folder)
+            if stat.S_ISDIR(st.st_mode) and (uid is None or st.st_uid == uid):
+                os.chmod(folder, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
+        except OSError:
+            pass
+
+    allow(str(top))  # before it is listed: it may be unreadable
     for folder, dirs, _ in os.walk(top, onerror=lambda exc: None):
-        for d in [folder, *(os.path.join(folder, d) for d in dirs)]:
-            try:
-                st = os.lstat(d)
-                if stat.S_ISDIR(st.st_mode) and (uid is None or st.st_uid == uid):
-                    os.chmod(d, stat.S_IMODE(st.st_mode) | stat.S_IRWXU)
-            except OSError:
-                pass
+        for d in dirs:
+            allow(os.path.join(folder, d))  # before os.walk lists it
 
 
 def remove(path: Path, *, strict: bool = True) -> None:
@@ -389,6 +394,10 @@ class Writer:
     def names(self) -> list[str]:
         """Return the names of the arrays this writer stores."""
         return list(FIELDS) if self.full else ["activity"]
+
+    def paths(self) -> list[Path]:
+        """Return the files (or folder) this writer writes."""
+        return [self.path]
 
     def chunk_rows(self) -> int:
         """Rows per stored chunk of the activity: about 8 MB."""
@@ -598,6 +607,10 @@ class NpyWriter(Writer):
     def names(self) -> list[str]:
         """Return the arrays stored: activity; with ``full`` and ``drift`` baseline (own file)."""
         return ["activity", "baseline"] if self.full and self.drift else ["activity"]
+
+    def paths(self) -> list[Path]:
+        """Return the files written: the activity, and the drift baseline's :func:`sidecar_path`."""
+        return [self.path, sidecar_path(self.path)] if "baseline" in self.names() else [self.path]
 
     def flush(self) -> None:
         """Wait until the written rows are on disk."""
