@@ -606,6 +606,8 @@ def _run(
         partial.stage(info_text)
     except KeyboardInterrupt:
         partial.close(quiet=True)
+        if not os.path.isdir(partial.dir):
+            raise  # before anything was kept: "no output written"
         name = partial.dir.name
         n_chunks = -(-n // chunk)
         raise RunInterrupted(
