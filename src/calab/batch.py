@@ -480,12 +480,13 @@ def deconvolve_file(
                     UserWarning,
                     stacklevel=2,
                 )
-        ids = src.meta.get("cell_ids")
-        if full:  # before any work: the info file cannot store NaN ids
-            ids = json_ids(ids, str(src.path), "or run without --full (full=False)")
         out = Path(path_out).expanduser() if path_out is not None else default_output(src)
         writer_cls = writer_for(out)
         info_path = info_path_for(out)
+        writes_info = info_path in _targets(out, full, p, writer_cls)
+        ids = src.meta.get("cell_ids")
+        if writes_info:  # before any work: the info file cannot store NaN ids
+            ids = json_ids(ids, str(src.path), "or run without --full (full=False)")
         attrs = {
             "calab_version": __version__,
             "source": str(src.path),
@@ -499,7 +500,7 @@ def deconvolve_file(
             fingerprint(src, attrs, chunk, full, opts, auto),
             writer_cls,
             baseline=baseline_path_for(out),
-            info=info_path if full else None,
+            info=info_path if writes_info else None,
         )
         inputs = [*src.inputs, *([params_file] if params_file else [])]
         # A run killed while moving its finished files into place: finish it (the outputs it
