@@ -98,7 +98,8 @@ def test_a_disk_full_mid_run_keeps_the_work_and_resumes(tmp_path, small_disk, su
     assert "resuming" in err
     ref = calab.run_deconvolution_full(traces, *REF)
     np.testing.assert_array_equal(read_output(disk / f"out{suffix}"), ref.activity)
-    assert sorted(p.name for p in disk.iterdir()) == sorted([f"out{suffix}", "out_info.json"])
+    info = calab.batch.info_path_for(disk / f"out{suffix}").name  # out_h5_info.json for .h5
+    assert sorted(p.name for p in disk.iterdir()) == sorted([f"out{suffix}", info])
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".h5"])
