@@ -226,7 +226,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     from calab.io.export import export_dict, write_export
     from calab.io.lock import output_lock
     from calab.io.open import open_rows
-    from calab.io.writers import check_outputs, commit, temp_dir
+    from calab.io.writers import check_outputs, commit, json_ids, temp_dir
 
     output = Path(args.output).expanduser() if args.output else None
     with open_rows(args.file, format=args.format, fs=args.fs, **_read_options(args)) as src:
@@ -234,9 +234,11 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
             raise CLIError(f"{src.path} stores no sampling rate; pass --fs HZ")
         if output is not None:
             check_outputs([output], src.inputs, args.force)  # before the work
+        ids = src.meta.get("cell_ids")
+        if args.json:  # before the work: JSON cannot hold NaN ids
+            ids = json_ids(ids, str(src.path), "or run without --json")
         est = estimate_source(src, src.fs, args.chunk_size)
         n, t = src.shape
-        ids = src.meta.get("cell_ids")
         flagged = [int(i) for i in np.flatnonzero(est.no_transients)]
         if output is not None:
             export = export_dict(

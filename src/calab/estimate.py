@@ -347,11 +347,11 @@ def estimate_parameters(
     ...                                    est.lam, baseline=est.baseline)
     """
     f = positive(fs, "fs", "sampling rate in Hz, e.g. 30.0")
-    _check_rate(f)
     from calab._validate import warn_implausible
     from calab.lazy import is_dataarray
 
     warn_implausible(f, shape=None if is_dataarray(traces) else getattr(traces, "shape", None))
+    _check_rate(f)
     if isinstance(max_cells, bool) or not isinstance(max_cells, numbers.Integral) or max_cells < 1:
         raise ValueError(f"max_cells must be an integer >= 1, got {max_cells!r}")
     max_cells = int(max_cells)

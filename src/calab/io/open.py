@@ -12,6 +12,7 @@ Only regular files and folders are opened: a FIFO, socket or device is refused b
 
 from __future__ import annotations
 
+import hashlib
 import numbers
 import os
 import stat
@@ -136,6 +137,31 @@ class Source:
     def shape(self) -> tuple[int, int]:
         """``(n_cells, n_timepoints)``."""
         return int(self.data.shape[0]), int(self.data.shape[1])
+
+    def stamp(self) -> str:
+        """Return a digest of the name, size and modification time of every file read.
+
+        The files are :attr:`inputs`; folders (a Minian store, a suite2p plane) are walked
+        whole, however many files they
+        hold, so rewriting any chunk changes the stamp.
+        """
+        h = hashlib.blake2b(digest_size=16)
+        for top in sorted({os.path.abspath(p) for p in self.inputs or (self.path,)}):
+            if not os.path.isdir(top):
+                st = os.stat(top)
+                h.update(repr((top, st.st_size, st.st_mtime_ns)).encode())
+                continue
+            for folder, dirs, names in os.walk(top):  # links to folders are stamped, not walked
+                dirs.sort()
+                links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
+                for name in sorted(names) + links:
+                    q = os.path.join(folder, name)
+                    try:
+                        st = os.stat(q)
+                    except OSError:  # a dangling link
+                        st = os.lstat(q)
+                    h.update(repr((os.path.relpath(q, top), st.st_size, st.st_mtime_ns)).encode())
+        return h.hexdigest()
 
     def close(self) -> None:
         """Close the file behind a lazy source (nothing to do for arrays)."""
