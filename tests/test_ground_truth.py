@@ -173,7 +173,6 @@ AUTO_SHORT: dict[tuple[str, int], str] = {
     ("DS10-GCaMP6f-m-V1-neuropil-corrected.npz", 10): "0.618, 0.06 below the best global",
     ("DS13-GCaMP6s-m-V1-neuropil-corrected.npz", 5): "0.759, 0.03 below the best global",
     ("DS13-GCaMP6s-m-V1-neuropil-corrected.npz", 10): "0.767, 0.045 below the best global",
-    ("DS14-GCaMP6s-m-V1.npz", 2): "0.823, 0.021 below the best global",
     ("DS14-GCaMP6s-m-V1.npz", 4): "0.828, 0.03 below the best global",
     ("DS29-GCaMP7f-m-V1.npz", 8): "0.843, 0.03 below the best global",
     ("DS31-GCaMP8m-m-V1.npz", 8): "0.875, 0.026 below the best global",
