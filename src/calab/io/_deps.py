@@ -1,4 +1,5 @@
-"""Lazy imports of the optional loader dependencies (``pip install calab[loaders]``)."""
+"""Lazy imports of the optional loader dependencies (``pip install calab[loaders]``, and
+``calab[nwb]`` for NWB files)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ _PURPOSE = {
     "h5py": "reading CaImAn HDF5 files and writing .h5 outputs",
     "zarr": "reading Minian zarr stores and writing .zarr outputs",
     "xarray": "reading Minian zarr stores",
+    "pynwb": "reading NWB files",
 }
+# The extra that installs a module, where it is not ``loaders``.
+_EXTRA = {"pynwb": "nwb"}
 
 
 def require(name: str) -> ModuleType:
@@ -26,5 +30,5 @@ def require(name: str) -> ModuleType:
         purpose = _PURPOSE.get(name, "this feature")
         raise ImportError(
             f"{name} is needed for {purpose} but is not installed; "
-            "install it with: pip install calab[loaders]"
+            f"install it with: pip install calab[{_EXTRA.get(name, 'loaders')}]"
         ) from exc
