@@ -221,12 +221,16 @@ class NwbRows:
     ) -> None:
         try:
             with warnings.catch_warnings():
-                # pynwb notes that the file's cached schema differs from the one it ships
+                # pynwb notes that the file's cached schema differs from the one it ships, and
+                # series stored ROI first (read here whatever their orientation)
                 warnings.filterwarnings("ignore", message=r".*[Nn]amespace.*", category=UserWarning)
+                warnings.filterwarnings("ignore", message=r".*oriented incorrectly.*")
                 self._io = pynwb.NWBHDF5IO(file=self._f, mode="r", load_namespaces=True)
                 nwbfile = self._io.read()
         except Exception as exc:  # hdmf raises many kinds on malformed files
-            raise _fail(where, f"{type(exc).__name__}: {exc}") from None
+            reason = str(exc).rpartition("due to: ")[2].rstrip("\"')")  # not hdmf's object dump
+            reason = reason if len(reason) <= 400 else reason[:400] + " ..."
+            raise _fail(where, f"{type(exc).__name__}: {reason}") from None
         path, obj = _pick(_candidates(pynwb, nwbfile, where), series, where)
         key = path.strip("/") + "/data"
         ds = _dataset(h5py, obj.data, key, where)
