@@ -30,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +60,18 @@ def write_store(root: Path, n_cells: int, n_frames: int, block: int) -> Path:
         traces, _ = calab.simulate(k, n_frames, FS, TAU_RISE, TAU_DECAY, seed=start)
         arr[start : start + k] = traces.astype(np.float32)
     return store
+
+
+@contextmanager
+def workdir(path: str | None, prefix: str) -> Iterator[Path]:
+    """``path`` (kept), or a temporary folder removed afterwards."""
+    root = Path(path or tempfile.mkdtemp(prefix=prefix))
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        yield root
+    finally:
+        if path is None:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 class MemoryLimit:
@@ -114,7 +128,9 @@ def write_h5_and_nwb(root: Path, n_cells: int, n_frames: int) -> tuple[Path, Pat
 
     h5 = root / "rec.h5"
     with h5py.File(h5, "w") as f:
-        c = f.create_dataset("estimates/C", (n_cells, n_frames), "f4", chunks=(64, n_frames))
+        c = f.create_dataset(
+            "estimates/C", (n_cells, n_frames), "f4", chunks=(min(64, n_cells), n_frames)
+        )
         f["params/data/fr"] = np.float64(FS)
         for start in range(0, n_cells, 64):
             k = min(64, n_cells - start)
@@ -140,7 +156,7 @@ def write_h5_and_nwb(root: Path, n_cells: int, n_frames: int) -> tuple[Path, Pat
     region = ps.create_roi_table_region(region=list(range(n_cells)), description="all ROIs")
     fl = Fluorescence(name="Fluorescence")
     ophys.add(fl)
-    chunk_t = 1000
+    chunk_t = min(1000, n_frames)
     data = H5DataIO(shape=(n_frames, n_cells), dtype=np.float32, chunks=(chunk_t, n_cells),
                     compression="gzip")  # fmt: skip
     fl.create_roi_response_series(name="Fluorescence", data=data, rois=region, unit="lumens",
@@ -186,9 +202,7 @@ def measured_run(args: list[str], report: Path, limit: MemoryLimit | None) -> di
 def nwb_comparison(args: argparse.Namespace) -> None:
     """NWB (time-chunked, gzip) against the same traces as .h5, measured in the same run."""
     n_cells, n_frames = args.cells, args.frames
-    root = Path(args.workdir or tempfile.mkdtemp(prefix="calab-stream-nwb-"))
-    root.mkdir(parents=True, exist_ok=True)
-    try:
+    with workdir(args.workdir, "calab-stream-nwb-") as root:
         t0 = time.perf_counter()
         h5, nwb = write_h5_and_nwb(root, n_cells, n_frames)
         raw_mb = n_cells * n_frames * 4 / 1e6
@@ -221,9 +235,6 @@ def nwb_comparison(args: argparse.Namespace) -> None:
                   f"{r['read_mb'] / raw_mb:9.2f} {r['cell_frames_per_s'] / 1e6:16.2f}")  # fmt: skip
         if args.out:
             Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:
@@ -242,9 +253,7 @@ def main() -> None:
 
     n_frames = args.frames
     n_cells = max(1, int(args.size_gb * 1e9 / (4 * n_frames)))
-    root = Path(args.workdir or tempfile.mkdtemp(prefix="calab-stream-"))
-    root.mkdir(parents=True, exist_ok=True)
-    try:
+    with workdir(args.workdir, "calab-stream-") as root:
         t0 = time.perf_counter()
         store = write_store(root, n_cells, n_frames, block=64)
         size = sum(p.stat().st_size for p in store.rglob("*") if p.is_file())
@@ -304,9 +313,6 @@ def main() -> None:
               f"{mem_rate / 1e6:.2f} M cell-frames/s (ratio {ratio:.2f})")  # fmt: skip
         if args.out:
             Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

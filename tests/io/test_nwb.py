@@ -319,9 +319,7 @@ def test_time_chunked_file_is_read_about_twice_in_blocks(tmp_path):
     traces = np.random.default_rng(5).normal(size=(120, 50_000)).astype(np.float32)
     # every ROI in each chunk, compressed (as NWB converters write): any block of cells
     # decompresses every chunk
-    path = write_suite2p_nwb(
-        tmp_path / "big.nwb", traces, chunks=(1000, 120), compression="gzip"
-    )
+    path = write_suite2p_nwb(tmp_path / "big.nwb", traces, chunks=(1000, 120), compression="gzip")
     with h5py.File(path, "r") as f:
         stored = f["processing/ophys/Fluorescence/Fluorescence/data"].id.get_storage_size()
     before = _rchar()

@@ -91,7 +91,7 @@ def _check_nwb_file(h5py: Any, f: Any, where: str) -> str:
 
 
 def _series_path(obj: Any) -> str:
-    """The HDF5 path of a series read from a file ("/processing/ophys/Fluorescence/F")."""
+    """Return the HDF5 path of a series read from a file ("/processing/ophys/Fluorescence/F")."""
     name = getattr(obj.data, "name", None)
     if isinstance(name, str) and name.endswith("/data"):
         return name[: -len("/data")]
@@ -122,9 +122,7 @@ def _pick(candidates: list[tuple[str, Any]], series: str | None, where: str) -> 
         if len(hits) == 1:
             return hits[0]
         what = "names several series" if hits else "matches no ROI response series"
-        raise KeyError(
-            f"series={series!r} {what} in {where}; give one of these paths: {listing}"
-        )
+        raise KeyError(f"series={series!r} {what} in {where}; give one of these paths: {listing}")
     fluorescent = [(p, o) for p, o in candidates if _is_fluorescence(p)]
     if len(fluorescent) == 1:
         return fluorescent[0]
@@ -165,7 +163,9 @@ def _check_stored(ds: Any, key: str, where: str, file_size: int) -> None:
         filtered = bool(ds.compression or ds.shuffle or ds.fletcher32 or ds.scaleoffset)
         chunks = ds.chunks
         if chunks is not None:
-            need = int(np.prod([-(-n // c) for n, c in zip(ds.shape, chunks)], dtype=np.int64))
+            need = int(
+                np.prod([-(-n // c) for n, c in zip(ds.shape, chunks, strict=True)], dtype=np.int64)
+            )
             have = int(ds.id.get_num_chunks())
         else:
             need = have = 0
@@ -189,9 +189,7 @@ class NwbRows:
     Close when done. The arguments are those of :func:`load_nwb`.
     """
 
-    def __init__(
-        self, path: PathLike, series: str | None = None, fs: float | None = None
-    ) -> None:
+    def __init__(self, path: PathLike, series: str | None = None, fs: float | None = None) -> None:
         if series is not None and not isinstance(series, str):
             raise TypeError(f"series must be a series name or path (a str), got {series!r}")
         fs_ = None if fs is None else sampling_rate(fs, "fs")
@@ -317,9 +315,10 @@ class NwbRows:
             return None
         dt = np.diff(t)
         step = float(np.median(dt))
-        if not (np.isfinite(dt).all() and step > 0) or float(
-            np.max(np.abs(dt - step))
-        ) > TIMESTAMP_RTOL * step:
+        if (
+            not (np.isfinite(dt).all() and step > 0)
+            or float(np.max(np.abs(dt - step))) > TIMESTAMP_RTOL * step
+        ):
             lo, hi = float(np.min(dt)), float(np.max(dt))
             raise ValueError(
                 f"{path}/timestamps in {where} are irregular (frame intervals from {lo:g} to "
@@ -377,8 +376,8 @@ class NwbRows:
         t, dtype = self.shape[1], self._ds.dtype
         count = (stop - start) * t
         raw = os.pread(self._spill.fileno(), count * dtype.itemsize, start * t * dtype.itemsize)
-        return np.frombuffer(raw, dtype=dtype, count=count).reshape(stop - start, t).astype(
-            np.float64
+        return (
+            np.frombuffer(raw, dtype=dtype, count=count).reshape(stop - start, t).astype(np.float64)
         )
 
     def close(self) -> None:
