@@ -215,6 +215,8 @@ def nwb_comparison(args: argparse.Namespace) -> None:
         )
         base = measured_run([], root / "io-start.txt", None)["rchar"]
         limit = MemoryLimit(int(args.limit_gb * 2**30)) if args.limit_gb else None
+        if limit is not None and limit.path is None:
+            print("no writable cgroup memory controller here: running without a limit")
         results = {}
         try:
             for name, src in (("h5", h5), ("nwb", nwb)):

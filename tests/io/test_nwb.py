@@ -4,7 +4,9 @@ way suite2p (``suite2p/io/nwb.py`` save_nwb) and CaImAn (``Estimates.save_NWB``)
 from __future__ import annotations
 
 import json
+import os
 import sys
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -296,6 +298,14 @@ def test_declared_size_beyond_the_stored_data(tmp_path, traces):
         calab.load_nwb(path)
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifo_named_nwb_is_refused_unopened(tmp_path):
+    fifo = tmp_path / "pipe.nwb"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=r"pipe\.nwb is a FIFO"):
+        calab.load_nwb(fifo)  # opening it would block
+
+
 def test_missing_pynwb_names_the_extra(tmp_path, traces, monkeypatch):
     path = write_suite2p_nwb(tmp_path / "s2p.nwb", traces)
     monkeypatch.setitem(sys.modules, "pynwb", None)
@@ -330,6 +340,15 @@ def test_time_chunked_file_is_read_about_twice_in_blocks(tmp_path):
     # 12 blocks each decompressing every chunk would read the data 12 times; the series is
     # read once and its cell-major copy once
     assert read < stored + 1.2 * traces.nbytes + 2_000_000, (read, stored, traces.nbytes)
+
+
+def test_temporary_copy_that_cannot_be_written_is_named(tmp_path, monkeypatch):
+    traces = np.random.default_rng(7).normal(size=(8, 300)).astype(np.float32)
+    path = write_suite2p_nwb(tmp_path / "s2p.nwb", traces, chunks=(50, 8))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))  # TMPDIR removed
+    with NwbRows(path) as src:
+        with pytest.raises(OSError, match=r"cell-major copy of .*s2p\.nwb.*gone.*set TMPDIR"):
+            src.rows(0, 1)
 
 
 def test_roi_chunked_file_is_read_directly(tmp_path):

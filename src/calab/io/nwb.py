@@ -27,6 +27,7 @@ import re
 import tempfile
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -351,19 +352,34 @@ class NwbRows:
         item = ds.dtype.itemsize
         chunk_t = ds.chunks[0] if ds.chunks is not None else 1
         slab = max(chunk_t, (SLAB_BYTES // max(n * item, 1)) // chunk_t * chunk_t)
-        spill = tempfile.TemporaryFile(prefix="calab-nwb-")
+        with self._spill_errors():
+            spill = tempfile.TemporaryFile(prefix="calab-nwb-")
         try:
             fd = spill.fileno()
             for t0 in range(0, t, slab):
                 t1 = min(t, t0 + slab)
                 with _h5(self._where, self._key):
                     part = np.ascontiguousarray(np.asarray(ds[t0:t1, :]).T)
-                for r in range(n):
-                    os.pwrite(fd, part[r].tobytes(), (r * t + t0) * item)
+                with self._spill_errors():
+                    for r in range(n):
+                        os.pwrite(fd, part[r].tobytes(), (r * t + t0) * item)
         except BaseException:
             spill.close()
             raise
         return spill
+
+    @contextmanager
+    def _spill_errors(self) -> Iterator[None]:
+        """Turn an OSError writing the temporary copy into one naming it and the fix."""
+        try:
+            yield
+        except OSError as exc:
+            n, t = self.shape
+            raise OSError(
+                f"cannot write the cell-major copy of {self._key} of {self._where} "
+                f"({n * t * self._ds.dtype.itemsize} bytes) in {tempfile.gettempdir()}: "
+                f"{exc.strerror or exc}; set TMPDIR to a folder with room for it"
+            ) from None
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         """ROIs ``start:stop`` as float64, shape ``(stop - start, n_frames)``."""
