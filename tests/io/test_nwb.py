@@ -306,6 +306,19 @@ def test_fifo_named_nwb_is_refused_unopened(tmp_path):
         calab.load_nwb(fifo)  # opening it would block
 
 
+def test_timestamps_declared_beyond_the_stored_data(tmp_path, traces):
+    path = write_caiman_nwb(tmp_path / "cnm.nwb", traces)
+    key = "processing/ophys/Fluorescence/RoiResponseSeries/timestamps"
+
+    def sparse(f: Any) -> None:  # 200 times declared, a chunk of 50 written
+        del f[key]
+        f.create_dataset(key, shape=(200,), chunks=(50,), dtype="f8")[:50] = 1.0
+
+    _with(path, sparse)
+    with pytest.raises(ValueError, match=r"timestamps in .*cnm\.nwb declares shape \(200,\)"):
+        calab.load_nwb(path)
+
+
 def test_missing_pynwb_names_the_extra(tmp_path, traces, monkeypatch):
     path = write_suite2p_nwb(tmp_path / "s2p.nwb", traces)
     monkeypatch.setitem(sys.modules, "pynwb", None)

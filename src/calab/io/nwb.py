@@ -246,7 +246,8 @@ class NwbRows:
         if 0 in shape:
             raise ValueError(f"{key} in {where} is empty (shape {shape}); it holds no traces")
         _check_stored(ds, key, where, size)
-        ids = self._roi_ids(h5py, obj, path, where)
+        self._h5py, self._size = h5py, size
+        ids = self._roi_ids(obj, path, where)
         self._time_axis = self._orientation(shape, ids, path, where)
         n_frames = shape[self._time_axis]
         n_rois = 1 if len(shape) == 1 else shape[1 - self._time_axis]
@@ -266,23 +267,29 @@ class NwbRows:
             self.storage_rows = int(n_rois) if self._time_axis == 0 else 1
         self.meta_extra: dict[str, Any] = {"series": path, "path": where}
 
-    @staticmethod
-    def _roi_ids(h5py: Any, obj: Any, path: str, where: str) -> np.ndarray | None:
+    def _small(self, data: Any, key: str, where: str) -> np.ndarray:
+        """Read a 1-D dataset whole (ROI ids, timestamps) once its size is checked."""
+        ds = _dataset(self._h5py, data, key, where)
+        if ds is not None:
+            _check_stored(ds, key, where, self._size)
+        with _h5(where, key):
+            return np.asarray(data[()]).reshape(-1)
+
+    def _roi_ids(self, obj: Any, path: str, where: str) -> np.ndarray | None:
         rois = getattr(obj, "rois", None)
         if rois is None:
             return None
-        try:
-            region = np.asarray(rois.data[()], dtype=np.int64).reshape(-1)
-            table_ids = np.asarray(rois.table.id.data[()]).reshape(-1)
-        except Exception as exc:
-            raise _fail(where, f"cannot read the ROIs of {path} ({exc})") from None
+        region = self._small(rois.data, f"{path}/rois", where)
+        table_ids = self._small(rois.table.id.data, f"{rois.table.name}/id", where)
+        if region.dtype.kind not in "iu":
+            raise ValueError(f"{path}/rois in {where} must hold row numbers, got {region.dtype}")
         bad = region[(region < 0) | (region >= table_ids.size)]
         if bad.size:
             raise ValueError(
                 f"{path}/rois in {where} points to row {int(bad[0])} of "
                 f"{rois.table.name}, which has {table_ids.size} ROIs; the file is inconsistent"
             )
-        return table_ids[region]
+        return np.asarray(table_ids[region])
 
     @staticmethod
     def _orientation(shape: tuple[int, ...], ids: Any, path: str, where: str) -> int:
@@ -306,12 +313,12 @@ class NwbRows:
         stamps = getattr(obj, "timestamps", None)
         if stamps is None:
             return None
-        with _h5(where, f"{path}/timestamps"):
-            t = np.asarray(stamps[()], dtype=np.float64).reshape(-1)
-        if t.size != n_frames:
+        shape = tuple(getattr(stamps, "shape", ()))
+        if shape != (n_frames,):
             raise ValueError(
-                f"{path}/timestamps in {where} holds {t.size} times for {n_frames} frames"
+                f"{path}/timestamps in {where} has shape {shape} for {n_frames} frames"
             )
+        t = self._small(stamps, f"{path}/timestamps", where).astype(np.float64)
         if t.size < 2:
             return None
         dt = np.diff(t)
