@@ -1,5 +1,5 @@
 """Lazy imports of the optional loader dependencies (``pip install calab[loaders]``, and
-``calab[nwb]`` for NWB files)."""
+pynwb for NWB files)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ _PURPOSE = {
     "xarray": "reading Minian zarr stores",
     "pynwb": "reading NWB files",
 }
-# The extra that installs a module, where it is not ``loaders``.
-_EXTRA = {"pynwb": "nwb"}
+# Modules of their own extra (``nwb``), installed by name: ``calab`` on PyPI is another project.
+_OWN_EXTRA = {"pynwb": "nwb"}
 
 
 def require(name: str) -> ModuleType:
@@ -28,7 +28,12 @@ def require(name: str) -> ModuleType:
         return importlib.import_module(name)
     except ImportError as exc:
         purpose = _PURPOSE.get(name, "this feature")
+        if name in _OWN_EXTRA:
+            raise ImportError(
+                f"{name} is needed for {purpose} but is not installed; install it with: "
+                f"pip install {name} (the {_OWN_EXTRA[name]!r} extra)"
+            ) from exc
         raise ImportError(
             f"{name} is needed for {purpose} but is not installed; "
-            f"install it with: pip install calab[{_EXTRA.get(name, 'loaders')}]"
+            "install it with: pip install calab[loaders]"
         ) from exc

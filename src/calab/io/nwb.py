@@ -194,7 +194,7 @@ class NwbRows:
         if series is not None and not isinstance(series, str):
             raise TypeError(f"series must be a series name or path (a str), got {series!r}")
         fs_ = None if fs is None else sampling_rate(fs, "fs")
-        pynwb = require("pynwb")  # first: it brings h5py, so a missing one names calab[nwb]
+        pynwb = require("pynwb")  # first: it brings h5py, so a missing one names pynwb
         h5py = require("h5py")
         p = require_file(path, "NWB file")
         where = str(p)
@@ -476,7 +476,7 @@ def load_nwb(
     Raises
     ------
     ImportError
-        If pynwb or h5py is missing (``pip install calab[nwb]``).
+        If pynwb is missing (``pip install pynwb``, the ``nwb`` extra).
     FileNotFoundError
         If ``path`` does not exist.
     KeyError
