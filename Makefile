@@ -15,7 +15,10 @@ $(PY):
 	$(PIP) install -q --upgrade pip
 
 # Installs calab (builds the Rust extension in release mode) and its test tools into .venv.
+# `calab` on PyPI is another project (the CaLab package) with the same import name; it, or this
+# package installed under its former distribution name `calab`, is removed from .venv first.
 install: $(PY) js
+	$(PIP) uninstall -q -y calab 2>/dev/null || true
 	$(PIP) install -q -e ".[$(EXTRAS)]"
 
 # Builds the tuning UI bundle (src/calab/static/widget.js + .css) from js/.
@@ -29,9 +32,14 @@ e2e-deps:
 
 # Rebuild only the Rust extension after editing rust/ (faster than a full install).
 build: $(PY)
-	$(VENV)/bin/maturin develop --release -q
+	$(VENV)/bin/maturin develop --release -q -m rust/Cargo.toml
 
-demo: install
+# The demo needs calab and numpy only: no UI bundle, loaders or test tools (`make install` adds
+# them). The Rust extension is compiled here in release mode, with cargo's progress shown
+# (about a minute the first time).
+demo: $(PY)
+	$(PIP) install --progress-bar on "maturin>=1.9.3,<2"
+	$(VENV)/bin/maturin develop --release -m rust/Cargo.toml
 	$(PY) examples/demo.py
 
 lint: install
@@ -59,10 +67,10 @@ test: e2e-deps lint test-rust test-js test-py
 # the ziglang package, links against the old glibc) and the sdist (with the UI bundle and sources).
 dist: $(PY) js
 	$(PIP) install -q "maturin>=1.9.3,<2" "ziglang>=0.13"
-	rm -f $(DIST)/calab-*.whl $(DIST)/calab-*.tar.gz
+	rm -f $(DIST)/cadeconv-*.whl $(DIST)/cadeconv-*.tar.gz
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/maturin build --release --strip --zig \
 		--compatibility manylinux2014 --interpreter $(PY) --out $(DIST)
-	$(VENV)/bin/maturin sdist --out $(DIST)
+	$(VENV)/bin/maturin sdist -m rust/Cargo.toml --out $(DIST)
 
 bench: install
 	$(PY) bench/solver.py

@@ -1,12 +1,17 @@
 """Accuracy on real ground truth: calab vs OASIS AR(1)/AR(2) and upstream CaLab (if installed).
 
-First table (issue 12's protocol): calab automatic (``calab.estimate_parameters``, no spike data
-used), OASIS automatic (``oasis.functions.deconvolve(y, g=(None, None), penalty=1)``) and the
-best single global calab setting of a grid of 8 kernels x 6 lambdas. Score: Pearson r between
-activity and recorded spike counts, both summed in 100 ms bins, best of lags 0, 1, 2 frames
-(activity shifted earlier) per cell, median over the cells of a dataset.
+Automatic table (``--auto``, the default): for every dataset at its own frame rate and averaged
+to about 30 and 15 Hz (k frames into one, spikes summed): calab automatic
+(``calab.estimate_parameters``, no spike data used), OASIS automatic
+(``oasis.functions.deconvolve(y, g=(None, None), penalty=1)``), the best single global calab
+setting of a grid of 8 kernels x 6 lambdas, the estimated kernel, the estimate's verdict
+(``est.quality`` where the estimate has one) and the time of calab automatic (estimate +
+deconvolution) and of OASIS automatic, measured in the same run. Score (solver-facts.md): Pearson
+r between activity and recorded spike counts, both summed in 100 ms bins, best of lags -1, 0, 1,
+2 frames (activity moved one frame later, unchanged, one or two earlier) per cell, median over the
+cells of a dataset.
 
-Second table (``--fixed``): fixed textbook kernels per indicator, noise-scaled lambda.
+``--fixed``: fixed textbook kernels per indicator, noise-scaled lambda.
 
 Reads Cascade-format ``*.npz`` files (``traces``, ``spike_counts``, ``fs``, ``indicator``) from
 ``$CALAB_GROUND_TRUTH`` or ``<repo>/../shared/data/ground_truth``; skips when absent.
@@ -17,7 +22,7 @@ synthetic benchmark: ``lam = lam_ref * (sigma / 0.2) * (||h|| / G_dc) / (||h_ref
 with ``sigma`` from frame-to-frame differences and the reference the GCaMP6f-like kernel at
 30 Hz with noise sd 0.2 (``bench/solver.py``'s data). OASIS gets the equivalent penalty.
 
-Usage: .venv/bin/python bench/accuracy.py [--no-grid] [--rates]
+Usage: .venv/bin/python bench/accuracy.py [--auto] [--no-grid | --grid-from JSON] [--only DS09,DS31]
        [--fixed [--lam-ref 0.01] [--no-upstream]]
 """
 
@@ -28,6 +33,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -65,7 +71,14 @@ GRID_KERNELS = [(0.005, 0.1), (0.01, 0.15), (0.01, 0.25), (0.02, 0.3), (0.02, 0.
                 (0.05, 1.0), (0.05, 1.5)]  # fmt: skip
 GRID_LAMS = [0.0, 0.003, 0.01, 0.03, 0.1, 0.3]
 BIN_S = 0.1
-LAGS = (0, 1, 2)
+LAGS = (-1, 0, 1, 2)
+"""Frames the activity is moved earlier (negative: later) before scoring; the best counts.
+
+-1 is in since 2026-12-07: the files count each spike in its nearest frame, so CaTune's
+convention (h[0] = 0: activity at the last frame before the rise) and OASIS's AR convention sit
+half a frame off on opposite sides (../shared/notes/solver-facts.md)."""
+TARGET_RATES_HZ = (30.0, 15.0)
+"""Each dataset is also scored averaged to about these frame rates (k frames into one)."""
 
 
 def write_results(res: dict[str, Any], out: Path | None, stem: str) -> None:
@@ -76,14 +89,20 @@ def write_results(res: dict[str, Any], out: Path | None, stem: str) -> None:
     print(f"\nwrote {path}")
 
 
-def binned_score(activity: np.ndarray, spikes: np.ndarray, fs: float) -> tuple[float, np.ndarray]:
-    """Issue 12's score: median over cells of the best-lag Pearson r of 100 ms bin sums."""
-    width = max(1, int(round(BIN_S * fs)))
+def shifted(activity: np.ndarray, spikes: np.ndarray, lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Overlapping parts with ``activity[t + lag]`` set against ``spikes[t]``."""
     n = activity.shape[1]
+    if lag >= 0:
+        return activity[:, lag:], spikes[:, : n - lag]
+    return activity[:, : n + lag], spikes[:, -lag:]
+
+
+def binned_score(activity: np.ndarray, spikes: np.ndarray, fs: float) -> tuple[float, np.ndarray]:
+    """Median over cells of the best-lag (:data:`LAGS`) Pearson r of 100 ms bin sums."""
+    width = max(1, int(round(BIN_S * fs)))
     per_lag = []
     for lag in LAGS:
-        a = activity[:, lag:]
-        s = spikes[:, : n - lag]
+        a, s = shifted(activity, spikes, lag)
         m = a.shape[1] // width
         a = a[:, : m * width].reshape(a.shape[0], m, width).sum(axis=2)
         s = s[:, : m * width].reshape(s.shape[0], m, width).sum(axis=2)
@@ -117,52 +136,23 @@ def oasis_auto(traces: np.ndarray) -> np.ndarray:
     return np.array(rows)
 
 
-def auto_table(files: list[Path], grid: bool, have_oasis: bool) -> dict[str, Any]:
-    """Issue 12's table: calab automatic, OASIS automatic, best single global grid setting."""
-    out: dict[str, Any] = {}
-    for f in files:
-        z = np.load(f)
-        y = np.asarray(z["traces"], dtype=np.float64)
-        spikes = np.asarray(z["spike_counts"], dtype=np.float64)
-        fs = float(z["fs"])
-        est = calab.estimate_parameters(y, fs)
-        med, r = binned_score(deconvolve_auto(y, fs, est), spikes, fs)
-        row: dict[str, Any] = {
-            "indicator": str(z["indicator"]),
-            "fs": fs,
-            "cells": int(y.shape[0]),
-            "auto": {"median_r": med, "r": r.round(4).tolist(), "tau_rise": est.tau_rise,
-                     "tau_decay": est.tau_decay, "baseline": est.baseline,
-                     "lam": est.lam.tolist(), "noise": est.noise.tolist(),
-                     "no_transients": est.no_transients.tolist()},
-        }  # fmt: skip
-        if have_oasis:
-            row["oasis_auto"] = {"median_r": binned_score(oasis_auto(y), spikes, fs)[0]}
-        if grid:
-            best = (-np.inf, None)
-            for tr, td in GRID_KERNELS:
-                for lam in GRID_LAMS:
-                    score = binned_score(calab.run_deconvolution(y, fs, tr, td, lam), spikes, fs)[0]
-                    if score > best[0]:
-                        best = (score, (tr, td, lam))
-            row["grid_best"] = {"median_r": best[0], "setting": best[1]}
-        out[f.stem] = row
-    print("\nmedian r vs recorded spikes (100 ms bins, best lag 0-2 frames per cell)")
-    print(f"  {'dataset':<22}{'cells':>6}{'calab auto':>12}{'OASIS auto':>12}{'grid best':>12}"
-          "  auto kernel (s), baseline; grid setting")  # fmt: skip
-    for name, row in out.items():
-        cols = [row["auto"]["median_r"], row.get("oasis_auto", {}).get("median_r"),
-                row.get("grid_best", {}).get("median_r")]  # fmt: skip
-        txt = "".join(f"{c:>12.3f}" if c is not None else f"{'n/a':>12}" for c in cols)
-        a = row["auto"]
-        extra = f"  {a['tau_rise']:.4f}/{a['tau_decay']:.3f}, {a['baseline']}"
-        if "grid_best" in row:
-            extra += f"; {row['grid_best']['setting']}"
-        print(f"  {name:<22}{row['cells']:>6}{txt}{extra}")
+def verdict_text(est: Any) -> str:
+    """The estimate's verdict (``est.quality``) in one short cell; empty where there is none."""
+    quality = getattr(est, "quality", None)
+    if quality is None:
+        return ""
+    summary = getattr(quality, "summary", None)
+    return str(summary() if callable(summary) else summary if summary is not None else quality)
+
+
+def rate_factors(fs: float) -> list[int]:
+    """1 (the recording's own rate) and the averaging factors that bring it near 30 and 15 Hz."""
+    out = [1]
+    for target in TARGET_RATES_HZ:
+        k = max(1, int(fs / target))
+        if k not in out:
+            out.append(k)
     return out
-
-
-RATE_FACTORS = (1, 2, 4)
 
 
 def decimate(y: np.ndarray, spikes: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
@@ -172,64 +162,168 @@ def decimate(y: np.ndarray, spikes: np.ndarray, factor: int) -> tuple[np.ndarray
     return y[:, : m * factor].reshape(shape).mean(2), spikes[:, : m * factor].reshape(shape).sum(2)
 
 
-def rates_table(files: list[Path], have_oasis: bool) -> dict[str, Any]:
-    """calab automatic vs OASIS automatic at 1/1, 1/2 and 1/4 of each recording's frame rate.
+def grid_best(y: np.ndarray, spikes: np.ndarray, fs: float) -> dict[str, Any]:
+    """calab's best single global setting of the 48-point grid (scored with the spikes)."""
+    best: tuple[float, Any] = (-np.inf, None)
+    for tr, td in GRID_KERNELS:
+        for lam in GRID_LAMS:
+            score = binned_score(np.asarray(calab.run_deconvolution(y, fs, tr, td, lam)), spikes,
+                                 fs)[0]  # fmt: skip
+            if score > best[0]:
+                best = (score, (tr, td, lam))
+    return {"median_r": best[0], "setting": best[1]}
 
-    The last column moves calab's activity one frame later: the CaTune kernel has h[0] = 0, so
-    for an indicator that rises within a frame the activity sits one frame before the frame
-    the spike is recorded in (the score forgives late activity only).
+
+def _timed(fn: Any, repeats: int) -> tuple[Any, float]:
+    """The result of ``fn()`` and its median time over ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return out, float(np.median(times))
+
+
+def auto_row(
+    y: np.ndarray,
+    spikes: np.ndarray,
+    fs: float,
+    have_oasis: bool,
+    grid: dict[str, Any] | None,
+    repeats: int = 1,
+) -> dict[str, Any]:
+    """One row of the automatic table: calab automatic, OASIS automatic, the grid's best.
+
+    Times are medians over ``repeats`` calls, calab's and OASIS's alternating.
+    """
+    t_est, t_dec, t_o = [], [], []
+    est: Any = None
+    act = act_o = np.zeros(0)
+    for _ in range(repeats):
+        est, t = _timed(lambda: calab.estimate_parameters(y, fs), 1)
+        t_est.append(t)
+        act, t = _timed(lambda: deconvolve_auto(y, fs, est), 1)  # noqa: B023 - called here
+        t_dec.append(t)
+        if have_oasis:
+            act_o, t = _timed(lambda: oasis_auto(y), 1)
+            t_o.append(t)
+    med, r = binned_score(act, spikes, fs)
+    row: dict[str, Any] = {
+        "fs": fs,
+        "cells": int(y.shape[0]),
+        "auto": {"median_r": med, "r": r.round(4).tolist(), "tau_rise": est.tau_rise,
+                 "tau_decay": est.tau_decay, "baseline": est.baseline,
+                 "lam": np.asarray(est.lam).tolist(), "noise": est.noise.tolist(),
+                 "no_transients": est.no_transients.tolist(), "verdict": verdict_text(est),
+                 "estimate_s": float(np.median(t_est)), "deconvolve_s": float(np.median(t_dec)),
+                 "total_s": float(np.median(np.add(t_est, t_dec)))},
+    }  # fmt: skip
+    if have_oasis:
+        row["oasis_auto"] = {"median_r": binned_score(act_o, spikes, fs)[0],
+                             "seconds": float(np.median(t_o))}  # fmt: skip
+    if grid is not None:
+        row["grid_best"] = grid
+    return row
+
+
+def auto_table(
+    files: list[Path],
+    have_oasis: bool,
+    grid: bool,
+    grid_from: dict[str, Any] | None,
+    repeats: int = 1,
+) -> dict[str, Any]:
+    """calab automatic, OASIS automatic and the grid's best at each set's own rate, ~30 and ~15 Hz.
+
+    ``grid_from``: a previous run's results, whose grid figures are reused (they depend on the
+    solver only, not on the estimate).
     """
     out: dict[str, Any] = {}
-    print("\nmedian r at lower frame rates (k frames averaged, spikes summed)")
-    print(f"  {'dataset':<22}{'fs':>7}{'calab auto':>12}{'OASIS auto':>12}{'+1 frame':>10}")
     for f in files:
         z = np.load(f)
-        for k in RATE_FACTORS:
-            y, spikes = decimate(
-                np.asarray(z["traces"], float), np.asarray(z["spike_counts"], float), k
-            )
-            fs = float(z["fs"]) / k
-            act = deconvolve_auto(y, fs, calab.estimate_parameters(y, fs))
-            late = np.zeros_like(act)
-            late[:, 1:] = act[:, :-1]
-            row = {
-                "auto": binned_score(act, spikes, fs)[0],
-                "auto_one_frame_later": binned_score(late, spikes, fs)[0],
-                "oasis_auto": binned_score(oasis_auto(y), spikes, fs)[0] if have_oasis else None,
-            }
-            out[f"{f.stem}/{k}"] = row
-            oasis = f"{row['oasis_auto']:>12.3f}" if have_oasis else f"{'n/a':>12}"
-            print(f"  {f.stem:<22}{fs:>7.1f}{row['auto']:>12.3f}{oasis}"
-                  f"{row['auto_one_frame_later']:>10.3f}")  # fmt: skip
+        y0 = np.asarray(z["traces"], dtype=np.float64)
+        s0 = np.asarray(z["spike_counts"], dtype=np.float64)
+        fs0 = float(z["fs"])
+        for k in rate_factors(fs0):
+            y, spikes = decimate(y0, s0, k)
+            fs = fs0 / k
+            key = f"{f.stem}/{k}"
+            g = None
+            if grid_from is not None and "grid_best" in grid_from.get(key, {}):
+                g = grid_from[key]["grid_best"]
+            elif grid:
+                g = grid_best(y, spikes, fs)
+            row = auto_row(y, spikes, fs, have_oasis, g, repeats)
+            out[key] = row | {"indicator": str(z["indicator"])}
+            print_row(key, out[key])
     return out
+
+
+def print_header() -> None:
+    print("\nmedian r vs recorded spikes (100 ms bins, best lag -1..2 frames per cell); times in s"
+          " (calab: estimate + deconvolution; medians of alternating runs)")  # fmt: skip
+    print(f"  {'dataset/k':<24}{'Hz':>7}{'calab':>7}{'OASIS':>7}{'grid':>7}{'c-O':>7}"
+          f"{'c-g':>7}{'t calab':>9}{'t OASIS':>9}  kernel (s), baseline | verdict")  # fmt: skip
+
+
+def print_row(key: str, row: dict[str, Any]) -> None:
+    a = row["auto"]
+    o = row.get("oasis_auto", {}).get("median_r")
+    g = row.get("grid_best", {}).get("median_r")
+
+    def cell(v: float | None, w: int = 7) -> str:
+        return f"{v:>{w}.3f}" if v is not None else f"{'n/a':>{w}}"
+
+    t_o = row.get("oasis_auto", {}).get("seconds")
+    print(f"  {key:<24}{row['fs']:>7.1f}{cell(a['median_r'])}{cell(o)}{cell(g)}"
+          f"{cell(None if o is None else a['median_r'] - o)}"
+          f"{cell(None if g is None else a['median_r'] - g)}"
+          f"{cell(a['total_s'], 9)}{cell(t_o, 9)}"
+          f"  {a['tau_rise']:.4f}/{a['tau_decay']:.3f}, {a['baseline']}"
+          f" | {a['verdict']}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--auto",
+        action="store_true",
+        help="the automatic table (the default when --fixed is not given)",
+    )
     p.add_argument("--no-grid", action="store_true", help="skip the 48-setting global grid")
-    p.add_argument("--fixed", action="store_true", help="also the fixed-kernel table")
+    p.add_argument(
+        "--grid-from",
+        type=Path,
+        default=None,
+        help="reuse the grid figures of a previous run's JSON (solver unchanged)",
+    )
+    p.add_argument("--fixed", action="store_true", help="the fixed-kernel table instead")
     p.add_argument("--lam-ref", type=float, default=0.01, help="lam on the synthetic reference")
     p.add_argument("--no-upstream", action="store_true")
     p.add_argument("--no-oasis", action="store_true")
-    p.add_argument("--rates", action="store_true", help="also 1/2 and 1/4 of each frame rate")
+    p.add_argument("--only", default="", help="comma-separated dataset name prefixes")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per row (median)")
     p.add_argument("--out", type=Path, default=None)
     a = p.parse_args(argv)
 
     root = data_dir()
     files = sorted(root.glob("*.npz")) if root.is_dir() else []
+    if a.only:
+        files = [f for f in files if any(f.stem.startswith(x) for x in a.only.split(","))]
     if not files:
         print(f"SKIPPED: no ground-truth *.npz in {root} (set CALAB_GROUND_TRUTH)")
         return 0
     have_oasis = not a.no_oasis and C.oasis_available()[0]
     if not have_oasis:
         print("OASIS not installed (pip install oasis-deconv): its columns are n/a")
-    auto = auto_table(files, not a.no_grid, have_oasis)
-    if a.rates:
-        auto["lower_frame_rates"] = rates_table(files, have_oasis)
-    if not a.fixed:
+    if a.auto or not a.fixed:
+        grid_from = json.loads(a.grid_from.read_text())["datasets"] if a.grid_from else None
+        print_header()
+        auto = auto_table(files, have_oasis, not a.no_grid, grid_from, a.repeats)
         res_auto = {"benchmark": "accuracy-auto", "environment": C.environment(), "datasets": auto}
         write_results(res_auto, a.out, "accuracy-auto")
-        return 0
+        if not a.fixed:
+            return 0
     up_py = None
     if not a.no_upstream:
         py = C.UPSTREAM_VENV / "bin" / "python"

@@ -4,9 +4,12 @@ Measures, per indicator (GCaMP6f-like and GCaMP6s-like kernels):
   * batch throughput (million cell-frames/s, median of repeats) and single-trace latency
     (median over single-trace calls, one trace per call);
   * accuracy: Pearson r of smoothed activity vs smoothed true spikes (best lag 0..3);
-  * the CaTune objective reached by calab and by upstream (same model), per cell.
+  * the CaTune objective reached by calab and by upstream (same model), per cell;
+  * one thread each, CPU time: calab's throughput per core against OASIS AR(1) with a fixed
+    penalty, pivots per trace and the optimality gap (KKT residual, objective against a long
+    FISTA run), also on the real recordings of the ground-truth set (--no-real to skip).
 
-Usage:  .venv/bin/python bench/solver.py [--quick] [--no-upstream] [--lam 0.01]
+Usage:  .venv/bin/python bench/solver.py [--quick] [--no-upstream] [--no-real] [--lam 0.01]
 See bench/README.md. Results are printed and written to bench/results/solver-<date>.json.
 """
 
@@ -46,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-upstream", action="store_true", help="skip upstream CaLab 0.3.0")
     p.add_argument("--rebuild-upstream", action="store_true", help="recreate its venv")
     p.add_argument("--no-oasis", action="store_true", help="skip OASIS")
+    p.add_argument("--no-real", action="store_true", help="skip the ground-truth recordings")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default bench/results/)")
     a = p.parse_args(argv)
     if a.cells is None:
@@ -55,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if a.single is None:
         a.single = 10 if a.quick else 30
     a.repeats_slow = 1 if a.quick else 3  # OASIS AR(2), calab 1 thread, upstream
+    a.fista_cells = 2 if a.quick else 3  # cells checked against a long FISTA run
+    a.fista_iters = 20000
     a.single = min(a.single, a.cells)
     return a
 
@@ -70,6 +76,43 @@ def time_singles(fn: Any, rows: np.ndarray) -> list[float]:
         t0 = time.perf_counter()
         fn(row)
         out.append(time.perf_counter() - t0)
+    return out
+
+
+def cpu_time(fn: Any, repeats: int) -> float:
+    """Median CPU seconds of ``fn()`` over ``repeats`` calls (every thread of the process).
+
+    For one-thread figures on a shared machine: time spent waiting for a core is not counted,
+    so the ratio of two such figures from the same run is steadier than wall-clock time.
+    """
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.process_time()
+        fn()
+        times.append(time.process_time() - t0)
+    return float(np.median(times))
+
+
+def kkt_gap(
+    traces: np.ndarray, activity: np.ndarray, baseline: np.ndarray, kernel: np.ndarray, lam: Any
+) -> np.ndarray:
+    """Per cell, the largest violation of the KKT conditions of the CaTune objective.
+
+    The gradient g = lam G_dc - K^T (y - K s - b) must be 0 where s > 0 and >= 0 where s = 0;
+    the violation is scaled by G_dc * max|y| (the gradient's natural scale), as in the tests.
+    The last frame is left out: with h[0] = 0 its activity reaches no frame.
+    """
+    h = np.asarray(kernel, dtype=np.float64)
+    g_dc = float(h.sum())
+    n = traces.shape[1]
+    lam_c = np.broadcast_to(np.asarray(lam, dtype=np.float64), (traces.shape[0],))
+    out = np.empty(traces.shape[0])
+    for i, (y, s) in enumerate(zip(traces, activity, strict=True)):
+        y = np.asarray(y, dtype=np.float64)
+        r = y - np.convolve(s, h)[:n] - baseline[i]
+        g = lam_c[i] * g_dc - np.convolve(r[::-1], h)[:n][::-1]
+        viol = np.where(s > 0, np.abs(g), np.maximum(-g, 0.0))[: n - 1]
+        out[i] = float(viol.max()) / (g_dc * float(np.abs(y).max()))
     return out
 
 
@@ -94,20 +137,46 @@ def bench_calab(traces: np.ndarray, ind: dict, a: argparse.Namespace) -> tuple[d
     solve(traces[:2])  # warm-up
     _, bt, activity = C.median_time(lambda: solve(traces), a.repeats)
     _, bt1, _ = C.median_time(lambda: solve(traces, n_threads=1), a.repeats_slow)
+    cpu1 = cpu_time(lambda: solve(traces, n_threads=1), a.repeats_slow)
     st = time_singles(solve, traces[: a.single])
     full = calab.run_deconvolution_full(traces, fs, tr, td, lam)
+    kernel = calab.build_kernel(tr, td, fs)
+    gap = kkt_gap(traces, full.activity, full.baseline, kernel, lam)
     res = {
         "all_cores": summarize_timing(bt, st, cf),
         "one_thread": summarize_timing(bt1, [], cf),
+        "one_thread_cpu_mcfs": cf / cpu1 / 1e6,
+        "iterations_mean": float(np.mean(full.iterations)),
         "iterations_median": float(np.median(full.iterations)),
         "iterations_max": int(np.max(full.iterations)),
         "converged_fraction": float(np.mean(full.converged)),
+        "kkt_gap_max": float(gap.max()),
+        "objective_vs_fista": objective_vs_fista(traces[: a.fista_cells], full.activity, ind, a),
         "identical_across_threads": None,
     }
     res["identical_across_threads"] = bool(
         np.array_equal(solve(traces, n_threads=1), np.asarray(activity))
     )
     return res, np.asarray(activity)
+
+
+def objective_vs_fista(
+    traces: np.ndarray, activity: np.ndarray, ind: dict, a: argparse.Namespace
+) -> dict[str, float]:
+    """Relative objective of calab's activity against FISTA run long to a tight tolerance.
+
+    Negative or zero: calab's objective is at least as low as the reference's.
+    """
+    if len(traces) == 0:
+        return {}
+    tr, td = ind["tau_r"], ind["tau_d"]
+    ref = calab.run_deconvolution(
+        traces, a.fs, tr, td, a.lam, method="fista", max_iters=a.fista_iters, tol=1e-12
+    )
+    kernel = calab.build_kernel(tr, td, a.fs)
+    obj_c = C.catune_objective(traces, activity[: len(traces)], kernel, a.lam)
+    obj_f = C.catune_objective(traces, ref, kernel, a.lam)
+    return C.relative_excess(obj_c, obj_f)
 
 
 def bench_oasis(
@@ -123,6 +192,9 @@ def bench_oasis(
         _, bt, act = C.median_time(lambda o=order: C.run_oasis_batch(traces, p, o), reps)
         st = time_singles(lambda y, o=order: C.run_oasis(y, p, o), traces[: a.single])
         out[f"ar{order}"] = summarize_timing(bt, st, cf)
+        if order == 1:
+            cpu = cpu_time(lambda: C.run_oasis_batch(traces, p, 1), a.repeats_slow)
+            out["ar1"]["one_thread_cpu_mcfs"] = cf / cpu / 1e6
         acts[order] = act
     return out, acts, p
 
@@ -156,15 +228,90 @@ def upstream_detrended_comparison(
     }
 
 
+def bench_real(a: argparse.Namespace, have_oasis: bool) -> dict[str, Any]:
+    """calab (1 thread) against OASIS AR(1) on each ground-truth recording, CPU time.
+
+    Each recording is solved at calab's own estimate (``calab.estimate_parameters``: kernel and
+    lambda, the median over cells if per cell) with the constant baseline; OASIS AR(1) gets the
+    decay root and the same penalty per unit of calcium area (see ``_common.oasis_params``).
+    """
+    from accuracy import data_dir  # bench/ is on sys.path
+
+    root = data_dir()
+    files = sorted(root.glob("*.npz")) if root.is_dir() else []
+    out: dict[str, Any] = {"dir": str(root), "datasets": {}}
+    if not files:
+        out["skipped"] = f"no ground-truth *.npz in {root} (set CALAB_GROUND_TRUTH)"
+        return out
+    for f in files:
+        with np.load(f) as d:
+            y = np.ascontiguousarray(d["traces"], dtype=np.float64)
+            fs = float(d["fs"])
+        est = calab.estimate_parameters(y, fs)
+        tr, td = float(est.tau_rise), float(est.tau_decay)
+        lam = float(np.median(np.atleast_1d(est.lam)))
+
+        def solve(
+            y: np.ndarray = y, fs: float = fs, tr: float = tr, td: float = td, lam: float = lam
+        ) -> Any:
+            return calab.run_deconvolution_full(y, fs, tr, td, lam, n_threads=1)
+
+        full = solve()
+        kernel = calab.build_kernel(tr, td, fs)
+        row: dict[str, Any] = {
+            "cells": y.shape[0],
+            "frames": y.shape[1],
+            "fs": fs,
+            "tau_rise": tr,
+            "tau_decay": td,
+            "lam": lam,
+            "calab_cpu_mcfs": y.size / cpu_time(solve, a.repeats_slow) / 1e6,
+            "iterations_mean": float(np.mean(full.iterations)),
+            "iterations_max": int(np.max(full.iterations)),
+            "converged_fraction": float(np.mean(full.converged)),
+            "kkt_gap_max": float(kkt_gap(y, full.activity, full.baseline, kernel, lam).max()),
+        }
+        if have_oasis:
+            p = C.oasis_params(tr, td, fs, lam, kernel)
+            C.run_oasis(y[0], p, 1)  # warm-up
+            cpu = cpu_time(lambda y=y, p=p: C.run_oasis_batch(y, p, 1), a.repeats_slow)
+            row["oasis_ar1_cpu_mcfs"] = y.size / cpu / 1e6
+        out["datasets"][f.stem] = row
+        log(f"  {f.stem}: {row['iterations_mean']:.1f} pivots per trace")
+    return out
+
+
+def print_real(real: dict[str, Any]) -> None:
+    log("")
+    if "skipped" in real:
+        log(f"Real recordings: SKIPPED: {real['skipped']}")
+        return
+    log(
+        "Real recordings (ground truth), one thread each, CPU time, calab's own estimate "
+        "(constant baseline)"
+    )
+    log(
+        f"  {'dataset':<40}{'frames':>7}{'fs':>7}{'calab Mcf/s':>12}{'AR(1) Mcf/s':>12}"
+        f"{'ratio':>7}{'pivots':>8}{'max':>5}{'KKT gap':>10}"
+    )
+    for name, r in real["datasets"].items():
+        o = r.get("oasis_ar1_cpu_mcfs")
+        log(
+            f"  {name:<40}{r['frames']:>7}{r['fs']:>7.1f}{r['calab_cpu_mcfs']:>12.2f}"
+            f"{fmt(o, '.2f', 12)}{ratio(r['calab_cpu_mcfs'], o, 2):>7}"
+            f"{r['iterations_mean']:>8.1f}{r['iterations_max']:>5}{r['kkt_gap_max']:>10.1e}"
+        )
+
+
 def fmt(v: float | None, spec: str, width: int) -> str:
     s = "n/a" if v is None or not np.isfinite(v) else format(v, spec)
     return s.rjust(width)
 
 
-def ratio(num: float | None, den: float | None) -> str:
+def ratio(num: float | None, den: float | None, digits: int = 1) -> str:
     if num is None or den is None or not den:
         return "n/a"
-    return f"{num / den:.1f}x"
+    return f"{num / den:.{digits}f}x"
 
 
 def print_table(res: dict, a: argparse.Namespace) -> None:
@@ -198,6 +345,23 @@ def print_table(res: dict, a: argparse.Namespace) -> None:
                 f"{ratio(c1['throughput_mcfs'], o['throughput_mcfs']):>15}"
                 f"{ratio(o['single_median_ms'], c['single_median_ms']):>17}"
             )
+        dg = r["calab_diagnostics"]
+        log(
+            f"  calab pivots per trace: mean {dg['iterations_mean']:.1f}, median "
+            f"{dg['iterations_median']:.0f}, max {dg['iterations_max']}; optimality: largest KKT "
+            f"violation {dg['kkt_gap_max']:.1e} (of G_dc max|y|), objective vs FISTA "
+            f"({a.fista_iters} iterations, {a.fista_cells} cells): median "
+            f"{dg['objective_vs_fista'].get('median', float('nan')):+.1e}"
+        )
+        if "oasis_ar1" in rows:
+            o1, o2 = rows["oasis_ar1"], rows["oasis_ar2"]
+            mc, mo = c1["one_thread_cpu_mcfs"], o1["one_thread_cpu_mcfs"]
+            log(
+                f"  one thread each, CPU time: calab {mc:.2f} vs OASIS AR(1) {mo:.2f} "
+                f"M cell-frames/s per core ({ratio(mc, mo, 2)}); "
+                f"one trace: calab / OASIS AR(2) time "
+                f"{ratio(c['single_median_ms'], o2['single_median_ms'], 2)}"
+            )
         obj = r.get("objective", {})
         if "upstream_excess" in obj:
             e = obj["upstream_excess"]
@@ -219,6 +383,8 @@ def print_table(res: dict, a: argparse.Namespace) -> None:
                 "  OASIS AR(2) (10th-pct baseline) mapped onto the CaTune kernel: "
                 f"median excess {e['median']:+.2e}"
             )
+    if "real" in res:
+        print_real(res["real"])
     for note in res["notes"]:
         log(f"NOTE: {note}")
 
@@ -291,15 +457,22 @@ def main(argv: list[str] | None = None) -> int:
             entry["calab_diagnostics"] = {
                 k: cres[k]
                 for k in (
+                    "iterations_mean",
                     "iterations_median",
                     "iterations_max",
                     "converged_fraction",
+                    "kkt_gap_max",
+                    "objective_vs_fista",
                     "identical_across_threads",
                 )
             }
             threads = env["cpu_count"]
             entry["methods"]["calab"] = {"label": f"calab ({threads} threads)", **cres["all_cores"]}
-            entry["methods"]["calab_1t"] = {"label": "calab (1 thread)", **cres["one_thread"]}
+            entry["methods"]["calab_1t"] = {
+                "label": "calab (1 thread)",
+                **cres["one_thread"],
+                "one_thread_cpu_mcfs": cres["one_thread_cpu_mcfs"],
+            }
             if have_oasis:
                 log(f"[{ind['label']}] OASIS AR(1), AR(2) ...")
                 ores, oacts, p = bench_oasis(traces, ind, a, kernel)
@@ -310,6 +483,10 @@ def main(argv: list[str] | None = None) -> int:
                     entry["methods"][key] = {"label": label, **ores[f"ar{order}"]}
                     activities[name][key] = oacts[order]
                 activities[name]["oasis_ar2_catune"] = C.oasis_ar2_as_catune(oacts[2], p)
+
+        if not a.no_real:
+            log("real recordings ...")
+            res["real"] = bench_real(a, have_oasis)
 
         upstream_full: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if not a.no_upstream:

@@ -4,7 +4,7 @@
     python examples/pipeline_to_activity.py results.hdf5 params.json
 
 With no arguments it writes a small CaImAn-style HDF5 file (from ``calab.simulate``) and a
-CaTune export into a temporary folder, so it runs anywhere. Needs ``pip install calab[loaders]``.
+CaTune export into a temporary folder, so it runs anywhere. Needs h5py (the ``loaders`` extra).
 """
 
 from __future__ import annotations
@@ -34,8 +34,12 @@ def make_demo_files(folder: Path) -> tuple[Path, Path]:
 
 
 def main(results: Path, params: Path) -> None:
-    traces, meta = calab.load_caiman(results, accepted_only=True)  # or load_minian / load_suite2p
+    # Every row, as `calab estimate results.hdf5 -o params.json` reads the file: an export with
+    # a lambda per cell has one value per row. Or load_minian / load_suite2p.
+    traces, _ = calab.load_caiman(results)
     activity = calab.deconvolve_from_export(traces, params)
+    _, meta = calab.load_caiman(results, accepted_only=True)  # CaImAn's accepted components
+    activity = activity[meta["cell_ids"]]
     print(meta)
     print(f"activity: {activity.shape[0]} cells x {activity.shape[1]} frames, "
           f"{(activity > 0).mean():.1%} of frames active")  # fmt: skip

@@ -54,3 +54,18 @@ def assert_usage_error(proc: subprocess.CompletedProcess, option: str) -> None:
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_output(path: Path):
+    """The activity of a ``calab deconvolve`` output (.npy, .h5 or .zarr) as an array."""
+    import numpy as np
+
+    from calab.io.open import open_traces
+
+    if path.suffix == ".npy":
+        return np.load(path)
+    src = open_traces(path)
+    try:
+        return np.asarray(src.data[:])
+    finally:
+        src.close()

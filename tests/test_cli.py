@@ -23,13 +23,14 @@ import calab
 
 def test_version_and_help():
     proc = run("--version")
-    assert proc.returncode == 0 and proc.stdout.strip() == f"calab {calab.__version__}"
+    version = f"calab {calab.__version__} (the cadeconv package; not CaLab's calab on PyPI)"
+    assert proc.returncode == 0 and proc.stdout.strip() == version
     proc = run("--help")
     assert proc.returncode == 0
     for command in ("deconvolve", "convert", "info"):
         assert command in proc.stdout
     module = run("--version", cmd=[sys.executable, "-m", "calab.cli"])
-    assert module.returncode == 0 and module.stdout == f"calab {calab.__version__}\n"
+    assert module.returncode == 0 and module.stdout == f"{version}\n"
 
 
 def test_no_command_is_a_usage_error():

@@ -15,7 +15,7 @@ import pytest
 from _cli_run import CMD, assert_error, digest, files, run
 
 import calab
-from calab.batch import PAUSE_ENV, deconvolve_file
+from calab.batch import PAUSE_ENV, deconvolve_file, info_path_for
 from calab.estimate import estimate_source
 from calab.io.open import open_rows
 
@@ -135,7 +135,7 @@ def test_deconvolve_auto_uses_the_estimate(tmp_path, rec):
     assert est.baseline == "drift"  # this recording drifts: the drift path is exercised
     proc = run("deconvolve", "res.hdf5", "--auto", "-o", "out.h5", "--full", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["out.h5", "out_info.json"]
+    assert proc.stdout.split() == ["out.h5", "out_h5_info.json"]
     with h5py.File(tmp_path / "out.h5") as f:
         np.testing.assert_allclose(f["activity"][:], ref.activity, rtol=1e-9, atol=1e-12)
         assert f["baseline"].shape == (8, 3000)
@@ -143,7 +143,7 @@ def test_deconvolve_auto_uses_the_estimate(tmp_path, rec):
         used = json.loads(f.attrs["parameters"])
     np.testing.assert_allclose(used["lambda_per_cell"], est.lam, rtol=1e-12)
     assert used["baseline"] == "drift"
-    info = json.loads((tmp_path / "out_info.json").read_text())
+    info = json.loads((tmp_path / "out_h5_info.json").read_text())
     assert info["baseline"] == {"mode": "drift", "file": "out.h5",
                                 "shape": [8, 3000]}  # fmt: skip
 
@@ -232,12 +232,14 @@ def test_drift_baseline_in_file_outputs(tmp_path, rec, suffix):
     assert baseline.shape == (8, 3000)
     np.testing.assert_allclose(activity, ref.activity, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(baseline, ref.baseline, rtol=1e-9, atol=1e-12)
-    info = json.loads((tmp_path / "out_info.json").read_text())
+    info = json.loads((tmp_path / info_path_for(tmp_path / out).name).read_text())
     assert info["baseline"]["mode"] == "drift" and info["baseline"]["shape"] == [8, 3000]
 
-    # Without --full only the activity is written; an existing sidecar is never overwritten.
+    # Without --full only the activity is written (and beside a .npy the info file with the
+    # parameters and cell ids); an existing sidecar is never overwritten.
     proc = run("deconvolve", "res.hdf5", "-p", "drift.json", "-o", f"b{suffix}", cwd=tmp_path)
-    assert proc.returncode == 0 and proc.stdout.split() == [f"b{suffix}"]
+    alone = ["b_info.json"] if suffix == ".npy" else []
+    assert proc.returncode == 0 and proc.stdout.split() == [f"b{suffix}", *alone]
     if suffix == ".npy":
         np.save(tmp_path / "c_baseline.npy", np.zeros(3))
         proc = run("deconvolve", "res.hdf5", "-p", "drift.json", "-o", "c.npy", "--full",

@@ -422,7 +422,8 @@ def test_drift_baseline_follows_a_known_drift() -> None:
     y, spikes, true_base = _drifting(3)
     tr, td, fs, lam = 0.05, 0.5, 30.0, 0.05
     res = calab.run_deconvolution_full(y, fs, tr, td, lam, baseline="drift")
-    const = calab.run_deconvolution_full(y, fs, tr, td, lam)
+    with pytest.warns(UserWarning, match='pass baseline="drift"'):  # drift, constant baseline
+        const = calab.run_deconvolution_full(y, fs, tr, td, lam)
     assert res.baseline.shape == y.shape and np.all(res.converged)
     # The baseline follows the truth to within the noise sd (0.2) on average.
     assert np.abs(res.baseline - true_base).mean() < 0.2
@@ -465,10 +466,12 @@ def test_drift_window_and_1d_and_activity_only() -> None:
 
 def test_constant_baseline_mode_is_the_default_model() -> None:
     y, _, _ = _drifting(5)
-    default = calab.run_deconvolution_full(y, 30.0, 0.05, 0.5, 0.05)
-    const = calab.run_deconvolution_full(
-        y, 30.0, 0.05, 0.5, 0.05, baseline="constant", baseline_window_s=30.0
-    )
+    with pytest.warns(UserWarning, match='pass baseline="drift"'):  # on drifting traces
+        default = calab.run_deconvolution_full(y, 30.0, 0.05, 0.5, 0.05)
+    with pytest.warns(UserWarning, match='pass baseline="drift"'):
+        const = calab.run_deconvolution_full(
+            y, 30.0, 0.05, 0.5, 0.05, baseline="constant", baseline_window_s=30.0
+        )
     for a, b in zip(default, const, strict=True):
         np.testing.assert_array_equal(a, b)
     assert default.baseline.shape == (6,)

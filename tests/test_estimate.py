@@ -242,3 +242,97 @@ def test_subframe_rise_is_continuous_at_one_frame() -> None:
     np.testing.assert_allclose(got[frames >= hi], frames[frames >= hi] / fs, rtol=1e-12)
     # Without a first-frame measure the timing-based rise stays.
     assert _subframe_rise(0.9 / fs, tau_decay, float("nan"), fs) == 0.9 / fs
+
+
+def test_heldout_score_prefers_the_true_kernel() -> None:
+    """Held-out frames are predicted best by the kernel that made the data, and the line fails."""
+    from calab.estimate_cv import heldout_score
+    from calab.estimate_kernel import LAM_NOISE_SDS, lam_scale
+
+    traces, _, truth = _recording("GCaMP6s", 30.0, 3.0, False)
+    fs, tr, td = 30.0, truth.tau_rise, truth.tau_decay
+
+    def score(tau_rise: float, tau_decay: float) -> float:
+        lam = LAM_NOISE_SDS * truth.noise_sd * lam_scale(tau_rise, tau_decay, fs)
+        held = heldout_score(traces, fs, tau_rise, tau_decay, lam)
+        return float(np.sum(held.mse / truth.noise_sd**2))
+
+    best = score(tr, td)
+    for other in [(tr, td / 3), (tr, td * 3), (tr * 4, td), (tr, td / 1.5)]:
+        assert best < score(*other), other
+    lam = LAM_NOISE_SDS * truth.noise_sd * lam_scale(tr, td, fs)
+    held = heldout_score(traces[:3], fs, tr, td, lam[:3], folds=2)
+    assert held.n_heldout == 2 * (traces.shape[1] // 4) - 1  # first frame never held out
+    assert np.all(held.gain > 0) and np.all((held.r2 > 0) & (held.r2 < 1))
+
+
+def test_heldout_score_never_sees_the_heldout_frames() -> None:
+    """Changing the held-out frames changes the error, never the prediction."""
+    from calab.estimate_cv import heldout_mask, heldout_prediction, heldout_score
+
+    traces, _ = calab.simulate(2, 3000, 30.0, indicator="GCaMP6f", snr=5.0, seed=3)
+    mask = heldout_mask(3000, 0, 1, 4)
+    moved = traces.copy()
+    moved[:, mask] += 0.5
+    for iterations in (1, 2):
+        a = heldout_prediction(traces, 30.0, 0.02, 0.4, 0.01, "constant", mask, iterations)
+        b = heldout_prediction(moved, 30.0, 0.02, 0.4, 0.01, "constant", mask, iterations)
+        np.testing.assert_array_equal(a, b)
+    assert heldout_score(moved, 30.0, 0.02, 0.4, 0.01).mse.min() > 0.2
+    with pytest.raises(ValueError, match="folds"):
+        heldout_score(traces, 30.0, 0.02, 0.4, 0.01, folds=5)
+
+
+@pytest.mark.parametrize("fs", [4000.0, 20000.0])
+def test_cost_is_bounded_at_high_frame_rates(fs: float) -> None:
+    """2 cells x 10 s at 20 kHz once asked for 32 GiB (a system over lags proportional to fs)."""
+    import time
+    import tracemalloc
+
+    traces, _ = calab.simulate(2, int(10 * fs), fs, indicator="GCaMP6f", snr=5.0, seed=0)
+    tracemalloc.start()
+    try:
+        t0 = time.perf_counter()
+        est = calab.estimate_parameters(traces, fs)
+        seconds = time.perf_counter() - t0
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100e6, f"{peak / 1e6:.0f} MB"
+    assert seconds < 30.0
+    assert est.tau_decay == pytest.approx(0.4, rel=0.3)
+
+
+def test_absurd_frame_rate_and_numpy_integers() -> None:
+    """fs=1e308 is named as too short a recording (not OverflowError); np.int64 max_cells works."""
+    traces, _ = calab.simulate(3, 3000, 30.0, seed=1)
+    with pytest.raises(ValueError, match=r"too short.*check that fs"):
+        calab.estimate_parameters(traces, 1e308)
+    est = calab.estimate_parameters(traces, 30.0, max_cells=np.int64(3))  # type: ignore[arg-type]
+    assert est.n_sample == 3
+
+
+@pytest.mark.parametrize("snr", [3.0, 10.0])
+def test_slow_calcium_of_busy_cells_is_not_taken_for_drift(snr: float) -> None:
+    """No drift, GCaMP6s at 1 Hz: a 30 s maximin spans several noise SDs of slow calcium.
+
+    The span alone chose ``"drift"`` here; the held-out prediction keeps the constant baseline.
+    """
+    traces, _ = calab.simulate(10, 3600, 30.0, indicator="GCaMP6s", snr=snr, rate_hz=1.0, seed=3)
+    assert calab.estimate_parameters(traces, 30.0).baseline == "constant"
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 400])
+def test_toeplitz_solve_matches_a_dense_solve(n: int) -> None:
+    """Levinson's recursion gives the dense solution of the response kernel's Gram system."""
+    from calab.estimate_kernel import _solve_toeplitz
+
+    rng = np.random.default_rng(n)
+    s = (rng.random(5000) < 0.05) * rng.random(5000)
+    s -= s.mean()
+    first = np.array([s[: s.size - k] @ s[k:] for k in range(n)])
+    first[0] *= 1 + 1e-9
+    rhs = rng.normal(size=n)
+    dense = first[np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])]
+    np.testing.assert_allclose(_solve_toeplitz(first, rhs), np.linalg.solve(dense, rhs),
+                               rtol=1e-9, atol=1e-12 * np.abs(rhs).max())  # fmt: skip

@@ -8,6 +8,7 @@ counts are both Gaussian-smoothed (sd 2 frames) and correlated at the best lag i
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,10 @@ import pytest
 from _reference import best_lag_corr, gaussian_smooth
 
 import calab
+
+# Real recordings drift: these tests score the constant-baseline model on purpose, which
+# run_deconvolution warns about (issue 18).
+pytestmark = pytest.mark.filterwarnings("ignore:the traces drift:UserWarning")
 
 # file -> (tau_rise s, tau_decay s, floor for the median r over cells, floor for the worst cell)
 # Floors are set about 0.1 below what calab 0.1.0 measured (medians 0.78 / 0.85 / 0.81).
@@ -131,27 +136,66 @@ def test_solver_converges_on_real_traces(filename: str, ground_truth_dir: Path) 
     _converged_all(filename, ground_truth_dir)
 
 
-# Issue 12's targets for automatic parameters, measured with issue 12's score (below):
-# OASIS automatic (oasis.functions.deconvolve(y, g=(None, None), penalty=1)) and the best single
-# global calab setting of 8 kernels x 6 lambdas, both measured by bench/accuracy.py.
-AUTO_TARGETS = {
-    "DS09-GCaMP6f-m-V1.npz": (0.755, 0.778),
-    "DS14-GCaMP6s-m-V1.npz": (0.679, 0.838),
-    "DS31-GCaMP8m-m-V1.npz": (0.897, 0.891),
+# Targets for automatic parameters (issue 17), per dataset and frame-averaging factor k (k frames
+# averaged into one, spikes summed: the recording's own rate, ~30 Hz and ~15 Hz): (OASIS automatic,
+# calab's best single global setting of 8 kernels x 6 lambdas), both measured with the score
+# below by `bench/accuracy.py --auto` (they do not depend on the estimate). Automatic calab must
+# reach OASIS - 0.005 and come within 0.02 of the best global setting.
+AUTO_TARGETS: dict[tuple[str, int], tuple[float, float]] = {
+    ("DS07-GCaMP6f-zf-dD.npz", 1): (0.198, 0.421),
+    ("DS07-GCaMP6f-zf-dD.npz", 2): (0.146, 0.516),
+    ("DS09-GCaMP6f-m-V1.npz", 1): (0.755, 0.778),
+    ("DS09-GCaMP6f-m-V1.npz", 2): (0.715, 0.758),
+    ("DS09-GCaMP6f-m-V1.npz", 4): (0.703, 0.777),
+    ("DS10-GCaMP6f-m-V1-neuropil-corrected.npz", 1): (0.676, 0.717),
+    ("DS10-GCaMP6f-m-V1-neuropil-corrected.npz", 5): (0.616, 0.693),
+    ("DS10-GCaMP6f-m-V1-neuropil-corrected.npz", 10): (0.580, 0.680),
+    ("DS13-GCaMP6s-m-V1-neuropil-corrected.npz", 1): (0.598, 0.797),
+    ("DS13-GCaMP6s-m-V1-neuropil-corrected.npz", 5): (0.756, 0.788),
+    ("DS13-GCaMP6s-m-V1-neuropil-corrected.npz", 10): (0.756, 0.812),
+    ("DS14-GCaMP6s-m-V1.npz", 1): (0.679, 0.838),
+    ("DS14-GCaMP6s-m-V1.npz", 2): (0.713, 0.844),
+    ("DS14-GCaMP6s-m-V1.npz", 4): (0.766, 0.861),
+    ("DS29-GCaMP7f-m-V1.npz", 1): (0.853, 0.882),
+    ("DS29-GCaMP7f-m-V1.npz", 4): (0.863, 0.868),
+    ("DS29-GCaMP7f-m-V1.npz", 8): (0.818, 0.873),
+    ("DS31-GCaMP8m-m-V1.npz", 1): (0.897, 0.911),
+    ("DS31-GCaMP8m-m-V1.npz", 4): (0.904, 0.888),
+    ("DS31-GCaMP8m-m-V1.npz", 8): (0.856, 0.901),
 }
-# Where the estimator does not reach the target yet (strict: a pass is reported, so the mark
-# must go when the method improves). Empty since the tail-fitted decay and the first-frame rise:
-# bench/accuracy.py measured 0.783 / 0.833 / 0.901 (DS09 / DS14 / DS31).
-AUTO_SHORT: dict[str, str] = {}
+# Where the estimate does not reach a target yet, and by how much (bench/accuracy.py --auto).
+# Strict: a pass is reported, so a mark goes when the method improves.
+AUTO_SHORT: dict[tuple[str, int], str] = {
+    ("DS07-GCaMP6f-zf-dD.npz", 1): "0.342, 0.08 below the best global setting",
+    ("DS07-GCaMP6f-zf-dD.npz", 2): "0.374, 0.14 below the best global setting",
+    ("DS10-GCaMP6f-m-V1-neuropil-corrected.npz", 1): "0.694, 0.023 below the best global",
+    ("DS10-GCaMP6f-m-V1-neuropil-corrected.npz", 5): "0.670, 0.023 below the best global",
+    ("DS10-GCaMP6f-m-V1-neuropil-corrected.npz", 10): "0.618, 0.06 below the best global",
+    ("DS13-GCaMP6s-m-V1-neuropil-corrected.npz", 5): "0.759, 0.03 below the best global",
+    ("DS13-GCaMP6s-m-V1-neuropil-corrected.npz", 10): "0.767, 0.045 below the best global",
+    ("DS14-GCaMP6s-m-V1.npz", 2): "0.823, 0.021 below the best global",
+    ("DS14-GCaMP6s-m-V1.npz", 4): "0.828, 0.03 below the best global",
+    ("DS29-GCaMP7f-m-V1.npz", 8): "0.843, 0.03 below the best global",
+    ("DS31-GCaMP8m-m-V1.npz", 8): "0.875, 0.026 below the best global",
+}
+LAGS = (-1, 0, 1, 2)
+"""Activity moved one frame later, unchanged, one or two frames earlier: the best counts.
+
+The files count each spike in its nearest frame; CaTune's convention (h[0] = 0, activity at the
+last frame before the rise) and OASIS's AR convention each sit half a frame off it on opposite
+sides, so the window is symmetric about half a frame (../shared/notes/solver-facts.md)."""
 
 
 def binned_score(activity: np.ndarray, spikes: np.ndarray, fs: float) -> float:
-    """Median over cells of the best (lag 0, 1, 2 frames) Pearson r of 100 ms bin sums."""
+    """Median over cells of the best (:data:`LAGS`) Pearson r of 100 ms bin sums."""
     width = max(1, int(round(0.1 * fs)))
     n = activity.shape[1]
     best = np.full(activity.shape[0], -np.inf)
-    for lag in (0, 1, 2):
-        a, s = activity[:, lag:], spikes[:, : n - lag]
+    for lag in LAGS:
+        if lag >= 0:
+            a, s = activity[:, lag:], spikes[:, : n - lag]
+        else:
+            a, s = activity[:, : n + lag], spikes[:, -lag:]
         m = a.shape[1] // width
         a = a[:, : m * width].reshape(a.shape[0], m, width).sum(axis=2)
         s = s[:, : m * width].reshape(s.shape[0], m, width).sum(axis=2)
@@ -160,41 +204,73 @@ def binned_score(activity: np.ndarray, spikes: np.ndarray, fs: float) -> float:
     return float(np.median(best))
 
 
+def test_score_window_is_symmetric_about_half_a_frame() -> None:
+    """Activity one frame early or one frame late scores as well as activity on time."""
+    rng = np.random.default_rng(0)
+    spikes = (rng.random((3, 6000)) < 0.02).astype(np.float64)
+    on_time = binned_score(spikes, spikes, 30.0)
+    later = np.roll(spikes, 1, axis=1)
+    earlier = np.roll(spikes, -1, axis=1)
+    assert on_time == pytest.approx(1.0)
+    assert binned_score(later, spikes, 30.0) == pytest.approx(1.0, abs=1e-3)
+    assert binned_score(earlier, spikes, 30.0) == pytest.approx(1.0, abs=1e-3)
+    # Three frames late is outside the window.
+    assert binned_score(np.roll(spikes, 3, axis=1), spikes, 30.0) < 0.9
+
+
+def _averaged(filename: str, factor: int, ground_truth_dir: Path) -> tuple:
+    traces, spikes, fs = _load(_path(ground_truth_dir, filename))
+    m = traces.shape[1] // factor
+    y = traces[:, : m * factor].reshape(traces.shape[0], m, factor).mean(axis=2)
+    s = spikes[:, : m * factor].reshape(spikes.shape[0], m, factor).sum(axis=2)
+    return y, s, fs / factor
+
+
 @pytest.mark.parametrize(
-    "filename",
+    ("filename", "factor"),
     [
-        pytest.param(f, marks=pytest.mark.xfail(reason=AUTO_SHORT[f], strict=True))
-        if f in AUTO_SHORT
-        else f
-        for f in sorted(AUTO_TARGETS)
+        pytest.param(*k, marks=pytest.mark.xfail(reason=AUTO_SHORT[k], strict=True))
+        if k in AUTO_SHORT
+        else k
+        for k in AUTO_TARGETS
     ],
 )
 def test_automatic_parameters_reach_the_targets(
-    filename: str, ground_truth_dir: Path, record_property: Any
+    filename: str, factor: int, ground_truth_dir: Path, record_property: Any
 ) -> None:
-    traces, spikes, fs = _load(_path(ground_truth_dir, filename))
-    y = traces.astype(np.float64)
-    est = calab.estimate_parameters(y, fs)  # no spike data used
+    """Every dataset at its own rate, ~30 and ~15 Hz: OASIS automatic - 0.005, grid best - 0.02."""
+    y, spikes, fs = _averaged(filename, factor, ground_truth_dir)
+    est = calab.estimate_parameters(y.astype(np.float64), fs)  # no spike data used
     act = calab.run_deconvolution(
-        y, fs, est.tau_rise, est.tau_decay, est.lam, baseline=est.baseline
+        y.astype(np.float64), fs, est.tau_rise, est.tau_decay, est.lam, baseline=est.baseline
     )
     score = binned_score(act, spikes.astype(np.float64), fs)
-    oasis, grid = AUTO_TARGETS[filename]
+    oasis, grid = AUTO_TARGETS[(filename, factor)]
     record_property("auto_median_r", round(score, 4))
     summary = (
-        f"{filename}: automatic {score:.3f} (kernel {est.tau_rise:.4f}/{est.tau_decay:.3f} s, "
-        f"{est.baseline}); OASIS automatic {oasis}, best global {grid}"
+        f"{filename} at {fs:.1f} Hz: automatic {score:.3f} (kernel {est.tau_rise:.4f}/"
+        f"{est.tau_decay:.3f} s, {est.baseline}); OASIS automatic {oasis}, best global {grid}"
     )
-    assert score >= oasis, summary
-    assert score >= grid - 0.01, summary
+    assert score >= oasis - 0.005, summary
+    assert score >= grid - 0.02, summary
 
 
-@pytest.mark.parametrize("filename", sorted(AUTO_TARGETS))
+@pytest.mark.parametrize("filename", sorted(DATASETS))
 def test_every_single_real_trace_gets_an_estimate(filename: str, ground_truth_dir: Path) -> None:
-    """One cell alone is enough: no exception, a kernel in the indicator's range of decays."""
+    """One cell alone is enough: no exception, a kernel in the indicator's range of decays.
+
+    A collapsed kernel is no longer returned silently: the verdict flags it, warns
+    (UnreliableEstimateWarning) and returns the documented default kernel instead.
+    """
+    from calab.estimate_verdict import UnreliableEstimateWarning
+
     traces, _, fs = _load(_path(ground_truth_dir, filename))
     for row in traces.astype(np.float64):
-        est = calab.estimate_parameters(row, fs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est = calab.estimate_parameters(row, fs)
+        assert all(w.category is UnreliableEstimateWarning for w in caught), caught
+        assert est.quality is not None and est.quality.fallback == bool(caught)
         assert 0 < est.tau_rise < est.tau_decay < 5.0
         assert est.lam.shape == (1,) and est.lam[0] > 0
 
@@ -209,7 +285,7 @@ def _auto_score(traces: np.ndarray, spikes: np.ndarray, fs: float) -> float:
 
 
 @pytest.mark.parametrize("keep", ["first 95%", "last 95%"])
-@pytest.mark.parametrize("filename", sorted(AUTO_TARGETS))
+@pytest.mark.parametrize("filename", sorted(DATASETS))
 def test_automatic_accuracy_survives_a_trimmed_recording(
     filename: str, keep: str, ground_truth_dir: Path
 ) -> None:
@@ -220,44 +296,3 @@ def test_automatic_accuracy_survives_a_trimmed_recording(
     part = slice(0, n) if keep == "first 95%" else slice(traces.shape[1] - n, None)
     score = _auto_score(traces[:, part], spikes[:, part], fs)
     assert score >= full - 0.04, f"{filename}, {keep}: {score:.3f} vs {full:.3f} on all frames"
-
-
-# Lower frame rates: k frames averaged into one (spikes summed), OASIS automatic measured on the
-# same data by bench/accuracy.py --rates.
-RATE_TARGETS = {
-    ("DS09-GCaMP6f-m-V1.npz", 2): 0.715,
-    ("DS14-GCaMP6s-m-V1.npz", 2): 0.713,
-    ("DS14-GCaMP6s-m-V1.npz", 4): 0.766,
-    ("DS31-GCaMP8m-m-V1.npz", 2): 0.913,
-    ("DS31-GCaMP8m-m-V1.npz", 4): 0.904,
-}
-# The CaTune kernel has h[0] = 0 (CONTRACTS.md): a spike shows in the trace one frame after its
-# activity frame, so for an indicator that rises within a frame the activity lands one frame
-# before the frame the spike is recorded in. The score forgives late activity (lags 0..2), not
-# early; at 61 and 30.5 Hz that frame is 16-33 ms and costs jGCaMP8m 0.08-0.22 (OASIS's AR model
-# shows a spike in its own frame). Strict: a pass is reported, so the mark goes with a fix.
-RATE_SHORT = {
-    ("DS31-GCaMP8m-m-V1.npz", 2): "CaTune kernel h[0] = 0: activity one frame early",
-    ("DS31-GCaMP8m-m-V1.npz", 4): "CaTune kernel h[0] = 0: activity one frame early",
-}
-
-
-@pytest.mark.parametrize(
-    ("filename", "factor"),
-    [
-        pytest.param(*k, marks=pytest.mark.xfail(reason=RATE_SHORT[k], strict=True))
-        if k in RATE_SHORT
-        else k
-        for k in RATE_TARGETS
-    ],
-)
-def test_automatic_parameters_at_lower_frame_rates(
-    filename: str, factor: int, ground_truth_dir: Path
-) -> None:
-    traces, spikes, fs = _load(_path(ground_truth_dir, filename))
-    m = traces.shape[1] // factor
-    y = traces[:, : m * factor].reshape(traces.shape[0], m, factor).mean(axis=2)
-    s = spikes[:, : m * factor].reshape(spikes.shape[0], m, factor).sum(axis=2)
-    score = _auto_score(y, s, fs / factor)
-    oasis = RATE_TARGETS[(filename, factor)]
-    assert score >= oasis, f"{filename} at {fs / factor:.1f} Hz: {score:.3f}, OASIS {oasis}"

@@ -38,6 +38,7 @@ def pyproject() -> dict:
 
 
 VERSION = pyproject()["project"]["version"]
+DIST_NAME = pyproject()["project"]["name"]
 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 900, **env: str) -> subprocess.CompletedProcess:
@@ -84,7 +85,7 @@ def test_version_of_the_imported_calab() -> None:
     from importlib.metadata import version
 
     assert calab.__version__ == VERSION
-    assert version("calab") == VERSION, "installed metadata is stale: run `make install`"
+    assert version(calab.DISTRIBUTION) == VERSION, "installed metadata is stale: run `make install`"
 
 
 def test_source_tree_version_reads_the_project_table(tmp_path: Path) -> None:
@@ -183,12 +184,12 @@ def clean_copy(dest: Path) -> Path:
 def check_wheel(wheel: Path) -> list[str]:
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
-        metadata = z.read(f"calab-{VERSION}.dist-info/METADATA").decode()
+        metadata = z.read(f"{DIST_NAME}-{VERSION}.dist-info/METADATA").decode()
     for name in BUNDLE:
         assert f"calab/static/{name}" in names, f"{wheel.name} lacks the UI bundle {name}"
     for name in ("calab/_solver.abi3.so", "calab/_solver.pyi", "calab/py.typed"):
         assert name in names, f"{wheel.name} lacks {name}"
-    assert f"calab-{VERSION}.dist-info/licenses/LICENSE" in names
+    assert f"{DIST_NAME}-{VERSION}.dist-info/licenses/LICENSE" in names
     unwanted = [n for n in names if re.match(r"(tests|bench|js|examples)/|.*node_modules", n)]
     assert not unwanted, f"{wheel.name} carries {unwanted[:5]}"
     assert "License-Expression: MIT" in metadata and f"Version: {VERSION}\n" in metadata
@@ -197,7 +198,7 @@ def check_wheel(wheel: Path) -> list[str]:
 
 def check_sdist(sdist: Path) -> list[str]:
     with tarfile.open(sdist) as tar:
-        prefix = f"calab-{VERSION}/"
+        prefix = f"{DIST_NAME}-{VERSION}/"
         names = [m.name.removeprefix(prefix) for m in tar.getmembers() if m.isfile()]
     needed = [f"src/calab/static/{n}" for n in BUNDLE] + [
         "LICENSE",
@@ -254,7 +255,7 @@ def test_clean_clone_pip_wheel_builds_the_ui(tmp_path: Path) -> None:
     needs_npm()
     clone = clean_copy(tmp_path / "clone")
     ok(pip_wheel(clone, tmp_path / "wheels"))
-    (wheel,) = (tmp_path / "wheels").glob(f"calab-{VERSION}-*.whl")
+    (wheel,) = (tmp_path / "wheels").glob(f"{DIST_NAME}-{VERSION}-*.whl")
     check_wheel(wheel)
 
 
@@ -265,7 +266,7 @@ def clean_clone_sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("sdist-route")
     clone = clean_copy(base / "clone")
     ok(run([sys.executable, "-m", "build", "--sdist", "--no-isolation", str(clone)], cwd=base))
-    (sdist,) = (clone / "dist").glob("calab-*.tar.gz")
+    (sdist,) = (clone / "dist").glob(f"{DIST_NAME}-*.tar.gz")
     return sdist
 
 
@@ -277,7 +278,7 @@ def test_clean_clone_sdist_carries_the_built_ui_and_its_sources(clean_clone_sdis
 @pytest.mark.slow
 def test_wheel_from_the_sdist_builds_without_npm(clean_clone_sdist: Path, tmp_path: Path) -> None:
     ok(pip_wheel(clean_clone_sdist, tmp_path / "wheels", **NO_NPM))
-    (wheel,) = (tmp_path / "wheels").glob(f"calab-{VERSION}-*.whl")
+    (wheel,) = (tmp_path / "wheels").glob(f"{DIST_NAME}-{VERSION}-*.whl")
     check_wheel(wheel)
 
 
@@ -301,9 +302,9 @@ def glibc_needed(shared_object: Path) -> tuple[int, int]:
 
 @pytest.mark.slow
 def test_make_dist_wheel_is_abi3_for_glibc_2_17(dist: Path, tmp_path: Path) -> None:
-    (wheel,) = dist.glob("calab-*.whl")
+    (wheel,) = dist.glob(f"{DIST_NAME}-*.whl")
     name, version, python, abi, platform = wheel.stem.split("-")
-    assert (name, version, python, abi) == ("calab", VERSION, "cp310", "abi3")
+    assert (name, version, python, abi) == (DIST_NAME, VERSION, "cp310", "abi3")
     assert "manylinux_2_17_x86_64" in platform.split("."), platform
     check_wheel(wheel)
     with zipfile.ZipFile(wheel) as z:
@@ -313,8 +314,8 @@ def test_make_dist_wheel_is_abi3_for_glibc_2_17(dist: Path, tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_make_dist_sdist(dist: Path) -> None:
-    (sdist,) = dist.glob("calab-*.tar.gz")
-    assert sdist.name == f"calab-{VERSION}.tar.gz"
+    (sdist,) = dist.glob(f"{DIST_NAME}-*.tar.gz")
+    assert sdist.name == f"{DIST_NAME}-{VERSION}.tar.gz"
     check_sdist(sdist)
 
 
@@ -341,7 +342,7 @@ def test_make_dist_wheel_installs_and_runs_in_a_fresh_virtualenv(
 ) -> None:
     from test_readme import blocks_under
 
-    (wheel,) = dist.glob("calab-*.whl")
+    (wheel,) = dist.glob(f"{DIST_NAME}-*.whl")
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"

@@ -10,6 +10,7 @@ import {
   type AutoDoneHeader,
   type AutoProgressHeader,
   type BaselineMode,
+  type EstimateVerdict,
   type LamMode,
   type ParamSet,
   type Transport,
@@ -173,18 +174,32 @@ export function buildControls(t: Transport, request: Request, d: Disposer): Cont
   });
   autoBtn.title = "Estimate kernel, per-cell sparsity and baseline from the recording";
   const autoMsg = h("div", { class: "calab-note", "data-testid": "auto-status" });
+  // The estimate's verdict after Auto: ok / usable (something unresolved) / unreliable.
+  const verdict = h("span", { class: "calab-verdict", "data-testid": "auto-verdict", hidden: "" });
   let poll = 0;
   const stopPoll = () => {
     if (poll) window.clearInterval(poll);
     poll = 0;
   };
   d.add(stopPoll);
-  el.insertBefore(h("div", { class: "calab-buttons" }, autoBtn), el.children[1] ?? null);
+  el.insertBefore(h("div", { class: "calab-buttons" }, autoBtn, verdict), el.children[1] ?? null);
   el.insertBefore(autoMsg, el.children[2] ?? null);
+  function showVerdict(v: EstimateVerdict | undefined): void {
+    if (!v) {
+      verdict.hidden = true;
+      return;
+    }
+    const level = !v.trusted ? "unreliable" : v.resolved ? "ok" : "usable";
+    verdict.hidden = false;
+    verdict.dataset.verdict = level;
+    verdict.textContent = level === "unreliable" ? "estimate unreliable" : `estimate ${level}`;
+    verdict.title = v.summary;
+  }
   function onAuto(msg: AutoProgressHeader | AutoDoneHeader): void {
     if (msg.type === MSG_AUTO_DONE) {
       stopPoll();
       autoBtn.disabled = false;
+      showVerdict(msg.error ? undefined : msg.estimate?.verdict);
       if (msg.error) {
         autoMsg.dataset.state = "error";
         autoMsg.textContent = `Auto failed: ${msg.error}`;
@@ -195,8 +210,11 @@ export function buildControls(t: Transport, request: Request, d: Disposer): Cont
           ? `Auto: rise ${fmt(e.tau_rise, 3)} s, decay ${fmt(e.tau_decay, 3)} s, λ per cell, ` +
             `baseline ${e.baseline} (${fmt(e.elapsed_s, 2)} s)`
           : "Auto: done";
+        const v = e?.verdict;
+        if (v && !v.resolved) autoMsg.textContent += ` · ${v.summary}`;
       }
     } else if (msg.running) {
+      verdict.hidden = true;
       autoBtn.disabled = true;
       autoMsg.dataset.state = "running";
       autoMsg.textContent = `${msg.message ?? "estimating parameters"} · ${fmt(msg.elapsed_s ?? 0, 2)} s`;

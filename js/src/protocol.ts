@@ -130,6 +130,23 @@ export interface AutoProgressHeader {
   message?: string;
 }
 
+/** How far an estimate can be trusted; keep in sync with EstimateQuality.to_dict. */
+export interface EstimateVerdict {
+  /** False: the kernel could not be measured; the default kernel was used. */
+  trusted: boolean;
+  /** Trusted, and rise, decay and noise all resolved by the data. */
+  resolved: boolean;
+  fallback: boolean;
+  /** One line: "ok (...)", "usable (...): notes" or "UNRELIABLE: problems ...". */
+  summary: string;
+  problems: string[];
+  notes: string[];
+  rise_resolved: boolean;
+  decay_resolved: boolean;
+  noise_resolved: boolean;
+  n_near_constant: number;
+}
+
 export interface AutoDoneHeader {
   type: typeof MSG_AUTO_DONE;
   /** The state changes made (tau_rise, tau_decay, lam, lam_mode, baseline); absent on error. */
@@ -141,6 +158,8 @@ export interface AutoDoneHeader {
     baseline: BaselineMode;
     n_no_transients: number;
     elapsed_s: number;
+    /** The estimate's verdict (calab.estimate_verdict.EstimateQuality.to_dict). */
+    verdict?: EstimateVerdict;
   };
   /** The estimate failed: nothing changed. */
   error?: string;

@@ -3,7 +3,7 @@
 //!
 //! `cargo bench --manifest-path rust/Cargo.toml --features testing --bench banded`
 
-use _solver::banded::{fill_band, solve_single, solve_twisted, Band, Buffers};
+use _solver::banded::{solve_single, solve_twisted, Band, Buffers};
 use _solver::test_util::Lcg;
 
 fn main() {
@@ -12,16 +12,11 @@ fn main() {
     let mut rng = Lcg::new(5);
     let gidx: Vec<usize> = (0..9000).filter(|_| rng.uniform() < 0.88).collect();
     let kk = gidx.len();
-    let (mut e, mut c1, mut c2) = (vec![0.0; kk], vec![0.0; kk], vec![0.0; kk]);
-    fill_band(&gidx, kk, g1, g2, &mut e, &mut c1, &mut c2);
-    let band = Band {
-        e: &e,
-        c1: &c1,
-        c2: &c2,
-    };
-    let ra: Vec<f64> = (0..kk).map(|_| rng.uniform()).collect();
+    // Right-hand sides per frame, as the active set hands them over.
+    let ra: Vec<f64> = (0..9000).map(|_| rng.uniform()).collect();
+    let band = Band::new(&gidx, g1, g2, &ra, &ra);
     let (mut l1, mut l2, mut dd) = (vec![0.0; kk], vec![0.0; kk], vec![0.0; kk]);
-    let (mut xa, mut xb) = (ra.clone(), ra.clone());
+    let (mut xa, mut xb) = (vec![0.0; kk], vec![0.0; kk]);
     let (mut best_single, mut best_twisted) = (f64::MAX, f64::MAX);
     for _ in 0..300 {
         for (solver, best) in [
@@ -31,8 +26,6 @@ fn main() {
             ),
             (solve_twisted, &mut best_twisted),
         ] {
-            xa.copy_from_slice(&ra);
-            xb.copy_from_slice(&ra);
             let t = std::time::Instant::now();
             solver(
                 &band,

@@ -9,65 +9,76 @@
 //! the bottom over the second half, then joins them through the 4x4 Schur complement on the two
 //! rows either side of the split: exact, and about twice the throughput of one chain.
 
-/// Band entries of the system: diagonal `e[p]`, coupling `c1[p]` to row p-1 and `c2[p]` to
-/// row p-2 (filled by [`fill_band`]).
+/// Band entries of D_G D_G^T for the zero set `gidx[..kk]` (frames in increasing order), from
+/// the gaps between its frames as the solvers need them (no pass of their own): row p has
+/// diagonal `diag(p)`, coupling `c1(p)` to row p-1 and `c2(p)` to row p-2. The rows of D are
+/// (..., -g2, -g1, 1) ending on the diagonal.
 pub struct Band<'a> {
-    pub e: &'a [f64],
-    pub c1: &'a [f64],
-    pub c2: &'a [f64],
+    gidx: &'a [usize],
+    /// The two right-hand sides before gathering: row p's are `ra[gidx[p]]`, `rb[gidx[p]]`.
+    ra: &'a [f64],
+    rb: &'a [f64],
+    g1: f64,
+    full: f64,
+    /// c1 by the gap to the previous row's frame (1, 2, 3 or more), for frames >= 2.
+    c1_of_gap: [f64; 4],
+    minus_g2: f64,
 }
 
-impl Band<'_> {
+impl<'a> Band<'a> {
+    /// The system for the rows `gidx` of D, with right-hand sides `ra`, `rb` given per frame
+    /// (gathered on G as the solve reads them).
+    pub fn new(gidx: &'a [usize], g1: f64, g2: f64, ra: &'a [f64], rb: &'a [f64]) -> Band<'a> {
+        Band {
+            gidx,
+            ra,
+            rb,
+            g1,
+            full: 1.0 + g1 * g1 + g2 * g2,
+            c1_of_gap: [0.0, -g1 + g1 * g2, -g2, 0.0],
+            minus_g2: -g2,
+        }
+    }
+
+    #[inline(always)]
+    fn rhs(&self, p: usize) -> (f64, f64) {
+        let g = self.gidx[p];
+        (self.ra[g], self.rb[g])
+    }
+
+    /// Frames 0 and 1 have shorter rows of D; any later row (p >= 2, so frame >= 2) is full.
     #[inline(always)]
     fn diag(&self, p: usize) -> f64 {
-        self.e[p]
+        if p >= 2 {
+            return self.full;
+        }
+        match self.gidx[p] {
+            0 => 1.0,
+            1 => 1.0 + self.g1 * self.g1,
+            _ => self.full,
+        }
     }
 
+    /// Coupling of row p (p >= 1) to row p-1. Chosen by table, not by branches: the gaps follow
+    /// the free frames, which no branch predictor can guess.
     #[inline(always)]
     fn c1(&self, p: usize) -> f64 {
-        self.c1[p]
+        let (gp, gq) = (self.gidx[p], self.gidx[p - 1]);
+        if gq == 0 && gp == 1 {
+            // Row of frame 0 has no -g2 entry.
+            return -self.g1;
+        }
+        self.c1_of_gap[(gp - gq).min(3)]
     }
 
+    /// Coupling of row p (p >= 2) to row p-2.
     #[inline(always)]
     fn c2(&self, p: usize) -> f64 {
-        self.c2[p]
-    }
-}
-
-/// Band entries of D_G D_G^T for the zero set `gidx[..kk]` (frames in increasing order); the
-/// rows of D are (..., -g2, -g1, 1) ending on the diagonal.
-pub fn fill_band(
-    gidx: &[usize],
-    kk: usize,
-    g1: f64,
-    g2: f64,
-    e: &mut [f64],
-    c1: &mut [f64],
-    c2: &mut [f64],
-) {
-    let full = 1.0 + g1 * g1 + g2 * g2;
-    for p in 0..kk {
-        let gp = gidx[p];
-        e[p] = match gp {
-            0 => 1.0,
-            1 => 1.0 + g1 * g1,
-            _ => full,
-        };
-        c1[p] = if p >= 1 {
-            let gq = gidx[p - 1];
-            match gp - gq {
-                1 => -g1 + if gq >= 1 { g1 * g2 } else { 0.0 },
-                2 => -g2,
-                _ => 0.0,
-            }
+        if self.gidx[p] - self.gidx[p - 2] == 2 {
+            self.minus_g2
         } else {
             0.0
-        };
-        c2[p] = if p >= 2 && gp - gidx[p - 2] == 2 {
-            -g2
-        } else {
-            0.0
-        };
+        }
     }
 }
 
@@ -76,9 +87,9 @@ pub struct Buffers<'a> {
     pub l1: &'a mut [f64],
     pub l2: &'a mut [f64],
     pub dd: &'a mut [f64],
-    /// In: right-hand side 1 (already gathered on G). Out: solution 1.
+    /// Solution 1 (for the right-hand side `ra` of the band).
     pub xa: &'a mut [f64],
-    /// In: right-hand side 2. Out: solution 2.
+    /// Solution 2 (for `rb`).
     pub xb: &'a mut [f64],
 }
 
@@ -99,14 +110,15 @@ impl Chain {
     /// Eliminates row p with couplings `cc1`, `cc2` to the previous two rows of this chain.
     /// D[p] = (e - l2 cc2) - q^2 / D[p-1] with q = cc1 - cc2 l1[p-1]: one FMA before the division.
     #[inline(always)]
-    fn step(&mut self, b: &mut Buffers, p: usize, cc1: f64, cc2: f64, e: f64) {
+    fn step(&mut self, b: &mut Buffers, band: &Band, p: usize, cc1: f64, cc2: f64, e: f64) {
+        let (ra, rb) = band.rhs(p);
         let q = cc1 - cc2 * self.l1;
         let l2 = cc2 * self.dd2;
         let den = (e - l2 * cc2) - (q * q) * self.dd1;
         let dd = 1.0 / den;
         let l1 = q * self.dd1;
-        let xa = b.xa[p] - l1 * self.xa1 - l2 * self.xa2;
-        let xb = b.xb[p] - l1 * self.xb1 - l2 * self.xb2;
+        let xa = ra - l1 * self.xa1 - l2 * self.xa2;
+        let xb = rb - l1 * self.xb1 - l2 * self.xb2;
         b.l1[p] = l1;
         b.l2[p] = l2;
         b.dd[p] = dd;
@@ -156,7 +168,7 @@ pub fn solve_single(band: &Band, kk: usize, b: &mut Buffers) {
     for p in 0..kk {
         let cc1 = if p >= 1 { band.c1(p) } else { 0.0 };
         let cc2 = if p >= 2 { band.c2(p) } else { 0.0 };
-        ch.step(b, p, cc1, cc2, band.diag(p));
+        ch.step(b, band, p, cc1, cc2, band.diag(p));
     }
     let mut bk = Back::default();
     for p in (0..kk).rev() {
@@ -177,19 +189,19 @@ pub fn solve_twisted(band: &Band, kk: usize, b: &mut Buffers) {
     let s = kk / 2;
     let last = kk - 1;
     let (mut top, mut bot) = (Chain::default(), Chain::default());
-    top.step(b, 0, 0.0, 0.0, band.diag(0));
-    bot.step(b, last, 0.0, 0.0, band.diag(last));
-    top.step(b, 1, band.c1(1), 0.0, band.diag(1));
-    bot.step(b, last - 1, band.c1(last), 0.0, band.diag(last - 1));
+    top.step(b, band, 0, 0.0, 0.0, band.diag(0));
+    bot.step(b, band, last, 0.0, 0.0, band.diag(last));
+    top.step(b, band, 1, band.c1(1), 0.0, band.diag(1));
+    bot.step(b, band, last - 1, band.c1(last), 0.0, band.diag(last - 1));
     let (top_rows, bottom_rows) = (s, kk - s);
     for i in 2..top_rows.min(bottom_rows) {
-        top.step(b, i, band.c1(i), band.c2(i), band.diag(i));
+        top.step(b, band, i, band.c1(i), band.c2(i), band.diag(i));
         let p = last - i;
-        bot.step(b, p, band.c1(p + 1), band.c2(p + 2), band.diag(p));
+        bot.step(b, band, p, band.c1(p + 1), band.c2(p + 2), band.diag(p));
     }
     if bottom_rows > top_rows {
         let p = last - top_rows;
-        bot.step(b, p, band.c1(p + 1), band.c2(p + 2), band.diag(p));
+        bot.step(b, band, p, band.c1(p + 1), band.c2(p + 2), band.diag(p));
     }
     // Interface unknowns v = (s-2, s-1, s, s+1): 4x4 Schur complement, solved densely.
     let (da, db) = (1.0 / b.dd[s - 2], 1.0 / b.dd[s - 1]);
@@ -319,16 +331,16 @@ mod tests {
             }
             let ra: Vec<f64> = (0..kk).map(|_| rnd() - 0.5).collect();
             let rb: Vec<f64> = (0..kk).map(|_| rnd() - 0.5).collect();
-            let (mut e, mut c1, mut c2) = (vec![0.0; kk], vec![0.0; kk], vec![0.0; kk]);
-            fill_band(&gidx, kk, g1, g2, &mut e, &mut c1, &mut c2);
-            let band = Band {
-                e: &e,
-                c1: &c1,
-                c2: &c2,
-            };
+            // The band reads the right-hand sides per frame (free frames hold junk).
+            let (mut fa, mut fb) = (vec![f64::NAN; n], vec![f64::NAN; n]);
+            for (q, &g) in gidx.iter().enumerate() {
+                fa[g] = ra[q];
+                fb[g] = rb[q];
+            }
+            let band = Band::new(&gidx, g1, g2, &fa, &fb);
             let mut bufs: Vec<Vec<f64>> = vec![vec![0.0; kk]; 3];
-            let (mut xa, mut xb) = (ra.clone(), rb.clone());
-            let (mut ya, mut yb) = (ra.clone(), rb.clone());
+            let (mut xa, mut xb) = (vec![0.0; kk], vec![0.0; kk]);
+            let (mut ya, mut yb) = (vec![0.0; kk], vec![0.0; kk]);
             {
                 let [l1, l2, dd] = &mut bufs[..] else {
                     unreachable!()

@@ -2,6 +2,7 @@
 //! (each cell's result depends only on its own trace, lambda and warm start, never on the
 //! thread count). Thread pools are built once per thread count and reused.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -47,6 +48,28 @@ fn with_pool<R: Send>(n_threads: Option<usize>, f: impl FnOnce() -> R + Send) ->
     }
 }
 
+thread_local! {
+    /// Each thread's workspace, kept between calls (a tuner's view solves, a chunked batch,
+    /// one trace at a time) so that a call allocates and first-touches nothing.
+    static WORKSPACE: RefCell<Workspace> = RefCell::new(Workspace::default());
+}
+
+/// Longest trace (frames) whose workspace a thread keeps after the call: about 140 bytes per
+/// frame (9 MB at this length); longer traces get a workspace of their own for the call.
+const KEEP_FRAMES: usize = 1 << 16;
+
+/// Runs `f` with this thread's workspace, grown to `n` frames (see [`KEEP_FRAMES`]).
+fn with_workspace<R>(n: usize, f: impl FnOnce(&mut Workspace) -> R) -> R {
+    if n > KEEP_FRAMES {
+        return f(&mut Workspace::new(n));
+    }
+    WORKSPACE.with(|cell| {
+        let mut ws = cell.borrow_mut();
+        ws.ensure(n);
+        f(&mut ws)
+    })
+}
+
 /// First (cell, frame) holding NaN or +-Inf, scanning cells in parallel.
 pub fn find_nonfinite<T: Copy + Into<f64> + Sync>(data: &[T], n: usize) -> Option<(usize, usize)> {
     let cell = data
@@ -80,22 +103,20 @@ pub fn solve_batch<T: Copy + Into<f64> + Sync>(
     }
     let lam_of = |i: usize| if lam.len() == 1 { lam[0] } else { lam[i] };
     if cells == 1 {
-        let mut ws = Workspace::new(n);
-        let outcome = solve_trace(m, data, lam_of(0), opts, init, activity, &mut ws);
+        let outcome = with_workspace(n, |ws| {
+            solve_trace(m, data, lam_of(0), opts, init, activity, ws)
+        });
         return Ok(vec![outcome]);
     }
     with_pool(n_threads, || {
         activity
             .par_chunks_mut(n)
             .enumerate()
-            .map_init(
-                || Workspace::new(n),
-                |ws, (i, out)| {
-                    let row = &data[i * n..(i + 1) * n];
-                    let s0 = init.map(|s| &s[i * n..(i + 1) * n]);
-                    solve_trace(m, row, lam_of(i), opts, s0, out, ws)
-                },
-            )
+            .map(|(i, out)| {
+                let row = &data[i * n..(i + 1) * n];
+                let s0 = init.map(|s| &s[i * n..(i + 1) * n]);
+                with_workspace(n, |ws| solve_trace(m, row, lam_of(i), opts, s0, out, ws))
+            })
             .collect()
     })
 }
@@ -179,6 +200,28 @@ mod tests {
         }
         let err = solve_batch(&m, &data, n, &[0.1, 0.2], &OPTS, None, &mut act, None);
         assert!(err.unwrap_err().contains("lam has 2 values"));
+    }
+
+    #[test]
+    fn workspaces_are_kept_between_calls() {
+        // A call allocates nothing once its threads have solved a trace as long: the single-cell
+        // path (a view solve, one trace) reuses the calling thread's workspace.
+        let m = Model::new(0.05, 0.5, 30.0);
+        let n = 300;
+        let data = cells(&m, n, 1);
+        let mut act = vec![0.0; n];
+        let ptr = || WORKSPACE.with(|w| w.borrow().y.as_ptr());
+        solve_batch(&m, &data, n, &[0.01], &OPTS, None, &mut act, None).unwrap();
+        let first = ptr();
+        assert!(WORKSPACE.with(|w| w.borrow().y.len()) >= n);
+        let before = act.clone();
+        solve_batch(&m, &data, n, &[0.01], &OPTS, None, &mut act, None).unwrap();
+        assert_eq!(ptr(), first);
+        assert_eq!(act, before);
+        // Traces beyond KEEP_FRAMES are not kept.
+        let long = KEEP_FRAMES + 1;
+        with_workspace(long, |ws| assert!(ws.y.len() >= long));
+        assert!(WORKSPACE.with(|w| w.borrow().y.len()) < long);
     }
 
     #[test]

@@ -285,6 +285,30 @@ mod tests {
     }
 
     #[test]
+    fn cold_start_needs_few_pivots_at_high_frame_rates() {
+        // A slow indicator sampled fast (0.06 s / 0.85 s at 158 Hz, like the neuropil-corrected
+        // GCaMP6s recordings): a dense cold start with full exchanges oscillated here and fell
+        // back to the monotone phase (hundreds of pivots per trace).
+        let m = Model::new(0.06, 0.85, 158.0);
+        let spec = crate::test_util::Spec {
+            rate: 0.006,
+            offset: 1.0,
+            noise: 0.25,
+        };
+        let o = opts(Method::ActiveSet, 1000, 1e-9);
+        let mut total = 0;
+        for seed in 1..5 {
+            let y = synthetic(&m, 6000, seed, spec);
+            let mut ws = Workspace::new(y.len());
+            let mut s = vec![0.0; y.len()];
+            let out = solve_trace(&m, &y, 0.01, &o, None, &mut s, &mut ws);
+            assert!(out.converged, "seed {seed}: {out:?}");
+            total += out.iterations;
+        }
+        assert!(total <= 4 * 30, "{total} pivots for 4 traces");
+    }
+
+    #[test]
     fn nonfinite_data_is_never_converged() {
         let m = Model::new(0.05, 0.5, 30.0);
         let mut y = synthetic(&m, 200, 5, SPEC);

@@ -28,10 +28,6 @@ pub struct Workspace {
     pub nu: Vec<f64>,
     pub tv: Vec<f64>,
     pub sv: Vec<f64>,
-    /// Band entries of the pivoting system.
-    pub be: Vec<f64>,
-    pub bc1: Vec<f64>,
-    pub bc2: Vec<f64>,
     // FISTA buffers (length n).
     pub fa: Vec<f64>,
     pub fb: Vec<f64>,
@@ -58,9 +54,6 @@ impl Workspace {
             nu: z(),
             tv: z(),
             sv: z(),
-            be: z(),
-            bc1: z(),
-            bc2: z(),
             fa: z(),
             fb: z(),
             fc: z(),

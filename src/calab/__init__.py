@@ -31,6 +31,10 @@ from calab.io import (
 from calab.kernel import build_kernel, compute_lipschitz, kernel_timing, tau_to_ar2
 from calab.simulate import simulate
 
+#: The distribution that installs ``import calab`` (``pip show cadeconv``). ``calab`` on PyPI is
+#: another project, the CaLab package, with the same import name.
+DISTRIBUTION = "cadeconv"
+
 
 def _source_tree_version(pyproject: Path) -> str | None:
     """The [project] version in a source checkout's pyproject.toml, or None if there is none."""
@@ -53,7 +57,7 @@ def _version() -> str:
     if found is not None:
         return found
     try:
-        return version("calab")
+        return version(DISTRIBUTION)
     except PackageNotFoundError:
         return "0+unknown"
 

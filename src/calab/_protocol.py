@@ -11,7 +11,7 @@ MSG_OVERVIEW = "calab:overview"  # header + buffer (n_cells, n_bins, 2)
 MSG_SPECTRUM = "calab:spectrum"  # header + buffers freqs, power
 MSG_EXPORTED = "calab:exported"  # {path} or {error}
 MSG_AUTO_PROGRESS = "calab:auto-progress"  # {running, elapsed_s, message}: Auto is estimating
-MSG_AUTO_DONE = "calab:auto-done"  # {changes, estimate} (the sliders moved) or {error}
+MSG_AUTO_DONE = "calab:auto-done"  # {changes, estimate (with its verdict)} or {error}
 
 # Page -> kernel.
 MSG_HELLO = "calab:hello"  # page rendered: send overview and view

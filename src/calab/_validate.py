@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -149,3 +150,87 @@ def check_finite(arr: np.ndarray, name: str = "traces") -> None:
             f"{name} contain NaN or Inf at cell {bad[0]}, frame {bad[1]}; "
             "remove or interpolate those frames first"
         )
+
+
+# ----------------------------------------------------------------------------- plausibility
+# Valid values that are almost surely a slip of units or orientation: warned about (naming the
+# values and the likely fix), never refused. The impossible ones are refused above.
+
+#: No calcium indicator decays this slowly (GCaMP6s and nuclear GCaMPs: a few seconds).
+MAX_PLAUSIBLE_DECAY_S = 10.0
+#: No calcium indicator rises this slowly (about 0.01-0.3 s).
+MAX_PLAUSIBLE_RISE_S = 1.0
+#: Imaging runs at a few Hz at least; below this, fs is probably a frame period in seconds.
+MIN_PLAUSIBLE_FS = 0.5
+#: A (frames, cells) array is suspected when it has more rows than columns and at least this
+#: many rows (the frames of the shortest recording the estimate reads).
+MIN_SUSPECT_ROWS = 200
+#: Relative difference at which a given sampling rate disagrees with the one a file stores.
+RATE_TOLERANCE = 1e-3
+
+
+def implausible(
+    fs: float | None = None,
+    tau_rise: float | None = None,
+    tau_decay: float | None = None,
+    shape: tuple[int, ...] | None = None,
+) -> list[str]:
+    """Return a message for each valid but implausible value (units, orientation)."""
+    out: list[str] = []
+    if tau_decay is not None and tau_decay > MAX_PLAUSIBLE_DECAY_S:
+        out.append(
+            f"tau_decay = {tau_decay:g} s is far longer than calcium indicators decay (about "
+            f"0.1-3 s); time constants are in seconds: if {tau_decay:g} is in milliseconds, "
+            f"pass {tau_decay / 1000:g}"
+        )
+    if tau_rise is not None and tau_rise > MAX_PLAUSIBLE_RISE_S:
+        out.append(
+            f"tau_rise = {tau_rise:g} s is far longer than calcium indicators rise (about "
+            f"0.01-0.3 s); time constants are in seconds: if {tau_rise:g} is in milliseconds, "
+            f"pass {tau_rise / 1000:g}"
+        )
+    if fs is not None and fs < MIN_PLAUSIBLE_FS:
+        out.append(
+            f"fs = {fs:g} Hz is a very low sampling rate; fs is in Hz (frames per second): if "
+            f"{fs:g} is the frame period in seconds, the rate is {1 / fs:.4g} Hz"
+        )
+    if shape is not None and len(shape) == 2 and shape[0] > max(shape[1], MIN_SUSPECT_ROWS - 1):
+        out.append(
+            f"the traces have more cells ({shape[0]}) than frames ({shape[1]}); traces are "
+            "(n_cells, n_frames): if yours are (n_frames, n_cells), pass them transposed "
+            "(traces.T)"
+        )
+    return out
+
+
+def warn_implausible(
+    fs: float | None = None,
+    tau_rise: float | None = None,
+    tau_decay: float | None = None,
+    shape: tuple[int, ...] | None = None,
+    *,
+    stacklevel: int = 2,
+) -> bool:
+    """Warn (UserWarning) once for each valid but implausible value; see :func:`implausible`.
+
+    Called once per public call (``run_deconvolution``, ``estimate_parameters``,
+    ``deconvolve_file``), with the caller's ``stacklevel``. Returns whether it warned.
+    """
+    messages = implausible(fs, tau_rise, tau_decay, shape)
+    for message in messages:
+        warnings.warn(message, UserWarning, stacklevel=stacklevel + 1)
+    return bool(messages)
+
+
+def warn_rate_override(given: float, stored: float | None, where: str) -> None:
+    """Warn when a given sampling rate (``fs=``, ``--fs``) disagrees with the file's own."""
+    if stored is None or math.isclose(given, stored, rel_tol=RATE_TOLERANCE):
+        return
+    warnings.warn(
+        f"fs = {given:g} Hz was given but {where} stores a sampling rate of {stored:g} Hz; "
+        f"using {given:g} Hz; if the file is right, every time in seconds (such as estimated "
+        f"time constants) comes out scaled by {stored / given:.3g}: leave out fs (--fs) to use "
+        "the file's rate",
+        UserWarning,
+        stacklevel=3,
+    )

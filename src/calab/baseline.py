@@ -31,6 +31,9 @@ def _running_extreme(x: np.ndarray, width: int, op: Any, fill: float) -> np.ndar
     window shrinks at the edges instead of reflecting the trace.
     """
     n_cells, n = x.shape
+    # A centred window of 2n - 1 frames already covers the whole row from every frame: a wider
+    # one gives the same result, so the window never costs more memory than the row.
+    width = min(width, 2 * n - 1)
     if width <= 1:
         return x.copy()
     left = (width - 1) // 2
@@ -152,8 +155,17 @@ def drift_baseline(
     x = data.astype(np.float64, copy=False)
     check_finite(x if not was_1d else x[0])
     n_win = _frames(w, f)
-    coarse = coarse_maximin(x, f, w, sm)
+    # Every step commutes with y -> a * y + c: work on rows scaled to [-1, 1], so that the
+    # running sums of the boxcar neither overflow (traces near 1e308) nor lose the signal under
+    # a large offset, then scale back.
+    lo, hi = x.min(axis=1, keepdims=True), x.max(axis=1, keepdims=True)
+    mid = 0.5 * lo + 0.5 * hi
+    half = 0.5 * hi - 0.5 * lo
+    half[half == 0] = 1.0
+    coarse = coarse_maximin((x - mid) / half, f, w, sm)
     base = _extend_edges(_interpolate(coarse.baseline, coarse.frames, x.shape[1]), n_win // 2)
+    base *= half
+    base += mid
     return base[0] if was_1d else base
 
 

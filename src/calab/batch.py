@@ -12,19 +12,22 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
 import signal
+import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from calab._validate import traces_2d
+from calab._validate import traces_2d, warn_implausible
 from calab.estimate import estimate_source, estimated_params
 from calab.io._common import PathLike
 from calab.io.lock import OutputBusyError, lock_path, output_lock
@@ -33,12 +36,12 @@ from calab.io.resume import Partial, fingerprint
 from calab.io.writers import (
     NpyWriter,
     Writer,
+    cell_id_array,
     check_outputs,
-    commit,
     dumps_json,
+    json_ids,
     remove,
     sidecar_path,
-    write_text_atomic,
     writer_for,
 )
 from calab.params import DeconvolutionResult, Params, SolverOptions, solve_block, squeeze
@@ -56,6 +59,15 @@ class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during :func:`deconvolve_file`; the message says what was kept and how to resume."""
 
 
+class RunStopped(OSError):
+    """The file system stopped :func:`deconvolve_file` (a full disk, no permission...).
+
+    ``errno`` is the cause's (ENOSPC for a full disk); the message says what happened, that the
+    finished work is kept in the partial folder, and to run the same command again to resume
+    once fixed.
+    """
+
+
 class BatchResult(NamedTuple):
     """What :func:`deconvolve_file` wrote.
 
@@ -64,7 +76,9 @@ class BatchResult(NamedTuple):
     output : Path
         The activity file (.npy, .h5 or .zarr).
     info : Path or None
-        ``<stem>_info.json`` with ``full=True``.
+        The info file (:func:`info_path_for`): parameters, source and cell ids, with
+        ``full=True`` also the per-cell results. Always written beside a ``.npy`` output
+        (which cannot hold them), with ``full=True`` beside ``.h5``/``.zarr`` ones.
     num_cells, num_timepoints : int
     not_converged : int
         Cells whose solve did not converge.
@@ -147,6 +161,30 @@ def _pause_for_tests(finished: int) -> None:
                 signal.pause()
             else:  # pragma: no cover - Windows
                 time.sleep(3600)
+
+
+@contextmanager
+def _elapsed(desc: str, show: bool) -> Iterator[None]:
+    """Show a progress line counting the seconds while a step without a count of its own runs."""
+    if not show:
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    done = threading.Event()
+    with tqdm(desc=desc, bar_format="{desc}: {elapsed}", leave=False) as bar:
+
+        def tick() -> None:
+            while not done.wait(0.5):
+                bar.refresh()
+
+        ticker = threading.Thread(target=tick, daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
 
 
 def _labels(ids: Any, rows: list[int]) -> str:
@@ -369,8 +407,14 @@ def baseline_path_for(out: Path) -> Path:
 
 
 def info_path_for(out: Path) -> Path:
-    """``<OUT stem>_info.json`` beside the output."""
-    return out.with_name(out.name[: -len(out.suffix)] + "_info.json")
+    """Return the info file beside the output.
+
+    ``<stem>_info.json`` for ``<stem>.npy``, else ``<stem>_<ext>_info.json`` (``r.h5`` ->
+    ``r_h5_info.json``), so that ``r.npy``, ``r.h5`` and ``r.zarr`` never share one.
+    """
+    ext = out.suffix.lower()
+    tag = "" if ext == ".npy" else "_" + ext[1:]
+    return out.with_name(out.name[: -len(out.suffix)] + tag + "_info.json")
 
 
 def deconvolve_file(
@@ -385,6 +429,7 @@ def deconvolve_file(
     full: bool = False,
     progress: bool = True,
     n_threads: int | None = None,
+    on_estimate: Callable[[Any, Source], None] | None = None,
     **options: Any,
 ) -> BatchResult:
     """Deconvolve a file of traces into an activity file, streaming, locked and resumable.
@@ -392,8 +437,9 @@ def deconvolve_file(
     Exactly what ``calab deconvolve`` does: reads ``path_in`` a block of cells at a time
     (about 16 MB), band-passes each block when the export says so, solves it and writes it to
     ``path_out`` under a temporary name; the output appears only when complete. An interrupted
-    run (Ctrl-C, a killed job, a reboot) is resumed by the same call without redoing the
-    finished blocks, after checking each reused block against its recorded digest.
+    run (Ctrl-C, a killed job, a reboot, a full disk) is resumed by the same call without
+    redoing the finished blocks, after checking each reused block against its recorded digest;
+    a run killed while moving its finished files into place is finished by the same call.
 
     Parameters
     ----------
@@ -419,10 +465,12 @@ def deconvolve_file(
     force : bool
         Replace existing outputs and discard an unfinished run made with other settings.
     full : bool
-        Also write ``<stem>_info.json`` (baseline, iterations, converged; also stored in
-        ``.h5``/``.zarr`` outputs). With ``baseline="drift"`` the baseline has one value per
-        frame, shape (n_cells, n_timepoints): the ``baseline`` array of a ``.h5``/``.zarr``
-        output, or ``<stem>_baseline.npy`` beside a ``.npy`` one (the info file names it).
+        Also store the per-cell results (baseline, iterations, converged) in ``.h5``/``.zarr``
+        outputs and in the info file (:func:`info_path_for`), which is then written beside
+        them too; a ``.npy`` output always has one (parameters, source, cell ids). With
+        ``baseline="drift"`` the baseline has one value per frame, shape (n_cells,
+        n_timepoints): the ``baseline`` array of a ``.h5``/``.zarr`` output, or
+        ``<stem>_baseline.npy`` beside a ``.npy`` one (the info file names it).
     progress : bool
         Show a progress bar.
     n_threads : int, optional
@@ -430,6 +478,10 @@ def deconvolve_file(
     **options
         :class:`calab.io.open.ReadOptions`: ``trace``, ``accepted_only``, ``variable``,
         ``neuropil_coef``, ``cells_only``, ``plane``.
+    on_estimate : callable, optional
+        With ``params="auto"``: called with the :class:`calab.ParameterEstimate` and the
+        opened source once the estimate is done, before the deconvolution (``calab deconvolve
+        --auto`` prints it).
 
     Returns
     -------
@@ -441,13 +493,16 @@ def deconvolve_file(
         If another live run is writing the same output.
     RunInterrupted
         On Ctrl-C (a KeyboardInterrupt); the unfinished work is kept for resuming.
+    RunStopped
+        An OSError (a full disk, no permission...) while writing; the unfinished work is kept
+        for resuming once the cause is fixed.
     FileExistsError, FileNotFoundError, ValueError
         Unsafe or existing outputs, bad inputs or parameters (each message names the fix).
     """
     from calab import __version__
 
     auto = isinstance(params, str) and params == "auto"
-    p = {} if auto else export_params(params)
+    p: dict[str, Any] | None = None if auto else export_params(params)
     chunk_arg = check_chunk_cells(chunk_cells)
     solver = SolverOptions(n_threads=n_threads)
     opts = ReadOptions(**options)
@@ -457,123 +512,209 @@ def deconvolve_file(
             raise ValueError(
                 f"{src.path} stores no sampling rate; pass fs= (--fs HZ) to estimate the parameters"
             )
-        rate = src.fs if src.fs is not None else p["fs"]
-        if not auto:
+        rate = src.fs if src.fs is not None else p["fs"]  # type: ignore[index]
+        if p is not None:  # (the estimate checks the rate and the shape itself)
+            warn_implausible(rate, p["tau_rise"], p["tau_decay"], src.shape, stacklevel=2)
             check_cell_count(p, src.shape[0], str(src.path))
-        if not auto and not math.isclose(rate, p["fs"], rel_tol=1e-9):
-            warnings.warn(
-                f"the data are sampled at {rate:g} Hz but the parameters were tuned at "
-                f"{p['fs']:g} Hz; deconvolving at {rate:g} Hz (time constants are in seconds)",
-                UserWarning,
-                stacklevel=2,
-            )
+            if not math.isclose(rate, p["fs"], rel_tol=1e-9):
+                warnings.warn(
+                    f"the data are sampled at {rate:g} Hz but the parameters were tuned at "
+                    f"{p['fs']:g} Hz; deconvolving at {rate:g} Hz (time constants are in seconds)",
+                    UserWarning,
+                    stacklevel=2,
+                )
         out = Path(path_out).expanduser() if path_out is not None else default_output(src)
         writer_cls = writer_for(out)
         info_path = info_path_for(out)
-        targets = [out, info_path] if full else [out]
-        if full and p.get("baseline") == "drift" and writer_cls is NpyWriter:
-            targets.append(baseline_path_for(out))
+        writes_info = info_path in _targets(out, full, p, writer_cls)
+        ids = src.meta.get("cell_ids")
+        if full:  # before any work: the info file cannot store NaN ids
+            ids = json_ids(ids, str(src.path), "or run without --full (full=False)")
+        attrs = {
+            "calab_version": __version__,
+            "source": str(src.path),
+            "format": src.format,
+            "sampling_rate_hz": rate,
+            "parameters": p,
+        }
+        chunk = chunk_arg or default_chunk(src)
+        partial = Partial(
+            out,
+            fingerprint(src, attrs, chunk, full, opts, auto),
+            writer_cls,
+            baseline=baseline_path_for(out),
+            info=info_path if writes_info else None,
+        )
         inputs = [*src.inputs, *([params_file] if params_file else [])]
-        check_outputs(targets, inputs, force)  # early, for a clear error before any work
+        # A run killed while moving its finished files into place: finish it (the outputs it
+        # already moved exist, and are its own).
+        finishing = partial.finishable() is not None
+        if finishing:
+            p = partial.fingerprint["parameters"]
+        check_outputs(_targets(out, full, p, writer_cls), inputs, force or finishing)  # early
         with output_lock(out):
-            check_outputs(targets, inputs, force)  # again, now that no other run can write
-            if auto:
-                p = estimated_params(estimate_source(src, rate, chunk_arg))
-                if full and p.get("baseline") == "drift" and writer_cls is NpyWriter:
-                    targets.append(baseline_path_for(out))
-                    check_outputs(targets, inputs, force)
-            return _run(src, p, rate, out, info_path, writer_cls, chunk_arg, force, full,
-                        progress, solver, opts, __version__)  # fmt: skip
+            finishing = finishing and partial.finishable() is not None  # now no other run can
+            check_outputs(_targets(out, full, p, writer_cls), inputs, force or finishing)
+            if finishing:
+                return _finish(partial, src, full)
+            if p is None:
+                n, t = src.shape
+                log.info("estimating the parameters of %d cells x %d frames...", n, t)
+                with _elapsed("estimate", progress):
+                    est = estimate_source(src, rate, chunk_arg)
+                if on_estimate is not None:
+                    on_estimate(est, src)
+                p = estimated_params(est)
+                check_outputs(_targets(out, full, p, writer_cls), inputs, force)
+                partial.fingerprint["parameters"] = attrs["parameters"] = p
+            partial.drift = p.get("baseline") == "drift"
+            return _run(src, p, rate, partial, attrs, ids, chunk, force, full, progress, solver)
+
+
+def _targets(
+    out: Path, full: bool, p: Mapping[str, Any] | None, writer_cls: type[Writer]
+) -> list[Path]:
+    """Return the files a run writes.
+
+    The output; its info file with ``full`` or beside a ``.npy`` output; with ``full`` the drift
+    baseline of a ``.npy`` output.
+    """
+    targets = [out, info_path_for(out)] if full or writer_cls is NpyWriter else [out]
+    if full and p is not None and p.get("baseline") == "drift" and writer_cls is NpyWriter:
+        targets.append(baseline_path_for(out))
+    return targets
+
+
+def _stopped(exc: OSError, partial: Partial) -> RunStopped:
+    """Return the one error of a run the file system stopped: what happened, what is kept."""
+    path = exc.filename2 if exc.filename2 is not None else exc.filename
+    why = exc.strerror or str(exc)
+    if path is not None and str(os.path.abspath(path)).startswith(str(partial.dir.absolute())):
+        path = partial.dir  # never a temporary name inside it
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what, fix = f"the disk holding {partial.dir.parent} is full ({why})", "free space there"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and path is not None:
+        what, fix = f"cannot write {path} ({why})", "make it writable"
+    else:
+        what, fix = (f"{path}: {why}" if path is not None else why), "fix this"
+    n = int(partial.fingerprint["shape"][0])
+    n_chunks = -(-n // int(partial.fingerprint["chunk"]))
+    if os.path.isdir(partial.dir):
+        kept = (
+            f"{len(partial.done)} of {n_chunks} chunks are saved in {partial.dir.name}: {fix}, "
+            "then run the same command again to resume"
+        )
+    else:
+        kept = f"nothing was written; {fix} and run the command again"
+    return RunStopped(exc.errno or errno.EIO, f"{what}; {kept}")
 
 
 def _run(
     src: Source,
     p: dict[str, Any],
     rate: float,
-    out: Path,
-    info_path: Path,
-    writer_cls: type[Writer],
-    chunk_arg: int | None,
+    partial: Partial,
+    attrs: dict[str, Any],
+    ids: Any,
+    chunk: int,
     force: bool,
     full: bool,
     progress: bool,
     solver: SolverOptions,
-    opts: ReadOptions,
-    version: str,
 ) -> BatchResult:
     n, t = src.shape
-    chunk = chunk_arg or default_chunk(src)
-    attrs = {
-        "calab_version": version,
-        "source": str(src.path),
-        "format": src.format,
-        "sampling_rate_hz": rate,
-        "parameters": p,
-    }
-    drift = p.get("baseline") == "drift"
-    partial = Partial(out, fingerprint(src, attrs, chunk, full, opts), writer_cls, drift)
-    partial.open((n, t), full, attrs, force)
-    resumed = len(partial.done)
-    n_chunks = -(-n // chunk)
-    if resumed:
-        log.info("resuming %s: %d of %d chunks already written", out.name, resumed, n_chunks)
-    ids = src.meta.get("cell_ids")
+    out = partial.finals[partial.data.name]
+    cell_ids = cell_id_array(ids, n).tolist()
     try:
+        partial.open((n, t), full, {**attrs, "cell_ids": cell_ids}, force)
+        resumed = len(partial.done)
+        if resumed:
+            n_chunks = -(-n // chunk)
+            log.info("resuming %s: %d of %d chunks already written", out.name, resumed, n_chunks)
         for start, stop, res in iter_chunks(
             src.data, Params.from_export({**p, "fs": rate}), solver, chunk_cells=chunk,
             skip=set(partial.done), ids=ids, where=str(src.path), progress=progress,
             dtype=np.float64,
         ):  # fmt: skip
             partial.add(start, stop, res)
-        stats = np.array(partial.stats)
-        baseline = stats[:, 0]
-        iterations = stats[:, 1].astype(np.int64)
-        converged = stats[:, 2].astype(bool)
         info_text = None
-        if full:
+        if full or partial.writer_cls is NpyWriter:
             info = dict(attrs)
+            info.update(output=str(out), num_cells=n, num_timepoints=t, cell_ids=cell_ids)
+        if full:
+            stats = partial.results()
             info.update(
-                output=str(out),
-                num_cells=n,
-                num_timepoints=t,
-                cell_ids=list(ids) if ids is not None else None,
-                baseline=baseline.tolist(),
-                iterations=iterations.tolist(),
-                converged=converged.tolist(),
+                baseline=stats[:, 0].tolist(),
+                iterations=stats[:, 1].astype(np.int64).tolist(),
+                converged=stats[:, 2].astype(bool).tolist(),
             )
-            if drift:  # (n_cells, n_frames): beside a .npy, else the file's baseline array
-                where = baseline_path_for(out) if writer_cls is NpyWriter else out
+            if partial.drift:  # (n_cells, n_frames): beside a .npy, else the file's baseline array
+                npy = partial.writer_cls is NpyWriter
+                where = partial.finals[sidecar_path(partial.data).name] if npy else out
                 info["baseline"] = {"mode": "drift", "file": str(where), "shape": [n, t]}
-            info_text = dumps_json(info, f"the info file {info_path}", indent=1) + "\n"
-        partial.close()
-        if drift and full and writer_cls is NpyWriter:
-            commit(sidecar_path(partial.data), baseline_path_for(out))
-        commit(partial.data, out)
-        if info_text is not None:
-            write_text_atomic(info_path, info_text)
-        remove(partial.dir)
+        if full or partial.writer_cls is NpyWriter:
+            info_text = dumps_json(info, f"the info file {info_path_for(out)}", indent=1) + "\n"
+        partial.stage(info_text)
     except KeyboardInterrupt:
-        partial.close()
+        partial.close(quiet=True)
+        if not os.path.isdir(partial.dir):
+            raise  # before anything was kept: "no output written"
         name = partial.dir.name
+        n_chunks = -(-n // chunk)
         raise RunInterrupted(
             f"interrupted; {len(partial.done)} of {n_chunks} chunks are saved in {name}: run "
             f"the same command again to resume (or delete {name})"
         ) from None
+    except OSError as exc:
+        partial.close(quiet=True)
+        if partial.opened or not os.path.lexists(partial.dir):
+            raise _stopped(exc, partial) from exc
+        raise  # about a partial of another run: its message names it and the fix
     except BaseException:
-        partial.close()
-        remove(partial.dir)
+        partial.close(quiet=True)
+        if partial.opened:
+            remove(partial.dir, strict=False)
         raise
+    return _finish(partial, src, full, resumed)
+
+
+def _finish(partial: Partial, src: Source, full: bool, resumed: int | None = None) -> BatchResult:
+    """Move the staged files of a complete run into place; return what was written."""
+    n, t = src.shape
+    p = partial.fingerprint["parameters"]
+    try:
+        converged = partial.results()[:, 2].astype(bool)
+        partial.commit()
+    except OSError as exc:
+        raise _stopped(exc, partial) from exc
+    except KeyboardInterrupt:
+        raise RunInterrupted(
+            f"interrupted while moving the finished files of {partial.dir.name} into place: run "
+            "the same command again to finish"
+        ) from None
     n_bad = int((~converged).sum())
     if n_bad:
         warnings.warn(f"{n_bad} of {n} cells did not converge", RuntimeWarning, stacklevel=3)
-    sidecar = baseline_path_for(out) if drift and full and writer_cls is NpyWriter else None
-    return BatchResult(out, info_path if full else None, n, t, n_bad, resumed, sidecar, p)
+    out = partial.finals[partial.data.name]
+    sidecar = partial.finals.get(sidecar_path(partial.data).name)
+    staged = partial.complete or {}
+    return BatchResult(
+        out,
+        partial.finals.get("info.json"),
+        n,
+        t,
+        n_bad,
+        len(partial.done) if resumed is None else resumed,
+        sidecar if sidecar_path(partial.data).name in staged else None,
+        p,
+    )
 
 
 __all__ = [
     "BatchResult",
     "OutputBusyError",
     "RunInterrupted",
+    "RunStopped",
     "deconvolve_file",
     "deconvolve_rows",
     "export_params",

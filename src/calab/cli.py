@@ -3,7 +3,7 @@
 Argument parsing and error printing only; the work is done by :mod:`calab.batch`,
 :mod:`calab.io.open` and :mod:`calab.io.writers`. Errors print one line, ``calab: error: ...``,
 on stderr and exit with status 1 (bad option values: argparse's usage error, status 2); Ctrl-C
-exits with 130.
+exits with 130, and a closed stdout (``calab ... | head``) ends it quietly with 141.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from calab.params import max_threads
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+#: 128 + SIGPIPE, the status of a shell tool whose reader closed the pipe (``... | head``).
+EXIT_BROKEN_PIPE = 141
 
 
 class CLIError(Exception):
@@ -132,12 +134,10 @@ def _read_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _open(args: argparse.Namespace, *, check: bool = True) -> Any:
+def _open(args: argparse.Namespace) -> Any:
     from calab.io.open import open_traces
 
-    return open_traces(
-        args.file, format=args.format, fs=args.fs, check=check, **_read_options(args)
-    )
+    return open_traces(args.file, format=args.format, fs=args.fs, **_read_options(args))
 
 
 # ----------------------------------------------------------------------------- commands
@@ -145,6 +145,7 @@ def _open(args: argparse.Namespace, *, check: bool = True) -> Any:
 
 def _cmd_deconvolve(args: argparse.Namespace) -> int:
     from calab.batch import deconvolve_file
+    from calab.estimate_verdict import UnreliableEstimateWarning
 
     if args.auto == (args.params is not None):
         args.parser.error(
@@ -152,19 +153,38 @@ def _cmd_deconvolve(args: argparse.Namespace) -> int:
             if not args.auto
             else "-p/--params and --auto exclude each other (--auto estimates the parameters)"
         )
-    result = deconvolve_file(
-        args.file,
-        args.output,
-        "auto" if args.auto else args.params,
-        format=args.format,
-        fs=args.fs,
-        chunk_cells=args.chunk_size,
-        force=args.force,
-        full=args.full,
-        progress=not args.quiet and sys.stderr.isatty(),
-        n_threads=args.threads,
-        **_read_options(args),
-    )
+
+    def show(est: Any, src: Any) -> None:
+        if not args.quiet:
+            print_estimate(est, src, file=sys.stderr)
+            sys.stderr.flush()
+
+    try:
+        with warnings.catch_warnings():
+            # --auto writes nothing from an estimate that cannot be trusted (README: the verdict).
+            warnings.simplefilter("error", UnreliableEstimateWarning)
+            result = deconvolve_file(
+                args.file,
+                args.output,
+                "auto" if args.auto else args.params,
+                format=args.format,
+                fs=args.fs,
+                chunk_cells=args.chunk_size,
+                force=args.force,
+                full=args.full,
+                progress=not args.quiet and sys.stderr.isatty(),
+                n_threads=args.threads,
+                on_estimate=show,
+                **_read_options(args),
+            )
+    except UnreliableEstimateWarning as exc:
+        problems = "; ".join(exc.quality.problems) if exc.quality is not None else str(exc)
+        raise CLIError(
+            f"--auto: the estimate cannot be trusted ({problems}); nothing written. Check that "
+            f"{args.file} holds calcium traces at the right frame rate; to deconvolve anyway, "
+            "'calab estimate FILE -o params.json' writes the default kernel it fell back to, "
+            "then 'calab deconvolve FILE -p params.json'"
+        ) from None
     print(result.output)
     if result.baseline is not None:
         print(result.baseline)
@@ -206,7 +226,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     from calab.io.export import export_dict, write_export
     from calab.io.lock import output_lock
     from calab.io.open import open_rows
-    from calab.io.writers import check_outputs, commit, temp_dir
+    from calab.io.writers import check_outputs, commit, json_ids, temp_dir
 
     output = Path(args.output).expanduser() if args.output else None
     with open_rows(args.file, format=args.format, fs=args.fs, **_read_options(args)) as src:
@@ -214,9 +234,11 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
             raise CLIError(f"{src.path} stores no sampling rate; pass --fs HZ")
         if output is not None:
             check_outputs([output], src.inputs, args.force)  # before the work
+        ids = src.meta.get("cell_ids")
+        if args.json:  # before the work: JSON cannot hold NaN ids
+            ids = json_ids(ids, str(src.path), "or run without --json")
         est = estimate_source(src, src.fs, args.chunk_size)
         n, t = src.shape
-        ids = src.meta.get("cell_ids")
         flagged = [int(i) for i in np.flatnonzero(est.no_transients)]
         if output is not None:
             export = export_dict(
@@ -231,7 +253,6 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
                 write_export(tmp / "export.json", export)
                 check_outputs([output], src.inputs, args.force)
                 commit(tmp / "export.json", output)
-    lam = est.params["lambda_"]
     if args.json:
         info = {
             "file": str(src.path),
@@ -242,15 +263,42 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
             "lambda_per_cell": est.lam.tolist(),
             "noise_sd": est.noise.tolist(),
             "no_transients": [ids[i] if ids is not None else i for i in flagged],
+            "verdict": est.quality.to_dict() if est.quality is not None else None,
             "output": str(output) if output is not None else None,
         }
         print(json.dumps(info, allow_nan=False))
         return 0
-    names = [str(ids[i] if ids is not None else i) for i in flagged]
-    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    print_estimate(est, src)
+    if output is not None:
+        print(output)
+    return 0
+
+
+def print_estimate(est: Any, src: Any, file: Any = None) -> None:
+    """Print a :class:`calab.ParameterEstimate` of ``src`` as one short block of fields.
+
+    What ``calab estimate`` prints, and ``calab deconvolve --auto`` (on stderr) before it
+    deconvolves.
+    """
+    n, t = src.shape
     _print_fields(
         ("file", src.path),
         ("shape", f"{n} cells x {t} timepoints"),
+        *_estimate_fields(est, src.meta.get("cell_ids")),
+        file=file,
+    )
+
+
+def _estimate_fields(est: Any, ids: Any = None) -> list[tuple[str, Any]]:
+    """Return the lines that show an estimate (``calab estimate``, ``--auto``), verdict last.
+
+    ``ids``: the cell ids of the rows (for the cells without transients), or None.
+    """
+    flagged = [int(i) for i in np.flatnonzero(est.no_transients)]
+    names = [str(ids[i] if ids is not None else i) for i in flagged]
+    shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    lam = est.params["lambda_"]
+    fields: list[tuple[str, Any]] = [
         ("sampling rate", f"{est.fs:g} Hz"),
         ("tau_rise", f"{est.tau_rise:g} s"),
         ("tau_decay", f"{est.tau_decay:g} s"),
@@ -258,10 +306,10 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
         ("noise SD", f"{np.median(est.noise):g} (median)"),
         ("baseline", est.baseline),
         ("no transients", f"{len(flagged)} cells" + (f": {shown}" if names else "")),
-    )
-    if output is not None:
-        print(output)
-    return 0
+    ]
+    if est.quality is not None:
+        fields.append(("verdict", est.quality.summary()))
+    return fields
 
 
 def _count_nan(data: Any) -> int:
@@ -287,29 +335,49 @@ def _info_export(args: argparse.Namespace) -> int:
         info = {"file": str(path), "format": "export", "schema_version": version, **params}
         print(json.dumps(info, allow_nan=False))
         return 0
+    per_cell = params.get("lambda_per_cell")
+    lam = f"{params['lambda_']:g}"
+    if per_cell is not None:
+        lam = (
+            f"one per cell ({len(per_cell)} cells): median {lam}, min {min(per_cell):g}, "
+            f"max {max(per_cell):g}"
+        )
+    baseline = params.get("baseline", "constant")
+    if baseline == "drift":
+        window = params.get("baseline_window_s")
+        from calab.baseline import DEFAULT_WINDOW_S
+
+        baseline += f" (window {DEFAULT_WINDOW_S if window is None else window:g} s)"
     _print_fields(
         ("file", path),
         ("format", f"CaTune export (schema {version})"),
         ("tau_rise", f"{params['tau_rise']:g} s"),
         ("tau_decay", f"{params['tau_decay']:g} s"),
-        ("lambda", f"{params['lambda_']:g}"),
+        ("lambda", lam),
         ("sampling rate", f"{params['fs']:g} Hz"),
         ("filter", "on" if params["filter_enabled"] else "off"),
+        ("baseline", baseline),
     )
     return 0
 
 
-def _print_fields(*fields: tuple[str, Any]) -> None:
-    """``name:  value`` lines with the values aligned."""
+def _print_fields(*fields: tuple[str, Any], file: Any = None) -> None:
+    """``name:  value`` lines with the values aligned (on stdout, or ``file``)."""
     for name, value in fields:
-        print(f"{name + ':':<15}{value}")
+        print(f"{name + ':':<15}{value}", file=file)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
     name = Path(args.file).name.lower()
     if name.endswith(".json") and not name.endswith("_metadata.json") and not args.format:
         return _info_export(args)
-    src = _open(args, check=False)
+    from calab.io.open import open_rows
+
+    # Streamed a block of cells at a time, as deconvolve reads: memory stays bounded by the
+    # block, whatever the recording's size; dtype is the stored type, not the float64 read.
+    src = open_rows(
+        args.file, format=args.format, fs=args.fs, require_fs=False, **_read_options(args)
+    )
     with src:
         n, t = src.shape
         fs = src.fs
@@ -420,14 +488,18 @@ def add_tune_command(subparsers: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the ``calab`` argument parser."""
-    from calab import __version__
+    from calab import DISTRIBUTION, __version__
 
     parser = argparse.ArgumentParser(
         prog="calab",
         description="Calcium-imaging deconvolution with the CaTune model.",
         epilog="Run 'calab COMMAND --help' for a command's options.",
     )
-    parser.add_argument("--version", action="version", version=f"calab {__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"calab {__version__} (the {DISTRIBUTION} package; not CaLab's calab on PyPI)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser(
@@ -444,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--auto",
         action="store_true",
         help="estimate the parameters from FILE instead (per-cell lambda, baseline mode; "
-        "as 'calab estimate')",
+        "as 'calab estimate', whose summary it prints on stderr)",
     )
     p.add_argument(
         "-o", "--output", metavar="OUT", help="output file (default: <FILE stem>_activity.npy)"
@@ -452,8 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--full",
         action="store_true",
-        help="also write <OUT stem>_info.json with baseline, iterations and converged "
-        "(stored inside .h5/.zarr outputs too)",
+        help="also store baseline, iterations and converged per cell (inside .h5/.zarr "
+        "outputs, and in the info file: <OUT stem>_info.json beside a .npy, which always has "
+        "one with the parameters and cell ids; <OUT stem>_h5_info.json / _zarr_info.json)",
     )
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or notes")
@@ -559,6 +632,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             return int(handler(args))
+    except BrokenPipeError:
+        # The reader of stdout went away (`calab ... --json | head`): stop quietly, as cat does.
+        # stdout now points to /dev/null so that Python's flush at exit does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
     except RunInterrupted as exc:
         print(f"calab: {exc}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -571,6 +651,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"calab: error: {_message(exc)}", file=sys.stderr)
         return EXIT_ERROR
     finally:
+        from calab.io._deps import settle_zarr_tasks
+
+        settle_zarr_tasks()  # an interrupted zarr read or write: no asyncio noise at exit
         warnings.showwarning = old_show
         logger.removeHandler(stream)
 

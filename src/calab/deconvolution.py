@@ -11,7 +11,9 @@ from typing import Any
 
 import numpy.typing as npt
 
-from calab.lazy import deconvolve_lazy, is_lazy
+from calab._validate import warn_implausible
+from calab.estimate import warn_if_drifting
+from calab.lazy import deconvolve_lazy, is_dataarray, is_lazy
 from calab.params import (
     BaselineMode,
     DeconvolutionResult,
@@ -33,11 +35,13 @@ __all__ = [
 def run_deconvolution(
     traces: Any,
     fs: float,
-    tau_r: float,
-    tau_d: float,
-    lam: float | npt.ArrayLike,
+    tau_r: float | None = None,
+    tau_d: float | None = None,
+    lam: float | npt.ArrayLike | None = None,
     max_iters: int | None = None,
     *,
+    tau_rise: float | None = None,
+    tau_decay: float | None = None,
     tol: float | None = None,
     n_threads: int | None = None,
     method: Method = "active-set",
@@ -55,11 +59,14 @@ def run_deconvolution(
     traces : array_like, shape (n_cells, n_frames) or (n_frames,)
         Fluorescence traces, any real dtype and memory layout. A dask array or an xarray
         DataArray (dims named e.g. ``unit_id`` and ``frame``, in either order) gives back the
-        same type, computed lazily chunk by chunk over cells (needs ``calab[dask]``).
+        same type, computed lazily chunk by chunk over cells (needs dask:
+        ``pip install "dask[array]"``).
     fs : float
         Sampling rate in Hz.
     tau_r, tau_d : float
-        Kernel rise and decay time constants in seconds.
+        Kernel rise and decay time constants in seconds (the CaLab package's names).
+        ``tau_rise=`` and ``tau_decay=`` (the names used everywhere else in calab) are
+        accepted as keywords instead.
     lam : float or array_like, shape (n_cells,)
         Sparsity penalty (>= 0), the CaTune ``lambda``: one value, or one per cell.
     max_iters : int, optional
@@ -88,19 +95,21 @@ def run_deconvolution(
     """
     return _run(
         traces, fs, tau_r, tau_d, lam, max_iters, False,
-        tol=tol, n_threads=n_threads, method=method, warm_start=warm_start,
-        baseline=baseline, baseline_window_s=baseline_window_s,
+        tau_rise=tau_rise, tau_decay=tau_decay, tol=tol, n_threads=n_threads, method=method,
+        warm_start=warm_start, baseline=baseline, baseline_window_s=baseline_window_s,
     )  # fmt: skip
 
 
 def run_deconvolution_full(
     traces: Any,
     fs: float,
-    tau_r: float,
-    tau_d: float,
-    lam: float | npt.ArrayLike,
+    tau_r: float | None = None,
+    tau_d: float | None = None,
+    lam: float | npt.ArrayLike | None = None,
     max_iters: int | None = None,
     *,
+    tau_rise: float | None = None,
+    tau_decay: float | None = None,
     tol: float | None = None,
     n_threads: int | None = None,
     method: Method = "active-set",
@@ -121,8 +130,8 @@ def run_deconvolution_full(
     """
     result: DeconvolutionResult = _run(
         traces, fs, tau_r, tau_d, lam, max_iters, True,
-        tol=tol, n_threads=n_threads, method=method, warm_start=warm_start,
-        baseline=baseline, baseline_window_s=baseline_window_s,
+        tau_rise=tau_rise, tau_decay=tau_decay, tol=tol, n_threads=n_threads, method=method,
+        warm_start=warm_start, baseline=baseline, baseline_window_s=baseline_window_s,
     )  # fmt: skip
     return result
 
@@ -136,6 +145,8 @@ def _run(
     max_iters: Any,
     full: bool,
     *,
+    tau_rise: Any,
+    tau_decay: Any,
     tol: Any,
     n_threads: Any,
     method: Any,
@@ -147,9 +158,44 @@ def _run(
 
     Lazy input goes to :mod:`calab.lazy`, arrays to :func:`calab.params.solve_block`.
     """
-    params = Params(fs, tau_r, tau_d, lam, False, baseline, baseline_window_s)
+    rise = _one_of(tau_r, tau_rise, "tau_r", "tau_rise", "rise time in seconds, e.g. 0.05")
+    decay = _one_of(tau_d, tau_decay, "tau_d", "tau_decay", "decay time in seconds, e.g. 0.5")
+    if lam is None:  # left out (it has a default only so that tau_rise= can be a keyword)
+        raise TypeError("lam must be a number >= 0 (the sparsity penalty, e.g. lam=0.01), got None")
+    params = Params(fs, rise, decay, lam, False, baseline, baseline_window_s)
     options = SolverOptions(method, max_iters, tol, n_threads)
+    shape = None if is_dataarray(traces) else getattr(traces, "shape", None)  # named dims: as named
+    slip = warn_implausible(params.fs, params.tau_rise, params.tau_decay, shape, stacklevel=3)
+    if params.baseline == "constant" and not slip:  # (the drift check assumes sound units)
+        warn_if_drifting(traces, params.fs, params.tau_decay, stacklevel=3)
     return solve(traces, params, options, warm_start, full)
+
+
+def solve_full_unchecked(
+    traces: Any, fs: float, tau_rise: float, tau_decay: float, lam: Any, **options: Any
+) -> DeconvolutionResult:
+    """:func:`run_deconvolution_full` without its advisory warnings (units, orientation, drift).
+
+    For calab's own repeated solves of a recording checked where it came in: the tuning views
+    and the estimate's sample cells. ``options``: ``warm_start``, ``baseline``,
+    ``baseline_window_s`` and the :class:`calab.params.SolverOptions` fields.
+    """
+    warm = options.pop("warm_start", None)
+    model = (options.pop("baseline", "constant"), options.pop("baseline_window_s", None))
+    params = Params(fs, tau_rise, tau_decay, lam, False, *model)
+    result: DeconvolutionResult = solve(traces, params, SolverOptions(**options), warm, True)
+    return result
+
+
+def _one_of(short: Any, long: Any, short_name: str, long_name: str, hint: str) -> Any:
+    """Return the value of a parameter with two spellings (``tau_r``, ``tau_rise``): one only."""
+    if short is not None and long is not None:
+        raise TypeError(
+            f"{short_name} and {long_name} are the same parameter ({hint}); pass only one"
+        )
+    if short is None and long is None:
+        raise TypeError(f"missing the argument {short_name} (or {long_name}): the {hint}")
+    return long if short is None else short
 
 
 def solve(

@@ -39,7 +39,9 @@ def _require_dask() -> Any:
     try:
         import dask.array as da
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("deconvolving dask arrays needs dask: pip install 'calab[dask]'") from exc
+        raise ImportError(
+            'deconvolving dask arrays needs dask: pip install "dask[array]" distributed'
+        ) from exc
     return da
 
 
@@ -153,7 +155,9 @@ def deconvolve_dataarray(arr: Any, params: Params, options: SolverOptions, full:
 
     def wrap(values: Any, name: str) -> Any:
         out = xr.DataArray(values, dims=ordered.dims, coords=ordered.coords, name=name)
-        return out.transpose(*arr.dims)
+        # Not the input's storage encoding (a Minian store's zarr v2 compressor on the
+        # coordinates): out.to_zarr() writes a new store in the format of the installed zarr.
+        return out.transpose(*arr.dims).drop_encoding()
 
     if not full:
         return wrap(res, "activity")
@@ -161,7 +165,8 @@ def deconvolve_dataarray(arr: Any, params: Params, options: SolverOptions, full:
     def per_cell(values: Any, name: str) -> Any:
         if cell is None:
             return values
-        return xr.DataArray(values, dims=(cell,), coords={cell: ordered[cell]}, name=name)
+        out = xr.DataArray(values, dims=(cell,), coords={cell: ordered[cell]}, name=name)
+        return out.drop_encoding()
 
     drift = params.baseline == "drift"
     return DeconvolutionResult(
@@ -190,8 +195,8 @@ def lazy_view(rows: Any, chunk_cells: int) -> Any:
         import dask.array as da
     except ImportError:
         logging.getLogger(__name__).info(
-            "dask is not installed (pip install 'calab[dask]'): reading every trace into memory "
-            "to estimate the parameters"
+            'dask is not installed (pip install "dask[array]" distributed): reading every trace '
+            "into memory to estimate the parameters"
         )
         return np.asarray(rows[0 : int(rows.shape[0])], dtype=np.float64)
     n, t = int(rows.shape[0]), int(rows.shape[1])

@@ -153,6 +153,30 @@ def _lam(lam: Any) -> float | npt.NDArray[np.float64]:
     return out
 
 
+#: The drift window must span this many decay times: a shorter one follows the transients
+#: themselves and the baseline removes most of the activity (all of it at 0.001 s).
+MIN_WINDOW_DECAY_TIMES = 2.0
+
+
+def check_drift_window(window_s: float | None, tau_decay: float) -> None:
+    """Refuse a drift window too short for the kernel (None: the estimator's default).
+
+    A window longer than the recording is allowed: it acts as the whole recording and costs
+    no more (:func:`calab.baseline.drift_baseline` bounds it by the trace's length).
+    """
+    from calab.baseline import DEFAULT_WINDOW_S
+
+    window = DEFAULT_WINDOW_S if window_s is None else window_s
+    low = MIN_WINDOW_DECAY_TIMES * tau_decay
+    if window < low:
+        given = "the default " if window_s is None else ""
+        raise ValueError(
+            f"baseline_window_s must be at least {MIN_WINDOW_DECAY_TIMES:g} x tau_decay = "
+            f"{low:g} s (a shorter drift window follows the transients and removes the "
+            f"activity), got {given}{window:g} s; pass a longer window (e.g. 30.0)"
+        )
+
+
 @dataclass(frozen=True, init=False, eq=False)
 class Params:
     """Model parameters: kernel, sparsity, filter and baseline mode (validated on creation).
@@ -217,6 +241,8 @@ class Params:
                     f"baseline_window_s must be a positive number of seconds (e.g. 30.0) "
                     f"or None, got {shown(baseline_window_s)}"
                 )
+        if baseline == "drift":
+            check_drift_window(window, td)
         object.__setattr__(self, "fs", f)
         object.__setattr__(self, "tau_rise", tr)
         object.__setattr__(self, "tau_decay", td)
@@ -365,6 +391,31 @@ def warm_start_2d(warm_start: Any, shape: tuple[int, ...]) -> npt.NDArray[np.flo
     return init
 
 
+def center_rows(data: np.ndarray) -> tuple[np.ndarray, npt.NDArray[np.float64]]:
+    """Subtract from each row the middle of its range; return the rows and what was subtracted.
+
+    The scalar baseline ``b`` absorbs any constant, so the minimiser ``s`` is unchanged, while
+    the solver (which works in units of max|y|) no longer loses the signal under a large offset
+    (``traces + 1e14``). The midrange keeps every value within ``max|y|``, so this never
+    overflows. Rows holding NaN or Inf are left as they are (the solver names the frame).
+
+    Parameters
+    ----------
+    data : ndarray of float32 or float64, shape (n_cells, n_frames), C-contiguous
+
+    Returns
+    -------
+    centred : ndarray of float64, same shape as ``data`` (float32 rows are centred exactly as
+        the same values given as float64)
+    offset : ndarray of float64, shape (n_cells,)
+        The value subtracted from each row (0 for rows that are not finite).
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        mid = 0.5 * data.min(axis=1).astype(np.float64) + 0.5 * data.max(axis=1)
+    mid = np.where(np.isfinite(mid), mid, 0.0)
+    return np.subtract(data, mid[:, None], dtype=np.float64), mid
+
+
 def solve_block(
     traces: npt.ArrayLike,
     params: Params,
@@ -377,7 +428,7 @@ def solve_block(
     Parameters
     ----------
     traces : array_like, shape (n_cells, n_frames)
-        Fluorescence traces (float32 is solved without a copy; other real dtypes as float64).
+        Fluorescence traces, any real dtype (each row is centred into a float64 copy first).
     params : Params
         Model parameters; a per-cell ``lam`` must have ``n_cells`` values.
     options : SolverOptions, optional
@@ -422,6 +473,7 @@ def solve_block(
                 )
             y = y - drift
         data = np.ascontiguousarray(y)
+    data, offset = center_rows(data)
     activity, b, iterations, converged, reconv = _solver.deconvolve(
         data,
         params.fs,
@@ -435,9 +487,11 @@ def solve_block(
         init=init,
         reconvolution=full,
     )
-    baseline: npt.NDArray[np.float64] = b
+    baseline: npt.NDArray[np.float64] = b + offset
+    if reconv is not None:
+        reconv += offset[:, None]
     if drift is not None:
-        baseline = drift + b[:, None]
+        baseline = drift + baseline[:, None]
         if reconv is not None:
             reconv += drift
     return DeconvolutionResult(activity, baseline, reconv, iterations.astype(np.int64), converged)

@@ -20,8 +20,7 @@ try:
     import traitlets
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "calab.TuneWidget needs anywidget; install it with `pip install 'calab[widget]'` "
-        "(or `pip install anywidget`)"
+        "calab.TuneWidget needs anywidget; install it with `pip install anywidget`"
     ) from exc
 
 from calab import _protocol as P

@@ -59,9 +59,12 @@ def test_caiman_signature_forms(in_tmp, traces):
         f["my/fs"] = 50.0
     out, meta = calab.load_caiman(path, trace_key="my/traces", fs_key="my/fs")
     assert out.shape == (2, 300) and meta["sampling_rate_hz"] == 50.0
-    out, meta = calab.load_caiman(path, "my/traces", "my/fs", 100.0)
+    # fs= still wins over the file's rate, now with a warning naming both (issue 18)
+    with pytest.warns(UserWarning, match="fs = 100 Hz was given but .* 50 Hz"):
+        out, meta = calab.load_caiman(path, "my/traces", "my/fs", 100.0)
     assert meta["sampling_rate_hz"] == 100.0
-    _, meta = calab.load_caiman(path, fs=100.0)
+    with pytest.warns(UserWarning, match="fs = 100 Hz was given but .* 30 Hz"):
+        _, meta = calab.load_caiman(path, fs=100.0)
     assert meta["sampling_rate_hz"] == 100.0
     with h5py.File(path, "a") as f:
         del f["params/data/fr"]

@@ -25,8 +25,13 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def tune_cli(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
-    traces, _ = calab.simulate(8, 3000, fs=30.0, seed=2)
+def tune_cli(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
+    """`calab tune` on 8 simulated cells (or the traces given by indirect parametrisation)."""
+    traces = getattr(request, "param", None)
+    if traces is None:
+        traces, _ = calab.simulate(8, 3000, fs=30.0, seed=2)
     src = tmp_path / "traces.npy"
     np.save(src, traces)
     out = tmp_path / "export.json"

@@ -126,7 +126,11 @@ def test_bad_trace_option(tmp_path, traces):
 def test_missing_h5py_names_the_extra(tmp_path, traces, monkeypatch):
     path = write_caiman(tmp_path / "res.hdf5", traces)
     monkeypatch.setitem(sys.modules, "h5py", None)
-    with pytest.raises(ImportError, match=r"pip install calab\[loaders\]"):
+    with pytest.raises(
+        ImportError,
+        match=r"pip install (h5py|xarray|zarr) \(every loader package: pip install h5py zarr "
+        r"xarray\)",
+    ):
         calab.load_caiman(path)
 
 
@@ -221,7 +225,8 @@ def test_external_storage_is_refused(tmp_path, traces):
 
 def test_numpy_scalar_frame_rates(tmp_path, traces):
     path = write_caiman(tmp_path / "res.hdf5", traces, fr=np.float32(15.0))
-    _, meta = calab.load_caiman(path, fs=np.float32(20.0))
+    with pytest.warns(UserWarning, match="fs = 20 Hz was given but .* 15 Hz"):
+        _, meta = calab.load_caiman(path, fs=np.float32(20.0))
     assert meta["sampling_rate_hz"] == 20.0
     _, meta = calab.load_caiman(path)
     assert meta["sampling_rate_hz"] == 15.0

@@ -91,7 +91,11 @@ def test_fs_is_optional_and_checked(tmp_path, values):
 def test_missing_xarray_names_the_extra(tmp_path, values, monkeypatch):
     write_minian_var(tmp_path, minian_array(values))
     monkeypatch.setitem(sys.modules, "xarray", None)
-    with pytest.raises(ImportError, match=r"pip install calab\[loaders\]"):
+    with pytest.raises(
+        ImportError,
+        match=r"pip install (h5py|xarray|zarr) \(every loader package: pip install h5py zarr "
+        r"xarray\)",
+    ):
         calab.load_minian(tmp_path, fs=30.0)
 
 

@@ -34,7 +34,8 @@ def test_deconvolve_full(tmp_path, data, suffix):
                "--chunk-size", "4", cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     want = calab.run_deconvolution_full(data, 30.0, 0.05, 0.5, 0.02)
-    info = json.loads((tmp_path / "act_info.json").read_text())
+    info_name = "act_info.json" if suffix == ".npy" else f"act_{suffix[1:]}_info.json"
+    info = json.loads((tmp_path / info_name).read_text())
     np.testing.assert_allclose(info["baseline"], want.baseline, rtol=0, atol=0)
     assert info["iterations"] == want.iterations.tolist()
     assert info["converged"] == want.converged.tolist()

@@ -108,7 +108,11 @@ def existing_path(path: PathLike, what: str) -> Path:
 
 
 def write_atomic(
-    path: PathLike, data: bytes | str | Callable[[BinaryIO], object], *, overwrite: bool
+    path: PathLike,
+    data: bytes | str | Callable[[BinaryIO], object],
+    *,
+    overwrite: bool,
+    sync: bool = True,
 ) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
 
@@ -125,6 +129,8 @@ def write_atomic(
         object it is given (e.g. ``lambda fh: np.save(fh, arr)``).
     overwrite : bool
         Replace an existing file; without it an existing ``path`` raises FileExistsError.
+    sync : bool
+        Wait until the data are on disk before the rename (default).
 
     Returns
     -------
@@ -156,7 +162,8 @@ def write_atomic(
             else:
                 fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         if not overwrite and is_present(p):  # created meanwhile
             raise FileExistsError(f"{p} already exists; pass force=True to replace it")
         os.replace(tmp, p)
@@ -166,15 +173,67 @@ def write_atomic(
     return p
 
 
-def load_npy(path: PathLike, what: str) -> np.ndarray:
+def check_declared_size(declared: int, available: int, where: str, what: str) -> None:
+    """Refuse data whose header declares more bytes than the file holds (a truncated file, or
+    a header crafted to make the reader allocate terabytes), before anything is allocated.
+
+    ``declared`` is the byte count the header (shape times item size) promises, ``available``
+    what the file holds for it; ``what`` names the header's claim, e.g. "shape (10, 20) of
+    float64".
+    """
+    if declared > available:
+        raise OSError(
+            f"{where} declares {what} ({_size(declared)}) but holds only {_size(available)} "
+            "for it; the file is truncated or damaged (its header promises data it lacks)"
+        )
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} bytes"  # pragma: no cover - unreachable
+
+
+def npy_header(fh: BinaryIO, where: str) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """Read the header of the ``.npy`` file open at ``fh`` (positioned at its start).
+
+    Returns ``(shape, fortran_order, dtype)``, leaving ``fh`` at the first data byte. The
+    declared size of a plain (not object) array is checked against what the file holds.
+    """
+    version = np.lib.format.read_magic(fh)
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        raise ValueError(f"unsupported .npy format version {version}")
+    read_header = getattr(np.lib.format, f"read_array_header_{version[0]}_0")
+    shape, fortran, dtype = read_header(fh)
+    if not dtype.hasobject:
+        declared = math.prod(shape) * dtype.itemsize
+        available = os.fstat(fh.fileno()).st_size - fh.tell()
+        check_declared_size(declared, available, where, f"shape {shape} of {dtype}")
+    return tuple(shape), bool(fortran), dtype
+
+
+def load_npy(path: PathLike, what: str, *, mmap: bool = False) -> np.ndarray:
     """``np.load`` of a regular ``.npy`` file without pickles; any failure to parse it
     (numpy raises SyntaxError, TokenError, EOFError ... on corrupt headers) becomes an OSError
-    naming the file."""
+    naming the file, and so does a header declaring more data than the file holds (checked
+    before anything is allocated). ``mmap`` maps the file read-only instead of reading it."""
     p = require_file(path, what)
     try:
-        return np.asarray(np.load(p, allow_pickle=False))
+        with open(p, "rb") as fh:
+            npy_header(fh, str(p))
+            if not mmap:
+                fh.seek(0)
+                return np.asarray(np.load(fh, allow_pickle=False))
+        mapped: np.ndarray = np.load(p, mmap_mode="r", allow_pickle=False)
+        return mapped
     except MemoryError:
         raise
+    except OSError as exc:
+        if exc.errno is None:  # ours: already names the file
+            raise
+        raise OSError(f"cannot read {p}: {exc.strerror}") from None
     except Exception as exc:
         raise OSError(f"cannot read {p} as a .npy array ({type(exc).__name__}: {exc})") from None
 
@@ -189,9 +248,8 @@ def sampling_rate(fs: Any, where: str) -> float:
     return v
 
 
-def traces_matrix(arr: Any, name: str, where: str) -> np.ndarray:
-    """Return ``arr`` as a C-ordered float64 2-D array or raise a clear error."""
-    a = as_real_array(arr, name)
+def check_matrix(a: np.ndarray, name: str, where: str) -> np.ndarray:
+    """Return ``a`` unchanged (not copied) if it is a 2-D array of real numbers, else raise."""
     if a.dtype.kind not in "iuf":
         raise TypeError(f"{name} in {where} must hold real numbers, got dtype {a.dtype}")
     if a.ndim != 2:
@@ -199,6 +257,12 @@ def traces_matrix(arr: Any, name: str, where: str) -> np.ndarray:
             f"{name} in {where} must be 2-D (n_cells, n_frames), got {a.ndim}-D with shape "
             f"{a.shape}"
         )
+    return a
+
+
+def traces_matrix(arr: Any, name: str, where: str) -> np.ndarray:
+    """Return ``arr`` as a C-ordered float64 2-D array or raise a clear error."""
+    a = check_matrix(as_real_array(arr, name), name, where)
     return np.ascontiguousarray(a, dtype=np.float64)
 
 

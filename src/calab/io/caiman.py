@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
 import numpy as np
 
+from calab._validate import warn_rate_override
 from calab.io._common import (
     PathLike,
+    check_declared_size,
     check_finite_rows,
     make_meta,
     require_file,
     sampling_rate,
-    traces_matrix,
 )
 from calab.io._deps import require
 
@@ -98,6 +101,25 @@ def _dataset(h5py: Any, node: Any, key: str, where: str) -> Any:
             "data stored in the file itself"
         )
     return node
+
+
+def _check_stored(ds: Any, where: str, key: str) -> None:
+    """Refuse an uncompressed dataset declaring more bytes than the whole file holds.
+
+    Its shape comes from the header alone; a damaged or crafted header would otherwise make
+    the reader allocate (and fill) whatever it claims. A compressed dataset can legitimately
+    declare more than its file holds and is not checked here.
+    """
+    with _h5(where, key):
+        declared = math.prod(ds.shape) * ds.dtype.itemsize
+        filtered = bool(ds.id.get_create_plist().get_nfilters())
+    if not filtered:
+        check_declared_size(
+            declared,
+            os.stat(where).st_size,
+            f"{key} in {where}",
+            f"shape {tuple(ds.shape)} of {ds.dtype}",
+        )
 
 
 def _scalar(ds: Any, where: str, key: str) -> Any:
@@ -220,11 +242,15 @@ class CaimanRows:
                 f"{key} in {where} is not a numeric array (CaImAn stores 'NoneType' "
                 "there before the CNMF fit has run); fit and save the model first"
             )
-        if len(dims) not in (1, 2):
-            traces_matrix(np.empty(dims), key, where)  # the eager path's message
+        if len(dims) not in (1, 2):  # said from the header: nothing is read
+            raise ValueError(
+                f"{key} in {where} must be 2-D (n_cells, n_frames), got {len(dims)}-D with "
+                f"shape {dims}"
+            )
         shape = (1, dims[0]) if len(dims) == 1 else (dims[0], dims[1])
         if shape[0] == 0 or shape[1] == 0:
             raise ValueError(f"{key} in {where} is empty (shape {dims})")
+        _check_stored(c_ds, where, key)
         self._c = c_ds
         self._yra = None
         if trace == "C+YrA":
@@ -238,6 +264,7 @@ class CaimanRows:
                 raise ValueError(
                     f"{YRA_KEY} has shape {yshape} but {key} has shape {dims} in {where}"
                 )
+            _check_stored(yra, where, YRA_KEY)
             self._yra = yra
         cell_ids = np.arange(shape[0])
         if accepted_only:
@@ -249,7 +276,19 @@ class CaimanRows:
             ds = _dataset(h5py, node, fs_key, where) if node is not None else None
             fr = _scalar(ds, where, fs_key) if ds is not None else None
             fs = None if fr is None else sampling_rate(fr, f"{fs_key} in {where}")
+        else:  # the given rate wins; a stored one that disagrees is named
+            try:
+                node = _get(h5py, f, fs_key, where, required=False)
+                ds = _dataset(h5py, node, fs_key, where) if node is not None else None
+                fr = _scalar(ds, where, fs_key) if ds is not None else None
+                stored = None if fr is None else sampling_rate(fr, where)
+            except (KeyError, OSError, TypeError, ValueError):  # unreadable: fs= replaces it
+                stored = None
+            warn_rate_override(fs, stored, f"{where} ({fs_key})")
         self.fs: float | None = fs
+        #: The stored type (of ``C``, or of ``C + YrA``); rows are read as float64.
+        yra_dtype = self._yra.dtype if self._yra is not None else c_ds.dtype
+        self.dtype = np.result_type(c_ds.dtype, yra_dtype)
         self.cell_ids = cell_ids
         self.shape = (int(cell_ids.size), int(shape[1]))
         self._all = cell_ids.size == shape[0]
@@ -343,7 +382,7 @@ def load_caiman(
     Raises
     ------
     ImportError
-        If h5py is missing (``pip install calab[loaders]``).
+        If h5py is missing (``pip install h5py``).
     FileNotFoundError
         If ``path`` does not exist.
     KeyError

@@ -307,6 +307,12 @@ def params_from_export(
             f"not a CaTune export{where}: no schema_version (top-level keys: "
             f"{', '.join(sorted(map(str, export))) or 'none'})"
         )
+    if "parameters" not in export and {"sampling_rate_hz", "num_cells"} <= set(export):
+        raise ValueError(
+            f"not a CaTune export{where}: it is the metadata of tuning files (written by "
+            "calab convert / save_for_tuning), which hold traces, not parameters; pass the "
+            "export JSON of calab tune -o, calab estimate -o or the CaTune app (or --auto)"
+        )
     if version not in READABLE_SCHEMAS:
         raise ValueError(
             f"unknown CaTune export schema_version {shown(version)}{where}; this calab reads "

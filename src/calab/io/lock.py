@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from calab.io.writers import open_regular
+
 log = logging.getLogger(__name__)
 
 
@@ -57,15 +59,17 @@ def output_lock(out: Path) -> Iterator[Path]:
 
     The lock file ``.OUT.lock`` holds the pid of the run. The lock is held by the operating
     system, so a lock left by a dead process (killed, crashed, rebooted) is taken over; a live
-    one makes this raise :class:`OutputBusyError`. The lock file is never opened through a link.
+    one makes this raise :class:`OutputBusyError`. The lock file is opened only if it is a regular
+    file (never through a link, never a FIFO: ValueError naming it).
     """
     path = lock_path(out)
     if not out.parent.is_dir():
         raise FileNotFoundError(f"output folder does not exist: {out.parent}")
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     while True:
         try:
-            fd = os.open(path, flags, 0o644)
+            fd = open_regular(path, os.O_RDWR | os.O_CREAT, "the lock file", 0o644)
+        except ValueError as exc:  # a link, a FIFO, a folder...: never opened through
+            raise ValueError(f"{exc}; delete it and run again") from None
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
                 why = (exc.strerror or "permission denied").lower()
@@ -73,11 +77,9 @@ def output_lock(out: Path) -> Iterator[Path]:
                     f"cannot write in {out.parent} ({why}); choose an output folder you can "
                     "write to"
                 ) from None
-            if os.path.islink(path):
-                raise ValueError(
-                    f"{path} is a symbolic link; calab does not follow it: delete it"
-                ) from None
-            raise OSError(f"cannot create the lock file {path}: {exc.strerror}") from None
+            raise OSError(
+                exc.errno, f"cannot create the lock file {path}: {exc.strerror}"
+            ) from None
         if not _try_lock(fd):
             pid = _read_pid(fd)
             os.close(fd)

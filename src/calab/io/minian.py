@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import numbers
 import os
 import stat
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from calab.io._common import (
     sampling_rate,
     traces_matrix,
 )
-from calab.io._deps import require
+from calab.io._deps import require, settle_zarr_tasks
 
 UNIT_DIM = "unit_id"
 FRAME_DIM = "frame"
@@ -85,29 +86,146 @@ def _check_store_files(store: Path) -> None:
                     )
 
 
-def _chunk_keys(arr: Any) -> tuple[list[tuple[int, ...]], list[str], tuple[int, ...]]:
-    """Grid positions and storage keys of every chunk (shard) of a zarr array."""
+def _block(arr: Any) -> tuple[int, ...]:
+    """Shape of one stored chunk (shard) of a zarr array."""
+    return tuple(int(c) for c in (getattr(arr, "shards", None) or arr.chunks))
+
+
+def _grid_positions(grid: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+    """Yield every position of ``grid`` in C order, one at a time.
+
+    itertools.product and np.ndindex both allocate in proportion to the grid first.
+    """
+    if grid and min(grid) <= 0:
+        return
+    pos = [0] * len(grid)
+    while True:
+        yield tuple(pos)
+        axis = len(grid) - 1
+        while axis >= 0 and pos[axis] == grid[axis] - 1:
+            pos[axis] = 0
+            axis -= 1
+        if axis < 0:
+            return
+        pos[axis] += 1
+
+
+def _chunk_keys(arr: Any) -> Iterator[tuple[tuple[int, ...], str]]:
+    """Grid position and storage key of each chunk (shard) of a zarr array, one at a time.
+
+    A generator: the grid a header declares can be huge (30 million chunks from a few
+    kilobytes of metadata), so keys are made only as far as the caller reads.
+    """
     shape = tuple(int(s) for s in arr.shape)
-    block = tuple(int(c) for c in (getattr(arr, "shards", None) or arr.chunks))
+    block = _block(arr)
     grid = tuple(math.ceil(s / c) if c else 0 for s, c in zip(shape, block, strict=True))
-    coords = list(itertools.product(*(range(g) for g in grid)))
-    if hasattr(arr, "metadata") and hasattr(arr.metadata, "encode_chunk_key"):
-        keys = [arr.metadata.encode_chunk_key(c) for c in coords]
-    else:  # zarr 2
-        prefix = (arr.path + "/") if arr.path else ""
-        keys = [arr._chunk_key(c)[len(prefix) :] for c in coords]
-    return coords, keys, block
+    encode = getattr(getattr(arr, "metadata", None), "encode_chunk_key", None)
+    prefix = (arr.path + "/") if arr.path else ""
+    for c in _grid_positions(grid):
+        yield c, (encode(c) if encode is not None else arr._chunk_key(c)[len(prefix) :])
+
+
+def _codecs(arr: Any) -> list[str]:
+    """Names of the codecs of a zarr array (v2 compressor and filters, or v3 codecs)."""
+    meta = arr.metadata
+    found = [meta.compressor] if getattr(meta, "compressor", None) is not None else []
+    found += list(getattr(meta, "filters", None) or []) + list(getattr(meta, "codecs", ()))
+    names = []
+    for codec in found:
+        name = getattr(codec, "codec_id", None) or type(codec).__name__
+        names.append(str(name).lower().removesuffix("codec"))
+    return names
+
+
+# Every codec zarr stores numbers with (none, blosc, zstd, zlib, gzip, lz4, bz2, lzma) adds at
+# most a header and a fraction of a percent to incompressible data.
+_OVERHEAD_FRACTION, _OVERHEAD_BYTES = 0.01, 1024
+_INFLATE_STEP = 1 << 20
+
+
+def _zstd_content_size(head: bytes) -> int | None:
+    """Return the decoded size a zstd frame's header declares (None if it declares none)."""
+    if len(head) < 6 or head[:4] != b"\x28\xb5\x2f\xfd":
+        return None
+    descriptor = head[4]
+    single = (descriptor >> 5) & 1
+    pos = 5 + (0 if single else 1) + (0, 1, 2, 4)[descriptor & 3]
+    width = (1 if single else 0, 2, 4, 8)[descriptor >> 6]
+    if width == 0 or len(head) < pos + width:
+        return None
+    return int.from_bytes(head[pos : pos + width], "little") + (256 if width == 2 else 0)
+
+
+def _declared_size(path: Path, codecs: list[str], limit: int) -> int | None:
+    """Return what a chunk file decodes to, if that exceeds ``limit`` bytes (else None).
+
+    blosc and zstd declare it in their header (their decoders allocate that much at once);
+    a zlib or gzip stream is inflated piecewise and stopped one step past ``limit``.
+    """
+    if "blosc" in codecs or "zstd" in codecs:
+        with open(path, "rb") as fh:
+            head = fh.read(32)
+        size = _zstd_content_size(head) if "zstd" in codecs else None
+        if "blosc" in codecs and len(head) >= 16:
+            size = int.from_bytes(head[4:8], "little")
+        return size if size is not None and size > limit else None
+    if "zlib" in codecs or "gzip" in codecs:
+        inflater = zlib.decompressobj(wbits=47)  # zlib or gzip header, told apart by zlib
+        total = 0
+        with open(path, "rb") as fh:
+            while total <= limit and (piece := fh.read(_INFLATE_STEP)):
+                while piece and total <= limit:
+                    total += len(inflater.decompress(piece, _INFLATE_STEP))
+                    piece = inflater.unconsumed_tail
+                if inflater.eof:
+                    break
+        return total if total > limit else None
+    return None
+
+
+def _chunk_problem(path: Path, arr: Any, codecs: list[str]) -> str | None:
+    """Why the chunk file at ``path`` holds more than its shape allows (None if it does not)."""
+    if getattr(arr, "shards", None) or np.dtype(arr.dtype).kind not in "biuf":
+        return None  # a shard (index and many chunks) or strings: sizes not fixed by the shape
+    raw = math.prod(_block(arr)) * arr.dtype.itemsize
+    size = path.stat().st_size
+    if size > raw * (1 + _OVERHEAD_FRACTION) + _OVERHEAD_BYTES:
+        return f"holds {size} bytes, more than any codec makes of the {raw} bytes"
+    try:
+        inflated = _declared_size(path, codecs, raw)
+    except (OSError, zlib.error):
+        return None  # unreadable: zarr reports it when the chunk is read
+    if inflated is not None:
+        return f"inflates to more than {inflated} bytes, beyond the {raw} bytes"
+    return None
 
 
 def _check_chunks(store: Path, names: list[str]) -> None:
-    """Refuse arrays with missing chunk files (zarr would fill them with the fill value)."""
+    """Refuse missing chunk files, and chunk files decoding to more than their shape holds.
+
+    zarr would fill a missing chunk with the fill value without a word; a decompression bomb
+    would be decoded whole before zarr checks its size. Stops at the first missing chunk: a
+    store holding k chunk files costs at most k + 1 key checks per array, whatever grid its
+    metadata declares. A zlib or gzip chunk is inflated once here, a piece at a time, stopped
+    past the chunk's size.
+    """
     zarr = require("zarr")
     group = zarr.open_group(str(store), mode="r")
     for name in names:
         arr = group[name]
-        coords, keys, block = _chunk_keys(arr)
-        for c, key in zip(coords, keys, strict=True):
-            if not (store / name / key).is_file():
+        block = _block(arr)
+        codecs = _codecs(arr)
+        for c, key in _chunk_keys(arr):
+            chunk = store / name / key
+            if chunk.is_file():
+                problem = _chunk_problem(chunk, arr, codecs)
+                if problem is not None:
+                    raise OSError(
+                        f"chunk {name}/{key} of the zarr store {store} {problem} its shape "
+                        f"{block} of {arr.dtype} holds; the store is damaged or crafted, "
+                        "refusing to decode it"
+                    )
+            else:
                 where = ", ".join(
                     f"{i * b}..{min((i + 1) * b, s) - 1}"
                     for i, b, s in zip(c, block, arr.shape, strict=True)
@@ -118,6 +236,19 @@ def _check_chunks(store: Path, names: list[str]) -> None:
                     "without a word. The store is incomplete (an interrupted copy or write); "
                     "copy it again, or rewrite it with write_empty_chunks=True"
                 )
+
+
+def _index_coordinates(store: Path, names: list[str]) -> list[str]:
+    """Return the arrays xarray loads whole on opening: 1-D, with a dimension of their name."""
+    zarr = require("zarr")
+    group = zarr.open_group(str(store), mode="r")
+    out = []
+    for name in names:
+        arr = group[name]
+        dims = getattr(arr.metadata, "dimension_names", None) or arr.attrs.get("_ARRAY_DIMENSIONS")
+        if arr.ndim == 1 and dims is not None and list(dims) == [name]:
+            out.append(name)
+    return out
 
 
 def _open_dataset(store: Path) -> Any:
@@ -156,6 +287,8 @@ def open_minian(path: PathLike, *, variable: str = "C") -> tuple[Any, str]:
     where = str(store)
     _check_store_files(store)
     arrays = _group_arrays(store)
+    if arrays is not None:  # xarray reads these whole on opening: check them first
+        _check_chunks(store, _index_coordinates(store, arrays))
     try:
         ds = _open_dataset(store)
     except OSError:
@@ -218,8 +351,10 @@ def minian_rows(da: Any, start: int, stop: int) -> np.ndarray:
     try:
         return np.asarray(da.isel({UNIT_DIM: slice(start, stop)}).values)
     except MemoryError:
+        settle_zarr_tasks()
         raise
     except Exception as exc:
+        settle_zarr_tasks()
         raise OSError(
             f"cannot read {da.name} (units {start}..{stop - 1}) from the zarr store "
             f"{da.attrs.get('_calab_store', '?')}: {type(exc).__name__}: {exc}; a chunk is "
@@ -281,7 +416,7 @@ def load_minian(
     Raises
     ------
     ImportError
-        If xarray or zarr is missing (``pip install calab[loaders]``).
+        If xarray or zarr is missing (``pip install xarray zarr``).
     FileNotFoundError
         If ``path`` does not exist.
     KeyError

@@ -12,6 +12,7 @@ Only regular files and folders are opened: a FIFO, socket or device is refused b
 
 from __future__ import annotations
 
+import hashlib
 import numbers
 import os
 import stat
@@ -22,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from calab._validate import warn_rate_override
 from calab.io._common import PathLike
 
 PIPELINE_FORMATS = ("caiman", "minian", "suite2p", "nwb")
@@ -141,6 +143,31 @@ class Source:
     def shape(self) -> tuple[int, int]:
         """``(n_cells, n_timepoints)``."""
         return int(self.data.shape[0]), int(self.data.shape[1])
+
+    def stamp(self) -> str:
+        """Return a digest of the name, size and modification time of every file read.
+
+        The files are :attr:`inputs`; folders (a Minian store, a suite2p plane) are walked
+        whole, however many files they
+        hold, so rewriting any chunk changes the stamp.
+        """
+        h = hashlib.blake2b(digest_size=16)
+        for top in sorted({os.path.abspath(p) for p in self.inputs or (self.path,)}):
+            if not os.path.isdir(top):
+                st = os.stat(top)
+                h.update(repr((top, st.st_size, st.st_mtime_ns)).encode())
+                continue
+            for folder, dirs, names in os.walk(top):  # links to folders are stamped, not walked
+                dirs.sort()
+                links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
+                for name in sorted(names) + links:
+                    q = os.path.join(folder, name)
+                    try:
+                        st = os.stat(q)
+                    except OSError:  # a dangling link
+                        st = os.lstat(q)
+                    h.update(repr((os.path.relpath(q, top), st.st_size, st.st_mtime_ns)).encode())
+        return h.hexdigest()
 
     def close(self) -> None:
         """Close the file behind a lazy source (nothing to do for arrays)."""
@@ -301,8 +328,10 @@ def _open_calab_output(path: Path, fs: float | None) -> Source:
         h5py = require("h5py")
         f = h5py.File(path, "r")
         data, attrs, closer = f["activity"], dict(f.attrs), f.close
-    stored = attrs.get("sampling_rate_hz")
-    fs_ = fs if fs is not None else (float(stored) if stored else None)
+    stored = float(attrs["sampling_rate_hz"]) if attrs.get("sampling_rate_hz") else None
+    if fs is not None:
+        warn_rate_override(fs, stored, str(path))
+    fs_ = fs if fs is not None else stored
     return Source(data, fs_, "calab", path, {"source": "calab"}, (path,), closer)
 
 
@@ -319,6 +348,8 @@ def _open_tuning(path: Path, fs: float | None) -> Source:
     expected = (meta.get("num_cells"), meta.get("num_timepoints"))
     if None not in expected and arr.shape != expected:
         raise ValueError(f"{npy_path} has shape {arr.shape} but its metadata says {expected}")
+    if fs is not None:
+        warn_rate_override(fs, meta["sampling_rate_hz"], str(meta_path))
     return Source(
         arr, fs or meta["sampling_rate_hz"], "tuning", npy_path, meta, (npy_path, meta_path)
     )
@@ -347,9 +378,14 @@ def _check_fs(fs: Any) -> float | None:
 
 
 def open_rows(
-    path: PathLike, *, format: str | None = None, fs: float | None = None, **options: Any
+    path: PathLike,
+    *,
+    format: str | None = None,
+    fs: float | None = None,
+    require_fs: bool = True,
+    **options: Any,
 ) -> Source:
-    """Open ``path`` for streaming: CaImAn and Minian rows are read a block at a time.
+    """Open ``path`` for streaming: pipeline outputs are read a block of rows at a time.
 
     Parameters
     ----------
@@ -360,6 +396,9 @@ def open_rows(
         One of :data:`FORMATS` (default: :func:`detect_format`).
     fs : float, optional
         Sampling rate in Hz; overrides the file's.
+    require_fs : bool
+        suite2p: refuse a plane without a frame rate in ``ops.npy`` (as :func:`load_suite2p`)
+        unless ``fs`` is given. False leaves ``fs`` None there (``calab info``).
     **options
         :class:`ReadOptions` fields (``trace``, ``accepted_only``, ``variable``,
         ``neuropil_coef``, ``cells_only``, ``plane``, ``series``).
@@ -377,7 +416,21 @@ def open_rows(
 
         src = CaimanRows(p, trace=opts.trace, accepted_only=opts.accepted_only, fs=fs_)
         meta = {"source": "caiman", "cell_ids": src.cell_ids.tolist(), **src.meta_extra}
-        return Source(LazyRows(src.shape, src.rows), src.fs, fmt, p, meta, (p,), src.close)
+        rows = LazyRows(src.shape, src.rows, dtype=src.dtype)
+        return Source(rows, src.fs, fmt, p, meta, (p,), src.close)
+    if fmt == "suite2p":
+        from calab.io.suite2p import Suite2pRows
+
+        s2p = Suite2pRows(
+            p,
+            neuropil_coef=opts.neuropil_coef,
+            cells_only=opts.cells_only,
+            fs=fs_,
+            plane=opts.plane,
+            require_fs=require_fs,
+        )
+        rows = LazyRows(s2p.shape, s2p.rows, dtype=s2p.dtype)
+        return Source(rows, s2p.fs, fmt, p, s2p.meta, (Path(s2p.meta["path"]),))
     if fmt == "minian":
         from calab.io.minian import minian_rows, open_minian, unit_ids
 
@@ -415,7 +468,7 @@ def open_traces(
     """
     from calab.io.caiman import load_caiman, read_caiman
     from calab.io.minian import load_minian, read_minian
-    from calab.io.suite2p import load_suite2p, read_suite2p
+    from calab.io.suite2p import Suite2pRows, load_suite2p
 
     opts = ReadOptions(**options)
     fs_ = _check_fs(fs)
@@ -443,7 +496,8 @@ def open_traces(
         if check:
             traces, meta = load_suite2p(p, **kwargs)  # type: ignore[arg-type]
         else:
-            traces, meta = read_suite2p(p, require_fs=False, **kwargs)  # type: ignore[arg-type]
+            s2p = Suite2pRows(p, require_fs=False, **kwargs)  # type: ignore[arg-type]
+            traces, meta = s2p.rows(0, s2p.shape[0]), s2p.meta
     # Minian and suite2p: the store or plane folder actually read (not the whole output folder)
     held = Path(meta["path"]) if fmt in ("minian", "suite2p") else p
     return Source(traces, meta["sampling_rate_hz"], fmt, p, meta, (held,))

@@ -17,13 +17,13 @@ import numpy as np
 from calab.io._common import (
     PathLike,
     check_finite_rows,
+    check_matrix,
     is_present,
     load_npy,
-    make_meta,
+    npy_header,
     require_dir,
     require_file,
     sampling_rate,
-    traces_matrix,
 )
 
 
@@ -53,8 +53,8 @@ def find_plane(folder: PathLike, plane: int = 0) -> Path:
     )
 
 
-def _npy(path: Path) -> np.ndarray:
-    return load_npy(path, path.name)
+def _npy(path: Path, *, mmap: bool = False) -> np.ndarray:
+    return load_npy(path, path.name, mmap=mmap)
 
 
 # What an ``ops.npy`` (``np.save`` of a dict) needs to be rebuilt: numpy arrays, dtypes and
@@ -101,11 +101,7 @@ def read_ops(path: PathLike) -> Any:
     hint = "pass fs= (--fs on the command line) with the sampling rate in Hz instead"
     try:
         with open(p, "rb") as fh:
-            version = np.lib.format.read_magic(fh)
-            if version not in ((1, 0), (2, 0)):
-                raise ValueError(f"unsupported .npy format version {version}")
-            read_header = getattr(np.lib.format, f"read_array_header_{version[0]}_0")
-            shape, _, dtype = read_header(fh)
+            shape, _, dtype = npy_header(fh, str(p))
             if not dtype.hasobject:
                 fh.seek(0)
                 return np.load(fh, allow_pickle=False)
@@ -113,7 +109,7 @@ def read_ops(path: PathLike) -> Any:
     except _Refused as exc:
         raise ValueError(str(exc)) from None
     except OSError as exc:
-        raise OSError(f"cannot read {p}: {exc}; {hint}") from None
+        raise OSError(f"cannot read {p}: {exc.strerror or exc}; {hint}") from None
     except Exception as exc:  # damaged header or pickle: numpy and pickle raise many kinds
         raise ValueError(f"cannot read {p} ({type(exc).__name__}: {exc}); {hint}") from None
     if not isinstance(arr, np.ndarray) or arr.shape != tuple(shape):
@@ -141,78 +137,111 @@ def _ops(plane: Path) -> dict[str, Any] | None:
     return ops
 
 
-def read_suite2p(
-    folder: PathLike,
-    *,
-    neuropil_coef: float = 0.7,
-    cells_only: bool = True,
-    fs: float | None = None,
-    plane: int = 0,
-    require_fs: bool = True,
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """Like :func:`load_suite2p` without the finiteness check (used by ``calab info``)."""
-    if isinstance(neuropil_coef, bool | np.bool_) or not isinstance(neuropil_coef, numbers.Real):
-        raise TypeError(f"neuropil_coef must be a number, got {neuropil_coef!r}")
-    coef = float(neuropil_coef)
-    if not math.isfinite(coef) or coef < 0:
-        raise ValueError(f"neuropil_coef must be a finite number >= 0, got {neuropil_coef!r}")
-    d = find_plane(folder, plane)
-    where = str(d)
-    f = traces_matrix(_npy(d / "F.npy"), "F.npy", where)
-    if coef:
-        if not is_present(d / "Fneu.npy"):
-            raise FileNotFoundError(f"no Fneu.npy in {d}; pass neuropil_coef=0 to use F alone")
-        fneu = traces_matrix(_npy(d / "Fneu.npy"), "Fneu.npy", where)
-        if fneu.shape != f.shape:
-            raise ValueError(f"Fneu.npy has shape {fneu.shape} but F.npy has {f.shape} in {where}")
-        traces = f - coef * fneu
-    else:
-        traces = f
-    if traces.shape[0] == 0 or traces.shape[1] == 0:
-        raise ValueError(f"F.npy in {where} is empty (shape {traces.shape})")
-    cell_ids = np.arange(traces.shape[0])
-    if cells_only:
-        if not is_present(d / "iscell.npy"):
-            raise FileNotFoundError(
-                f"no iscell.npy in {d}; pass cells_only=False to keep every ROI"
-            )
-        iscell = _npy(d / "iscell.npy")
-        flags = iscell[:, 0] if iscell.ndim == 2 and iscell.shape[1] else iscell
-        if iscell.dtype.kind not in "biuf":
-            raise ValueError(f"iscell.npy in {where} must hold numbers, got dtype {iscell.dtype}")
-        if flags.ndim != 1 or flags.shape[0] != traces.shape[0]:
-            raise ValueError(
-                f"iscell.npy has shape {iscell.shape} but F.npy has {traces.shape[0]} ROIs "
-                f"in {where}"
-            )
-        cell_ids = np.flatnonzero(flags > 0.5)
-        if cell_ids.size == 0:
-            raise ValueError(
-                f"no ROI is classified as a cell in {d / 'iscell.npy'}; "
-                "pass cells_only=False to keep every ROI"
-            )
-        traces = np.ascontiguousarray(traces[cell_ids])
-    if fs is not None:
-        fs_: float | None = sampling_rate(fs, "fs")
-    else:
-        ops = _ops(d)
-        if ops is None or ops.get("fs") is None:
-            if require_fs:
-                raise FileNotFoundError(
-                    f"no sampling rate: {d} has no ops.npy with 'fs'; pass fs=<Hz>"
+class Suite2pRows:
+    """A suite2p plane opened for reading rows lazily.
+
+    ``F.npy`` and ``Fneu.npy`` are memory-mapped (their headers checked against their sizes);
+    nothing else is read.
+
+    ``rows(start, stop)`` returns the traces ``F - neuropil_coef * Fneu`` of kept ROIs
+    ``start:stop`` as float64; ``shape``, ``fs``, ``dtype`` (of ``F.npy``), ``cell_ids`` and
+    ``meta`` describe the selection. The arguments are those of :func:`load_suite2p`;
+    ``require_fs=False`` leaves ``fs`` None when ``ops.npy`` has no frame rate.
+    """
+
+    def __init__(
+        self,
+        folder: PathLike,
+        *,
+        neuropil_coef: float = 0.7,
+        cells_only: bool = True,
+        fs: float | None = None,
+        plane: int = 0,
+        require_fs: bool = True,
+    ) -> None:
+        if isinstance(neuropil_coef, bool | np.bool_) or not isinstance(
+            neuropil_coef, numbers.Real
+        ):
+            raise TypeError(f"neuropil_coef must be a number, got {neuropil_coef!r}")
+        coef = float(neuropil_coef)
+        if not math.isfinite(coef) or coef < 0:
+            raise ValueError(f"neuropil_coef must be a finite number >= 0, got {neuropil_coef!r}")
+        d = find_plane(folder, plane)
+        where = str(d)
+        f = check_matrix(_npy(d / "F.npy", mmap=True), "F.npy", where)
+        fneu = None
+        if coef:
+            if not is_present(d / "Fneu.npy"):
+                raise FileNotFoundError(f"no Fneu.npy in {d}; pass neuropil_coef=0 to use F alone")
+            fneu = check_matrix(_npy(d / "Fneu.npy", mmap=True), "Fneu.npy", where)
+            if fneu.shape != f.shape:
+                raise ValueError(
+                    f"Fneu.npy has shape {fneu.shape} but F.npy has {f.shape} in {where}"
                 )
-            fs_ = None
+        if f.shape[0] == 0 or f.shape[1] == 0:
+            raise ValueError(f"F.npy in {where} is empty (shape {f.shape})")
+        cell_ids = np.arange(f.shape[0])
+        if cells_only:
+            cell_ids = _cells(d, f.shape[0])
+        if fs is not None:
+            fs_: float | None = sampling_rate(fs, "fs")
         else:
-            fs_ = sampling_rate(ops["fs"], f"ops['fs'] in {d / 'ops.npy'}")
-    meta = make_meta(
-        "suite2p",
-        fs_,
-        traces,
-        cell_ids=cell_ids.tolist(),
-        neuropil_coef=coef,
-        path=where,
-    )
-    return traces, meta
+            ops = _ops(d)
+            if ops is None or ops.get("fs") is None:
+                if require_fs:
+                    raise FileNotFoundError(
+                        f"no sampling rate: {d} has no ops.npy with 'fs'; pass fs=<Hz>"
+                    )
+                fs_ = None
+            else:
+                fs_ = sampling_rate(ops["fs"], f"ops['fs'] in {d / 'ops.npy'}")
+        self._f: np.ndarray = f
+        self._fneu: np.ndarray | None = fneu
+        self._coef: float = coef
+        self._all: bool = cell_ids.size == f.shape[0]
+        self.cell_ids: np.ndarray = cell_ids
+        self.shape: tuple[int, int] = (int(cell_ids.size), int(f.shape[1]))
+        self.fs: float | None = fs_
+        self.dtype: np.dtype[Any] = f.dtype
+        self.meta: dict[str, Any] = {
+            "source": "suite2p",
+            "sampling_rate_hz": fs_,
+            "num_cells": self.shape[0],
+            "num_timepoints": self.shape[1],
+            "cell_ids": cell_ids.tolist(),
+            "neuropil_coef": coef,
+            "path": where,
+        }
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Traces of kept ROIs ``start:stop``, shape (stop - start, n_frames), float64."""
+        pick: Any = slice(start, stop) if self._all else self.cell_ids[start:stop]
+        out = np.array(self._f[pick], dtype=np.float64)
+        if self._fneu is not None:
+            out -= self._coef * np.asarray(self._fneu[pick], dtype=np.float64)
+        return out
+
+
+def _cells(d: Path, n_rois: int) -> np.ndarray:
+    """Return the indices of the ROIs that ``iscell.npy`` in plane folder ``d`` calls cells."""
+    where = str(d)
+    if not is_present(d / "iscell.npy"):
+        raise FileNotFoundError(f"no iscell.npy in {d}; pass cells_only=False to keep every ROI")
+    iscell = _npy(d / "iscell.npy")
+    flags = iscell[:, 0] if iscell.ndim == 2 and iscell.shape[1] else iscell
+    if iscell.dtype.kind not in "biuf":
+        raise ValueError(f"iscell.npy in {where} must hold numbers, got dtype {iscell.dtype}")
+    if flags.ndim != 1 or flags.shape[0] != n_rois:
+        raise ValueError(
+            f"iscell.npy has shape {iscell.shape} but F.npy has {n_rois} ROIs in {where}"
+        )
+    cell_ids = np.flatnonzero(flags > 0.5)
+    if cell_ids.size == 0:
+        raise ValueError(
+            f"no ROI is classified as a cell in {d / 'iscell.npy'}; "
+            "pass cells_only=False to keep every ROI"
+        )
+    return cell_ids
 
 
 def load_suite2p(
@@ -246,8 +275,9 @@ def load_suite2p(
         ``source`` ("suite2p"), ``sampling_rate_hz``, ``num_cells``, ``num_timepoints``,
         ``cell_ids`` (ROI indices kept), ``neuropil_coef``, ``path``.
     """
-    traces, meta = read_suite2p(
+    src = Suite2pRows(
         folder, neuropil_coef=neuropil_coef, cells_only=cells_only, fs=fs, plane=plane
     )
+    traces, meta = src.rows(0, src.shape[0]), src.meta
     check_finite_rows(traces, "F - neuropil_coef * Fneu", meta["path"], meta["cell_ids"])
     return traces, meta

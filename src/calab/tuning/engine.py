@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from calab._validate import check_finite, positive
-from calab.deconvolution import run_deconvolution_full
+from calab.deconvolution import solve_full_unchecked
 from calab.filter import bandpass_filter, filter_cutoffs
 from calab.kernel import build_kernel, kernel_timing
 from calab.params import Params
@@ -258,7 +258,7 @@ class TuningEngine:
             if t.shape != arr.shape:
                 raise ValueError(f"truth has shape {t.shape}, traces have shape {arr.shape}")
             self.truth = t
-        self._solver: Solver = solver or run_deconvolution_full
+        self._solver: Solver = solver or solve_full_unchecked
         self._filtered: _LRU = _LRU(64)
         self._warm: dict[tuple[int, str], tuple[int, int, np.ndarray]] = {}
         self._pin_cache: _LRU = _LRU(256)

@@ -628,6 +628,9 @@ class TuningSession:
             "n_no_transients": int(np.count_nonzero(est.no_transients)),
             "elapsed_s": round(elapsed, 3),
         }
+        quality = getattr(est, "quality", None)
+        if quality is not None:  # the page's verdict badge
+            summary["verdict"] = quality.to_dict()
         head: list[Message] = [
             ({"type": P.MSG_AUTO_DONE, "changes": changes, "estimate": summary}, []),
             ({"type": P.MSG_STATE, "changes": changes}, []),
