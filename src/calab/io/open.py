@@ -280,7 +280,7 @@ def detect_format(path: PathLike) -> str:
             return "suite2p"
         if _is_minian(path):
             return "minian"
-        raise ValueError(f"cannot tell what {path} holds; pass --format caiman|minian|suite2p")
+        raise ValueError(f"cannot tell what {path} holds; pass --format caiman|minian|suite2p|nwb")
     if name.endswith("_metadata.json"):
         return "tuning"
     if path.suffix.lower() in (".hdf5", ".h5"):
@@ -291,7 +291,7 @@ def detect_format(path: PathLike) -> str:
         stem = path.with_name(name[: -len(".npy")] + "_metadata.json")
         return "tuning" if stem.is_file() else "npy"
     raise ValueError(
-        f"cannot tell the format of {path}; pass --format caiman|minian|suite2p "
+        f"cannot tell the format of {path}; pass --format caiman|minian|suite2p|nwb "
         "(or give a .npy file or tuning-file stem)"
     )
 
