@@ -13,7 +13,10 @@
 //! cases: a slow kernel fitted to fast transients), a monotone phase takes over: Lawson-Hanson
 //! steps from a feasible iterate, adding violating frames in blocks (one at a time after a
 //! zero-length step), so the objective never increases and the phase cannot cycle.
-//! Each pivot costs O(n); 8-18 pivots from a cold start, 1-3 from a warm one.
+//! Each pivot costs O(n); 8-18 pivots from a cold start, 1-3 from a warm one. After an
+//! exchange only the blocks of D_G D_G^T that the moved frames touch are solved again (see
+//! `resolve_blocks`); the KKT pass checks s = 0 on the zero set, and a full solve replaces a
+//! partial one whose residual exceeds the tolerance.
 //!
 //! The recursion is the untruncated kernel; the contract's kernel stops where it has decayed
 //! to 1e-6 of its peak, so the two objectives differ by terms of relative size 1e-6 * 1e-6.
