@@ -40,6 +40,11 @@ MODE_MIN_SHARE = 0.25
 the highest one (a small bump of noise or of a rare size does not count)."""
 MIN_EVENTS = 5
 """Fewer events above the floor cannot show a mode: the cell is not calibrated."""
+LOW_TAIL = 0.02275
+LOW_TAIL_SDS = 2.0
+"""The noise of event sizes is read off the lower tail of the matched-filtered residual: its
+``LOW_TAIL`` quantile lies ``LOW_TAIL_SDS`` standard deviations below the median for Gaussian
+noise."""
 RATE_SD_S = 0.05
 """Standard deviation in seconds of the Gaussian that smooths the counts into the rate."""
 
@@ -59,8 +64,8 @@ class SpikeResult:
         The activity one spike leaves in each cell, in the units of the traces (the activity's
         scale: a kernel of peak 1, so about one spike's peak dF/F).
     calibrated : ndarray of bool, shape (n_cells,)
-        False where no single events could be resolved: the unit is then the noise floor and the
-        counts are relative only (a warning says which cells).
+        False where no single events could be resolved: the unit is then the median event above
+        the noise floor and the counts are relative only (a warning says which cells).
     activity : ndarray of float64, shape (n_cells, n_frames)
         The deconvolved activity the counts come from.
     fs : float
@@ -173,14 +178,14 @@ def infer_spikes(
     kernel = build_kernel(tr, td, f)
     floor = FLOOR_NOISE_SDS * size_error(data - res.reconvolution, kernel, noise)
     gap_s = max(EVENT_GAP_S, kernel_timing(tr, td, f)[0])
-    counts, unit, calibrated = count_spikes(activity, floor, gap_s * f)
+    counts, unit, calibrated = count_spikes(activity, floor, gap_s * f, td * f)
     rate = smooth_rate(counts, f)
     bad = np.flatnonzero(~calibrated)
     if bad.size:
         shown = ", ".join(str(i) for i in bad[:10]) + (", ..." if bad.size > 10 else "")
         warnings.warn(
             f"no single spikes could be resolved in {bad.size} of {data.shape[0]} cells "
-            f"({shown}): their counts are relative (in units of the noise floor), not spikes; "
+            f"({shown}): their counts are relative (about one per event), not calibrated spikes; "
             "see sp.calibrated",
             UserWarning,
             stacklevel=2,
@@ -208,19 +213,25 @@ def size_error(residual: np.ndarray, kernel: np.ndarray, noise: np.ndarray) -> n
     spec = np.fft.rfft(residual, n=n + kernel.size, axis=1)
     filt = np.conj(np.fft.rfft(kernel, n=n + kernel.size))
     z = np.fft.irfft(spec * filt, n=n + kernel.size, axis=1)[:, :n] / energy
-    mad = np.median(np.abs(z - np.median(z, axis=1, keepdims=True)), axis=1) / 0.6745
-    return np.maximum(out, mad)
+    # The lower tail: the fit soaks positive excursions of the noise up into events, so the
+    # residual's upper side understates it; non-negative activity cannot soak up dips.
+    low = (np.median(z, axis=1) - np.quantile(z, LOW_TAIL, axis=1)) / LOW_TAIL_SDS
+    return np.maximum(out, low)
 
 
-def events(row: np.ndarray, gap_frames: float) -> tuple[np.ndarray, np.ndarray]:
-    """Events of one cell's activity: (label per frame, -1 outside events; size of each event).
+def events(
+    row: np.ndarray, gap_frames: float, quiet_frames: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Events of one cell's activity: label per frame (-1 outside events), size and isolation.
 
-    An event is a run of non-zero activity, runs closer than :data:`EVENT_GAP_S` merged.
+    An event is a run of non-zero activity, runs at most ``gap_frames`` apart merged. It is
+    isolated when no event ended in the ``quiet_frames`` before it (it is not in the decay of
+    another, where a kernel that fits the cell's response only roughly leaves small events).
     """
     label = np.full(row.shape[0], -1, dtype=np.int64)
     idx = np.flatnonzero(row > 0)
     if idx.size == 0:
-        return label, np.zeros(0)
+        return label, np.zeros(0), np.zeros(0, dtype=bool)
     gap = max(1, int(round(gap_frames)))
     starts = np.concatenate([[True], np.diff(idx) > gap])
     which = np.cumsum(starts) - 1
@@ -230,7 +241,8 @@ def events(row: np.ndarray, gap_frames: float) -> tuple[np.ndarray, np.ndarray]:
     last = np.append(idx[np.flatnonzero(starts)[1:] - 1], idx[-1])
     for k, (a, b) in enumerate(zip(first, last, strict=True)):
         label[a : b + 1] = k
-    return label, sizes
+    isolated = np.concatenate([[first[0] > quiet_frames], first[1:] - last[:-1] > quiet_frames])
+    return label, sizes, isolated
 
 
 def single_spike_unit(sizes: np.ndarray, floor: float) -> tuple[float, bool]:
@@ -238,19 +250,21 @@ def single_spike_unit(sizes: np.ndarray, floor: float) -> tuple[float, bool]:
 
     The density of log sizes (Gaussian kernel, :data:`MODE_BANDWIDTH`) over the events above
     the floor; the smallest local maximum holding :data:`MODE_MIN_SHARE` of the highest. A
-    maximum at the floor itself is noise leaking over it, not a mode. No mode: ``floor``, False.
+    maximum at the floor itself is noise leaking over it, not a mode. Without a mode (or with
+    fewer than :data:`MIN_EVENTS` events) the unit is the median event above the floor (each
+    counts about one spike; the floor without any), and the flag is False.
     """
     big = sizes[sizes > floor]
     if big.size < MIN_EVENTS or floor <= 0:
-        return floor, False
+        return (float(np.median(big)) if big.size else floor), False
     logs = np.log(big)
     lo = math.log(floor)
     grid = np.linspace(lo, logs.max() + 2 * MODE_BANDWIDTH, 400)
-    dens = (np.exp(-0.5 * ((grid[:, None] - logs[None, :]) / MODE_BANDWIDTH) ** 2) * big[None, :]).sum(axis=1)
+    dens = np.exp(-0.5 * ((grid[:, None] - logs[None, :]) / MODE_BANDWIDTH) ** 2).sum(axis=1)
     inner = np.flatnonzero((dens[1:-1] >= dens[:-2]) & (dens[1:-1] > dens[2:])) + 1
     peaks = [i for i in inner if dens[i] >= MODE_MIN_SHARE * dens.max()]
     if not peaks:
-        return floor, False
+        return float(np.median(big)), False
     return float(math.exp(grid[peaks[0]])), True
 
 
@@ -279,15 +293,18 @@ def discretise(row: np.ndarray, label: np.ndarray, sizes: np.ndarray, unit: floa
 
 
 def count_spikes(
-    activity: np.ndarray, floor: np.ndarray, gap_frames: float
+    activity: np.ndarray, floor: np.ndarray, gap_frames: float, quiet_frames: float
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-    """Counts, unit and calibration flag per cell of ``activity`` (n_cells, n_frames)."""
+    """Counts, unit and calibration flag per cell of ``activity`` (n_cells, n_frames).
+
+    The unit comes from the isolated events (:func:`events`), the counts from all events.
+    """
     counts = np.zeros(activity.shape, dtype=np.int64)
     unit = np.zeros(activity.shape[0])
     calibrated = np.zeros(activity.shape[0], dtype=bool)
     for i, row in enumerate(activity):
-        label, sizes = events(row, gap_frames)
-        unit[i], calibrated[i] = single_spike_unit(sizes, float(floor[i]))
+        label, sizes, isolated = events(row, gap_frames, quiet_frames)
+        unit[i], calibrated[i] = single_spike_unit(sizes[isolated], float(floor[i]))
         if unit[i] > 0:
             counts[i] = discretise(row, label, sizes, unit[i])
     return counts, unit, calibrated

@@ -1,0 +1,179 @@
+"""calab.infer_spikes: counts, rates, the per-cell unit and the calibration flag."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import calab
+from calab.simulate import INDICATORS
+
+
+def bursts(
+    n_cells: int, seconds: float, fs: float, indicator: str, snr: float, seed: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Traces of bursts of 1-5 spikes (0.3 bursts/s) through an indicator preset's kernel."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * fs)
+    h = calab.build_kernel(*INDICATORS[indicator], fs)
+    spikes = np.zeros((n_cells, n))
+    for i in range(n_cells):
+        t = np.flatnonzero(rng.random(n) < 0.3 / fs)
+        spikes[i, t] = rng.integers(1, 6, size=t.size)
+    calcium = np.array([np.convolve(s, h)[:n] for s in spikes])
+    return 1.0 + calcium + rng.normal(0, 1 / snr, size=calcium.shape), spikes
+
+
+def quiet(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fn(*args, **kwargs)
+
+
+RESOLVED = [
+    ("gcamp6f", 30.0), ("gcamp6f", 120.0), ("gcamp6s", 30.0), ("gcamp6s", 120.0),
+    ("jgcamp7f", 30.0), ("jgcamp7f", 120.0), ("jgcamp8m", 120.0),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("indicator", "fs"), RESOLVED)
+def test_counts_match_the_truth_where_single_spikes_are_resolvable(
+    indicator: str, fs: float
+) -> None:
+    """SNR 10, bursts of 1-5 spikes: every cell's total within 10 %, and calibrated."""
+    y, spikes = bursts(4, 300, fs, indicator, 10.0)
+    sp = calab.infer_spikes(y, fs)
+    ratio = sp.counts.sum(axis=1) / spikes.sum(axis=1)
+    assert np.all(np.abs(ratio - 1) <= 0.10), ratio
+    assert sp.calibrated.all()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured: totals 1.11-1.20x the truth at SNR 5, 30 Hz (noise events above the "
+    "floor are counted); within 10 % only from SNR 10 or 120 Hz",
+)
+def test_counts_match_the_truth_at_snr_5_and_30_hz() -> None:
+    y, spikes = bursts(4, 300, 30.0, "gcamp6f", 5.0)
+    sp = calab.infer_spikes(y, 30.0)
+    ratio = sp.counts.sum(axis=1) / spikes.sum(axis=1)
+    assert np.all(np.abs(ratio - 1) <= 0.10), ratio
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured: at SNR 2 and 30 Hz single spikes drown but the cells are still flagged "
+    "calibrated (the unit lands on a burst mode; totals 0.2-0.5x the truth)",
+)
+def test_unresolvable_single_spikes_are_flagged() -> None:
+    y, _ = bursts(4, 300, 30.0, "gcamp6f", 2.0)
+    sp = quiet(calab.infer_spikes, y, 30.0)
+    assert not sp.calibrated.any()
+
+
+def test_a_bright_and_a_dim_cell_with_the_same_spikes_give_the_same_counts() -> None:
+    y, spikes = bursts(1, 300, 30.0, "gcamp6f", 10.0)
+    dim = y[0]
+    bright = 1.0 + 7.0 * (dim - 1.0)  # the same spikes, seven times the response and the noise
+    sp = calab.infer_spikes(np.stack([dim, bright]), 30.0)
+    np.testing.assert_array_equal(sp.counts[0], sp.counts[1])
+    assert sp.unit[1] == pytest.approx(7 * sp.unit[0], rel=1e-3)
+    assert abs(sp.counts[0].sum() / spikes.sum() - 1) <= 0.10
+
+
+def test_rate_sums_to_the_counts_and_shapes_follow_the_input() -> None:
+    y, _ = bursts(3, 200, 30.0, "gcamp6s", 10.0)
+    sp = calab.infer_spikes(y, 30.0)
+    assert sp.counts.shape == sp.rate.shape == sp.activity.shape == y.shape
+    assert sp.counts.dtype == np.int64
+    assert sp.unit.shape == sp.calibrated.shape == (3,)
+    assert np.all(sp.counts >= 0) and np.all(sp.rate >= 0)
+    np.testing.assert_allclose(sp.rate.sum(axis=1) / 30.0, sp.counts.sum(axis=1), rtol=1e-9)
+    one = calab.infer_spikes(y[0], 30.0)
+    assert one.counts.shape == (y.shape[1],)
+    assert isinstance(one.unit, float) and isinstance(one.calibrated, bool)
+
+
+def test_estimate_and_tuned_parameters_are_used() -> None:
+    y, _ = bursts(3, 200, 30.0, "gcamp6f", 10.0)
+    est = calab.estimate_parameters(y, 30.0)
+    auto = calab.infer_spikes(y, 30.0)
+    reused = calab.infer_spikes(y, 30.0, est=est)
+    np.testing.assert_array_equal(auto.counts, reused.counts)
+    act = calab.run_deconvolution(y, 30.0, tau_rise=0.02, tau_decay=0.4, lam=0.01)
+    tuned = calab.infer_spikes(y, 30.0, tau_rise=0.02, tau_decay=0.4, lam=0.01)
+    np.testing.assert_array_equal(tuned.activity, act)
+    with pytest.raises(TypeError, match="missing lam"):
+        calab.infer_spikes(y, 30.0, tau_rise=0.02, tau_decay=0.4)
+    with pytest.raises(TypeError, match="not both"):
+        calab.infer_spikes(y, 30.0, est=est, lam=0.01)
+    with pytest.raises(ValueError, match="est holds 3 cells but traces have 2"):
+        calab.infer_spikes(y[:2], 30.0, est=est)
+
+
+def test_a_cell_without_events_gives_zero_counts_and_is_not_calibrated() -> None:
+    y, _ = bursts(2, 200, 30.0, "gcamp6f", 10.0)
+    y[1] = 1.0  # constant: no event at all
+    with pytest.warns(UserWarning, match=r"1 of 2 cells \(1\)"):
+        sp = calab.infer_spikes(y, 30.0)
+    assert sp.counts[1].sum() == 0 and sp.rate[1].sum() == 0
+    assert not sp.calibrated[1] and sp.calibrated[0]
+
+
+BAD = [
+    (np.array([[1.0, np.nan, 2.0] * 100]), 30.0),
+    (np.zeros((2, 2, 2)), 30.0),
+    (np.zeros((1, 0)), 30.0),
+    (np.array(["a", "b"]), 30.0),
+    (np.ones(400), 0.0),
+    (np.ones(400), "30"),
+]
+
+
+@pytest.mark.parametrize(("traces", "fs"), BAD)
+def test_bad_input_gets_the_errors_of_run_deconvolution(traces: np.ndarray, fs: object) -> None:
+    with pytest.raises((TypeError, ValueError)) as expected:
+        calab.run_deconvolution(traces, fs, tau_rise=0.05, tau_decay=0.5, lam=0.01)
+    with pytest.raises(expected.type, match=re.escape(str(expected.value))):
+        calab.infer_spikes(traces, fs, tau_rise=0.05, tau_decay=0.5, lam=0.01)
+
+
+# --------------------------------------------------------------------------- ground truth
+
+GT = {
+    "DS07": "DS07-GCaMP6f-zf-dD.npz",
+    "DS09": "DS09-GCaMP6f-m-V1.npz",
+    "DS10": "DS10-GCaMP6f-m-V1-neuropil-corrected.npz",
+    "DS13": "DS13-GCaMP6s-m-V1-neuropil-corrected.npz",
+    "DS14": "DS14-GCaMP6s-m-V1.npz",
+    "DS29": "DS29-GCaMP7f-m-V1.npz",
+    "DS31": "DS31-GCaMP8m-m-V1.npz",
+}
+GT_SHORT: dict[str, str] = {}
+"""Datasets whose median count ratio misses 0.75-1.33 (bench/spikes.py, measured)."""
+
+
+def _gt(ground_truth_dir: Path, key: str, factor: int) -> tuple[np.ndarray, np.ndarray, float]:
+    d = np.load(ground_truth_dir / GT[key])
+    y, s, fs = d["traces"].astype(np.float64), d["spike_counts"].astype(np.float64), float(d["fs"])
+    m = y.shape[1] // factor
+    shape = (y.shape[0], m, factor)
+    return y[:, : m * factor].reshape(shape).mean(2), s[:, : m * factor].reshape(shape).sum(2), fs
+
+
+@pytest.mark.parametrize(
+    "key",
+    [pytest.param(k, marks=pytest.mark.xfail(strict=True, reason=GT_SHORT[k]))
+     if k in GT_SHORT else k for k in GT],
+)  # fmt: skip
+def test_median_count_ratio_on_real_recordings(key: str, ground_truth_dir: Path) -> None:
+    """Own frame rate: median over cells of inferred / recorded spikes within 0.75-1.33."""
+    y, s, fs = _gt(ground_truth_dir, key, 1)
+    sp = quiet(calab.infer_spikes, y, fs)
+    ratio = sp.counts.sum(axis=1) / s.sum(axis=1)
+    np.testing.assert_allclose(sp.rate.sum(axis=1) / fs, sp.counts.sum(axis=1), rtol=0.05)
+    assert 0.75 <= float(np.median(ratio)) <= 1.33, np.round(ratio, 2)
