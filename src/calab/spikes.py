@@ -220,13 +220,14 @@ def size_error(residual: np.ndarray, kernel: np.ndarray, noise: np.ndarray) -> n
 
 
 def events(
-    row: np.ndarray, gap_frames: float, quiet_frames: float = 0.0
+    row: np.ndarray, gap_frames: float, quiet_frames: float = 0.0, min_size: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Events of one cell's activity: label per frame (-1 outside events), size and isolation.
 
     An event is a run of non-zero activity, runs at most ``gap_frames`` apart merged. It is
-    isolated when no event ended in the ``quiet_frames`` before it (it is not in the decay of
-    another, where a kernel that fits the cell's response only roughly leaves small events).
+    isolated when no event larger than ``min_size`` ended in the ``quiet_frames`` before it (it
+    is not in the decay of another, where a kernel that fits the cell's response only roughly
+    leaves small events).
     """
     label = np.full(row.shape[0], -1, dtype=np.int64)
     idx = np.flatnonzero(row > 0)
@@ -241,7 +242,11 @@ def events(
     last = np.append(idx[np.flatnonzero(starts)[1:] - 1], idx[-1])
     for k, (a, b) in enumerate(zip(first, last, strict=True)):
         label[a : b + 1] = k
-    isolated = np.concatenate([[first[0] > quiet_frames], first[1:] - last[:-1] > quiet_frames])
+    isolated = np.ones(sizes.size, dtype=bool)
+    seen = np.flatnonzero(sizes > min_size)  # the events that can hide another in their decay
+    for k in range(sizes.size):
+        before = seen[seen < k]
+        isolated[k] = before.size == 0 or first[k] - last[before[-1]] > quiet_frames
     return label, sizes, isolated
 
 
@@ -260,7 +265,11 @@ def single_spike_unit(sizes: np.ndarray, floor: float) -> tuple[float, bool]:
     logs = np.log(big)
     lo = math.log(floor)
     grid = np.linspace(lo, logs.max() + 2 * MODE_BANDWIDTH, 400)
+    # Each event spreads as a Gaussian in log size (a relative width), read as a density of
+    # size: over exp(grid). Equal numbers of 1, 2, ... 5-spike events then give modes of equal
+    # height, where a density of log size would favour the crowded larger sizes.
     dens = np.exp(-0.5 * ((grid[:, None] - logs[None, :]) / MODE_BANDWIDTH) ** 2).sum(axis=1)
+    dens /= np.exp(grid)
     inner = np.flatnonzero((dens[1:-1] >= dens[:-2]) & (dens[1:-1] > dens[2:])) + 1
     peaks = [i for i in inner if dens[i] >= MODE_MIN_SHARE * dens.max()]
     if not peaks:
@@ -303,7 +312,7 @@ def count_spikes(
     unit = np.zeros(activity.shape[0])
     calibrated = np.zeros(activity.shape[0], dtype=bool)
     for i, row in enumerate(activity):
-        label, sizes, isolated = events(row, gap_frames, quiet_frames)
+        label, sizes, isolated = events(row, gap_frames, quiet_frames, float(floor[i]))
         unit[i], calibrated[i] = single_spike_unit(sizes[isolated], float(floor[i]))
         if unit[i] > 0:
             counts[i] = discretise(row, label, sizes, unit[i])
