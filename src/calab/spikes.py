@@ -178,7 +178,10 @@ def infer_spikes(
     kernel = build_kernel(tr, td, f)
     floor = FLOOR_NOISE_SDS * size_error(data - res.reconvolution, kernel, noise)
     gap_s = max(EVENT_GAP_S, kernel_timing(tr, td, f)[0])
-    counts, unit, calibrated = count_spikes(activity, floor, gap_s * f, td * f)
+    # What the penalty takes off an isolated event: lam * G_dc / ||h||^2 (its KKT condition).
+    shrink = np.broadcast_to(np.asarray(lam_, dtype=np.float64), floor.shape)
+    shrink = shrink * float(kernel.sum()) / float(kernel @ kernel)
+    counts, unit, calibrated = count_spikes(activity, floor, shrink, gap_s * f, td * f)
     rate = smooth_rate(counts, f)
     bad = np.flatnonzero(~calibrated)
     if bad.size:
@@ -277,17 +280,22 @@ def single_spike_unit(sizes: np.ndarray, floor: float) -> tuple[float, bool]:
     return float(math.exp(grid[peaks[0]])), True
 
 
-def discretise(row: np.ndarray, label: np.ndarray, sizes: np.ndarray, unit: float) -> np.ndarray:
+def discretise(
+    row: np.ndarray, label: np.ndarray, sizes: np.ndarray, unit: float, shrink: float = 0.0,
+    floor: float = 0.0,
+) -> np.ndarray:  # fmt: skip
     """Whole spikes per frame: each event's size in units rounded, placed by its activity.
 
-    An event of ``n`` spikes puts spike ``k`` (k = 1..n) at the frame where its cumulative
-    activity passes ``(k - 1/2) / n`` of its total, so every event keeps its rounded total.
+    The L1 penalty takes ``shrink`` off every event whatever its number of spikes, so an event
+    counts ``round((size + shrink) / (unit + shrink))`` spikes (none at or below ``floor``).
+    Spike ``k`` (k = 1..n) of an event of ``n`` goes to the frame where its cumulative activity
+    passes ``(k - 1/2) / n`` of its total, so every event keeps its rounded total.
     """
     out = np.zeros(row.shape[0], dtype=np.int64)
     inside = label >= 0
     if not inside.any():
         return out
-    n = np.floor(sizes / unit + 0.5)
+    n = np.where(sizes > floor, np.floor((sizes + shrink) / (unit + shrink) + 0.5), 0.0)
     lab = label[inside]
     act = np.where(row[inside] > 0, row[inside], 0.0)
     cum = np.cumsum(act)
@@ -302,7 +310,8 @@ def discretise(row: np.ndarray, label: np.ndarray, sizes: np.ndarray, unit: floa
 
 
 def count_spikes(
-    activity: np.ndarray, floor: np.ndarray, gap_frames: float, quiet_frames: float
+    activity: np.ndarray, floor: np.ndarray, shrink: np.ndarray, gap_frames: float,
+    quiet_frames: float,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
     """Counts, unit and calibration flag per cell of ``activity`` (n_cells, n_frames).
 
@@ -315,7 +324,7 @@ def count_spikes(
         label, sizes, isolated = events(row, gap_frames, quiet_frames, float(floor[i]))
         unit[i], calibrated[i] = single_spike_unit(sizes[isolated], float(floor[i]))
         if unit[i] > 0:
-            counts[i] = discretise(row, label, sizes, unit[i])
+            counts[i] = discretise(row, label, sizes, unit[i], float(shrink[i]), float(floor[i]))
     return counts, unit, calibrated
 
 
