@@ -60,7 +60,7 @@ def naive_counts(sp: Any, y: np.ndarray, fs: float, est: Any) -> np.ndarray:
     gap = max(S.EVENT_GAP_S, calab.kernel_timing(est.tau_rise, est.tau_decay, fs)[0]) * fs
     out = np.zeros_like(sp.counts)
     for i, row in enumerate(sp.activity):
-        label, sizes = S.events(row, gap)
+        label, sizes, _ = S.events(row, gap)
         out[i] = S.discretise(row, label, sizes, float(floor[i]))
     return out
 

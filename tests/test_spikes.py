@@ -34,18 +34,33 @@ def quiet(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
         return fn(*args, **kwargs)
 
 
-RESOLVED = [
-    ("gcamp6f", 30.0), ("gcamp6f", 120.0), ("gcamp6s", 30.0), ("gcamp6s", 120.0),
-    ("jgcamp7f", 30.0), ("jgcamp7f", 120.0), ("jgcamp8m", 120.0),
-]  # fmt: skip
+SIM_SHORT = {
+    ("gcamp6s", 15.0, 5.0): "measured: totals 1.01-1.18x the truth (two cells above 1.1)",
+    ("gcamp6s", 30.0, 5.0): "measured: totals 1.00-1.13x the truth (two cells above 1.1)",
+    ("jgcamp8m", 15.0, 5.0): "measured: totals 0.50-0.88x (the unit lands on a 2-spike mode)",
+    ("jgcamp8m", 15.0, 10.0): "measured: one cell of four at 3.28x (unit on a noise mode)",
+    ("jgcamp7f", 120.0, 10.0): "measured: two cells of four at 6.8x and 7.1x (unit on a "
+    "mode of split events)",
+}
+"""Simulations where single spikes are resolvable but the counts miss 10 % (strict xfail)."""
+SIM_CASES = [
+    (ind, fs, snr)
+    for ind in ("gcamp6f", "gcamp6s", "jgcamp7f", "jgcamp8m")
+    for fs in (15.0, 30.0, 120.0)
+    for snr in (5.0, 10.0)
+]
 
 
-@pytest.mark.parametrize(("indicator", "fs"), RESOLVED)
+@pytest.mark.parametrize(
+    ("indicator", "fs", "snr"),
+    [pytest.param(*c, marks=pytest.mark.xfail(strict=True, reason=SIM_SHORT[c]))
+     if c in SIM_SHORT else c for c in SIM_CASES],
+)  # fmt: skip
 def test_counts_match_the_truth_where_single_spikes_are_resolvable(
-    indicator: str, fs: float
+    indicator: str, fs: float, snr: float
 ) -> None:
-    """SNR 10, bursts of 1-5 spikes: every cell's total within 10 %, and calibrated."""
-    y, spikes = bursts(4, 300, fs, indicator, 10.0)
+    """SNR 5-10, bursts of 1-5 spikes: every cell's total within 10 %, and calibrated."""
+    y, spikes = bursts(4, 300, fs, indicator, snr)
     sp = calab.infer_spikes(y, fs)
     ratio = sp.counts.sum(axis=1) / spikes.sum(axis=1)
     assert np.all(np.abs(ratio - 1) <= 0.10), ratio
@@ -54,24 +69,12 @@ def test_counts_match_the_truth_where_single_spikes_are_resolvable(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="measured: totals 1.11-1.20x the truth at SNR 5, 30 Hz (noise events above the "
-    "floor are counted); within 10 % only from SNR 10 or 120 Hz",
-)
-def test_counts_match_the_truth_at_snr_5_and_30_hz() -> None:
-    y, spikes = bursts(4, 300, 30.0, "gcamp6f", 5.0)
-    sp = calab.infer_spikes(y, 30.0)
-    ratio = sp.counts.sum(axis=1) / spikes.sum(axis=1)
-    assert np.all(np.abs(ratio - 1) <= 0.10), ratio
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured: at SNR 2 and 30 Hz single spikes drown but the cells are still flagged "
-    "calibrated (the unit lands on a burst mode; totals 0.2-0.5x the truth)",
+    reason="measured: at SNR 2 and 15 Hz single spikes drown but the cells are still flagged "
+    "calibrated (the unit lands on a 2-spike mode; totals 0.30-0.50x the truth)",
 )
 def test_unresolvable_single_spikes_are_flagged() -> None:
-    y, _ = bursts(4, 300, 30.0, "gcamp6f", 2.0)
-    sp = quiet(calab.infer_spikes, y, 30.0)
+    y, _ = bursts(4, 300, 15.0, "gcamp6f", 2.0)
+    sp = quiet(calab.infer_spikes, y, 15.0)
     assert not sp.calibrated.any()
 
 
