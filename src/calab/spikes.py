@@ -2,10 +2,11 @@
 
 :func:`infer_spikes` deconvolves the traces (with :func:`calab.estimate_parameters` unless the
 parameters are given), cuts each cell's activity into events, and finds the activity one spike
-leaves in that cell (its *unit*) from the distribution of its event sizes: the smallest mode
-well above what the noise alone can leave, as MLspike and the hybrid method of Rupprecht et al.
-(bioRxiv 2025) calibrate each cell from its single spikes. Each event's size in units is rounded
-to whole spikes, spread over the event's frames by its activity; the rate is the counts smoothed.
+leaves in that cell (its *unit*) from the distribution of its isolated events' sizes: the
+smallest clear mode above what the noise alone can leave, as MLspike and the hybrid method of
+Rupprecht et al. (bioRxiv 2025) calibrate each cell from its single spikes. Each event's size in
+units (with the penalty's shrinkage added back) is rounded to whole spikes and spread over the
+event's frames by its activity; the rate is the counts smoothed.
 """
 
 from __future__ import annotations
@@ -26,15 +27,14 @@ from calab.kernel import build_kernel, kernel_timing
 __all__ = ["SpikeResult", "infer_spikes"]
 
 FLOOR_NOISE_SDS = 4.0
-"""An event must be this many noise SDs of its own size estimate (``noise / ||h||`` for the
-kernel ``h`` of peak 1: the matched filter's error) to be told from noise: the floor of the
-unit, and the smallest event :func:`infer_spikes` counts at all."""
+"""An event must be this many SDs of the noise in its size (:func:`size_error`) to be told from
+noise: the floor of the unit, and the smallest event :func:`infer_spikes` counts at all."""
 EVENT_GAP_S = 0.05
-"""Runs of non-zero activity closer than this (or one frame) form one event: the solver can
-split one spike's activity over neighbouring frames when it falls between two frame times."""
+"""Runs of non-zero activity closer than this or than the kernel's time to peak (at least one
+frame) form one event: the solver can split one response over neighbouring frames."""
 MODE_BANDWIDTH = 0.2
-"""Bandwidth of the density of log event sizes (0.2: about 20 %, finer than the factor of two
-between one and two spikes)."""
+"""Relative width (in log size) with which each event spreads in the density of event sizes:
+about 20 %, finer than the factor of two between one and two spikes."""
 MODE_MIN_SHARE = 0.25
 """The single-spike mode is the smallest local maximum of that density at least this share of
 the highest one (a small bump of noise or of a rare size does not count)."""
@@ -153,6 +153,10 @@ def infer_spikes(
         )
     if est is None and all(v is None for v in tuned):
         est = estimate_parameters(data, f)
+    tr: Any
+    td: Any
+    lam_: Any
+    mode: Any
     if est is not None:
         if not isinstance(est, ParameterEstimate):
             raise TypeError(f"est must be a ParameterEstimate, got {type(est).__name__}")
@@ -165,7 +169,8 @@ def infer_spikes(
         mode = est.baseline if baseline is None else baseline
     else:
         if any(v is None for v in tuned):
-            missing = [n for n, v in zip(("tau_rise", "tau_decay", "lam"), tuned) if v is None]
+            names = ("tau_rise", "tau_decay", "lam")
+            missing = [n for n, v in zip(names, tuned, strict=True) if v is None]
             raise TypeError(
                 f"tuned parameters need tau_rise, tau_decay and lam together; missing "
                 f"{', '.join(missing)} (or pass none of them to estimate all)"
@@ -203,7 +208,7 @@ def infer_spikes(
 
 
 def size_error(residual: np.ndarray, kernel: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """Standard deviation per cell of the noise in an event's size (the activity of one event).
+    """Return the standard deviation per cell of the noise in an event's size (its activity).
 
     An event's size is, to first order, the matched filter's estimate of its amplitude: the
     residual correlated with the kernel over ``||h||^2``. Its robust SD (median absolute
@@ -254,13 +259,13 @@ def events(
 
 
 def single_spike_unit(sizes: np.ndarray, floor: float) -> tuple[float, bool]:
-    """The smallest clear mode of the event sizes above ``floor``, and whether there is one.
+    """Return the smallest clear mode of the sizes above ``floor``, and whether there is one.
 
-    The density of log sizes (Gaussian kernel, :data:`MODE_BANDWIDTH`) over the events above
-    the floor; the smallest local maximum holding :data:`MODE_MIN_SHARE` of the highest. A
-    maximum at the floor itself is noise leaking over it, not a mode. Without a mode (or with
-    fewer than :data:`MIN_EVENTS` events) the unit is the median event above the floor (each
-    counts about one spike; the floor without any), and the flag is False.
+    The density of sizes (each event a Gaussian in log size, :data:`MODE_BANDWIDTH`) over the
+    events above the floor; the smallest local maximum holding :data:`MODE_MIN_SHARE` of the
+    highest. A maximum at the floor itself is noise leaking over it, not a mode. Without a mode
+    (or with fewer than :data:`MIN_EVENTS` events) the unit is the median event above the floor
+    (each counts about one spike; the floor without any), and the flag is False.
     """
     big = sizes[sizes > floor]
     if big.size < MIN_EVENTS or floor <= 0:
@@ -310,10 +315,13 @@ def discretise(
 
 
 def count_spikes(
-    activity: np.ndarray, floor: np.ndarray, shrink: np.ndarray, gap_frames: float,
+    activity: np.ndarray,
+    floor: np.ndarray,
+    shrink: np.ndarray,
+    gap_frames: float,
     quiet_frames: float,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
-    """Counts, unit and calibration flag per cell of ``activity`` (n_cells, n_frames).
+    """Return counts, unit and calibration flag per cell of ``activity`` (n_cells, n_frames).
 
     The unit comes from the isolated events (:func:`events`), the counts from all events.
     """
