@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# The ground-truth score (solver-facts.md: 100 ms bins, lags -1..2) and reader, as scored there.
+from test_ground_truth import _averaged, binned_score
+
 import calab
 from calab.simulate import INDICATORS
 
@@ -196,32 +199,12 @@ _CACHE: dict[tuple[str, int], tuple] = {}
 
 
 def _inferred(ground_truth_dir: Path, key: str, factor: int) -> tuple:
-    """(traces, recorded spikes, fs, SpikeResult, activity score) of one row, computed once."""
+    """(traces, recorded spikes, fs, SpikeResult) of one row, computed once."""
     if (key, factor) not in _CACHE:
-        d = np.load(ground_truth_dir / GT[key])
-        y, s = d["traces"].astype(np.float64), d["spike_counts"].astype(np.float64)
-        m = y.shape[1] // factor
-        shape = (y.shape[0], m, factor)
-        y = y[:, : m * factor].reshape(shape).mean(2)
-        s = s[:, : m * factor].reshape(shape).sum(2)
-        fs = float(d["fs"]) / factor
+        y, s, fs = _averaged(GT[key], factor, ground_truth_dir)
+        y, s = y.astype(np.float64), s.astype(np.float64)
         _CACHE[(key, factor)] = (y, s, fs, quiet(calab.infer_spikes, y, fs))
     return _CACHE[(key, factor)]
-
-
-def _binned_r(x: np.ndarray, s: np.ndarray, fs: float) -> float:
-    """solver-facts.md's score: 100 ms bin sums, best lag of -1..2 frames, median over cells."""
-    width = max(1, int(round(0.1 * fs)))
-    n = x.shape[1]
-    best = np.full(x.shape[0], -np.inf)
-    for lag in (-1, 0, 1, 2):
-        a, b = (x[:, lag:], s[:, : n - lag]) if lag >= 0 else (x[:, : n + lag], s[:, -lag:])
-        m = a.shape[1] // width
-        a = a[:, : m * width].reshape(a.shape[0], m, width).sum(axis=2)
-        b = b[:, : m * width].reshape(b.shape[0], m, width).sum(axis=2)
-        r = [np.corrcoef(u, v)[0, 1] if u.std() > 0 else 0.0 for u, v in zip(a, b, strict=True)]
-        best = np.maximum(best, r)
-    return float(np.median(best))
 
 
 @pytest.mark.parametrize(("key", "factor"), _marked(ROWS, COUNT_SHORT))
@@ -240,8 +223,8 @@ def test_counts_correlate_as_well_as_the_activity(
     key: str, factor: int, ground_truth_dir: Path
 ) -> None:
     y, s, fs, sp = _inferred(ground_truth_dir, key, factor)
-    counts_r = _binned_r(sp.counts.astype(np.float64), s, fs)
-    assert counts_r >= _binned_r(sp.activity, s, fs) - 0.02
+    counts_r = binned_score(sp.counts.astype(np.float64), s, fs)
+    assert counts_r >= binned_score(sp.activity, s, fs) - 0.02
 
 
 @pytest.mark.parametrize(
