@@ -237,10 +237,9 @@ def events(
     is not in the decay of another, where a kernel that fits the cell's response only roughly
     leaves small events).
     """
-    label = np.full(row.shape[0], -1, dtype=np.int64)
     idx = np.flatnonzero(row > 0)
     if idx.size == 0:
-        return label, np.zeros(0), np.zeros(0, dtype=bool)
+        return np.full(row.shape[0], -1, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=bool)
     gap = max(1, int(round(gap_frames)))
     starts = np.concatenate([[True], np.diff(idx) > gap])
     which = np.cumsum(starts) - 1
@@ -248,13 +247,16 @@ def events(
     # Frames inside a merged gap belong to the event too (they hold no activity).
     first = idx[starts]
     last = np.append(idx[np.flatnonzero(starts)[1:] - 1], idx[-1])
-    for k, (a, b) in enumerate(zip(first, last, strict=True)):
-        label[a : b + 1] = k
-    isolated = np.ones(sizes.size, dtype=bool)
+    # Frames of an event, gaps included: +1 at its first frame, -1 after its last.
+    step = np.zeros(row.shape[0] + 1, dtype=np.int64)
+    np.add.at(step, first, 1)
+    np.add.at(step, last + 1, -1)
+    inside = np.cumsum(step[:-1]) > 0
+    label = np.where(inside, np.searchsorted(first, np.arange(row.shape[0]), "right") - 1, -1)
     seen = np.flatnonzero(sizes > min_size)  # the events that can hide another in their decay
-    for k in range(sizes.size):
-        before = seen[seen < k]
-        isolated[k] = before.size == 0 or first[k] - last[before[-1]] > quiet_frames
+    prev = np.searchsorted(seen, np.arange(sizes.size)) - 1  # last such event before each
+    quiet = first - last[seen[np.maximum(prev, 0)]] if seen.size else np.zeros(sizes.size)
+    isolated = (prev < 0) | (quiet > quiet_frames)
     return label, sizes, isolated
 
 
