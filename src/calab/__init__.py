@@ -30,6 +30,7 @@ from calab.io import (
 )
 from calab.kernel import build_kernel, compute_lipschitz, kernel_timing, tau_to_ar2
 from calab.simulate import simulate
+from calab.spikes import SpikeResult, infer_spikes
 
 #: The distribution that installs ``import calab`` (``pip show cadeconv``). ``calab`` on PyPI is
 #: another project, the CaLab package, with the same import name.
@@ -67,6 +68,7 @@ __version__ = _version()
 __all__ = [
     "DeconvolutionResult",
     "ParameterEstimate",
+    "SpikeResult",
     "__version__",
     "bandpass_filter",
     "build_kernel",
@@ -76,6 +78,7 @@ __all__ = [
     "drift_baseline",
     "estimate_parameters",
     "export_dict",
+    "infer_spikes",
     "kernel_timing",
     "load_caiman",
     "load_export_params",
