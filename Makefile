@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 CARGO  ?= cargo
 RUST_MANIFEST := --manifest-path rust/Cargo.toml
-EXTRAS ?= dev,loaders,dask,widget
+EXTRAS ?= dev,loaders,dask,widget,nwb
 DIST   ?= dist
 
 .PHONY: install build demo test test-rust test-py test-js lint bench clean js e2e-deps dist

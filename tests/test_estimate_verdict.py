@@ -147,7 +147,10 @@ def test_extreme_magnitudes_estimate_like_the_original(factor: float) -> None:
 @pytest.mark.parametrize("fs", [0.03, 0.01])
 def test_frame_rate_too_low_names_the_cause(fs: float) -> None:
     traces, _ = calab.simulate(5, 400, fs, 0.05, 0.5, seed=1)
-    with pytest.raises(ValueError, match=r"fs=.* Hz is one frame every") as info:
+    with (
+        pytest.warns(UserWarning, match=r"frame period"),  # the units check speaks first
+        pytest.raises(ValueError, match=r"fs=.* Hz is one frame every") as info,
+    ):
         calab.estimate_parameters(traces, fs)
     assert "white noise" not in str(info.value)
 

@@ -13,7 +13,10 @@
 //! cases: a slow kernel fitted to fast transients), a monotone phase takes over: Lawson-Hanson
 //! steps from a feasible iterate, adding violating frames in blocks (one at a time after a
 //! zero-length step), so the objective never increases and the phase cannot cycle.
-//! Each pivot costs O(n); 8-18 pivots from a cold start, 1-3 from a warm one.
+//! Each pivot costs O(n); 8-18 pivots from a cold start, 1-3 from a warm one. After an
+//! exchange only the blocks of D_G D_G^T that the moved frames touch are solved again (see
+//! `resolve_blocks`); the KKT pass checks s = 0 on the zero set, and a full solve replaces a
+//! partial one whose residual exceeds the tolerance.
 //!
 //! The recursion is the untruncated kernel; the contract's kernel stops where it has decayed
 //! to 1e-6 of its peak, so the two objectives differ by terms of relative size 1e-6 * 1e-6.
@@ -65,10 +68,27 @@ pub fn solve(
     let mut kk = zero_set(b.free, nm, b.gidx);
     let mut backup = BACKUP;
     let mut mode = Mode::Pivot;
+    // After an exchange: how many frames changed sides (only the blocks they touch are solved).
+    let mut moved: Option<usize> = None;
     loop {
         iterations += 1;
-        let baseline = b.solve_face(&p, kk);
-        let (n_bad, kk_next) = b.check_kkt(&p, baseline);
+        let baseline = match moved {
+            Some(nf) => b.resolve_blocks(&p, kk, nf),
+            None => b.solve_face(&p, kk),
+        };
+        let Check {
+            n_bad,
+            kk_next,
+            moved: nf,
+            residual,
+        } = b.check_kkt(&p, baseline);
+        if moved.is_some() && residual > p.tol_s {
+            // The blocks re-solved did not give the face minimiser (s != 0 on the zero set):
+            // solve the whole face instead (not counted as a pivot).
+            moved = None;
+            iterations -= 1;
+            continue;
+        }
         match &mut mode {
             Mode::Pivot => {
                 if n_bad == 0 || iterations >= max_iters {
@@ -84,6 +104,7 @@ pub fn solve(
                     // Pivoting oscillates (ill-conditioned: slow kernel, model mismatch):
                     // continue monotonically from the iterate made feasible.
                     mode = Mode::Monotone { single: false };
+                    moved = None;
                     b.feasible_into(s_out);
                     (0..nm).for_each(|k| b.free[k] = s_out[k] > 0.0);
                     kk = zero_set(b.free, nm, b.gidx);
@@ -95,7 +116,9 @@ pub fn solve(
                 // Exchange: the violating frames chosen by `check_kkt` change sides.
                 std::mem::swap(&mut b.free, &mut b.free2);
                 std::mem::swap(&mut b.gidx, &mut b.gidx2);
+                std::mem::swap(&mut b.pos, &mut b.pos2);
                 kk = kk_next;
+                moved = Some(nf);
             }
             Mode::Monotone { single } => {
                 if b.monotone_step(&p, baseline, s_out, single) {
@@ -231,6 +254,24 @@ impl Problem {
 /// (30 Hz) and the real recordings (30-158 Hz).
 const COLD_WINDOW: usize = 4;
 
+/// What one KKT pass found.
+struct Check {
+    /// Frames violating the KKT conditions.
+    n_bad: usize,
+    /// Size of the zero set after the exchange.
+    kk_next: usize,
+    /// Frames that change sides at the exchange (listed in `flips`).
+    moved: usize,
+    /// Largest |s| on the zero set: the face minimiser has s = 0 there, so this is the
+    /// residual of the banded solve (rounding only, unless the solution is stale).
+    residual: f64,
+}
+
+/// Clean rows of the zero list between two blocks to re-solve up to which the two are solved
+/// as one system (re-solving a clean block gives the same solution; one longer solve runs
+/// two chains at once and costs one call).
+const MERGE_ROWS: usize = 64;
+
 /// The active-set buffers of a workspace, borrowed for one solve (length n - 1 each).
 struct Buffers<'a> {
     dz: &'a mut [f64],
@@ -241,6 +282,12 @@ struct Buffers<'a> {
     /// Zero-set frames (first `kk` entries), and the next zero set.
     gidx: &'a mut [usize],
     gidx2: &'a mut [usize],
+    /// Per frame: its position in the zero list, or the position of the next zero frame
+    /// (for `gidx` and `gidx2`).
+    pos: &'a mut [usize],
+    pos2: &'a mut [usize],
+    /// The frames that change sides at the exchange `check_kkt` prepared, in increasing order.
+    flips: &'a mut [usize],
     l1: &'a mut [f64],
     l2: &'a mut [f64],
     dd: &'a mut [f64],
@@ -262,6 +309,9 @@ impl<'a> Buffers<'a> {
             free2: &mut ws.free2,
             gidx: &mut ws.gidx,
             gidx2: &mut ws.gidx2,
+            pos: &mut ws.pos,
+            pos2: &mut ws.pos2,
+            flips: &mut ws.flips,
             l1: &mut ws.l1,
             l2: &mut ws.l2,
             dd: &mut ws.dd,
@@ -277,38 +327,111 @@ impl<'a> Buffers<'a> {
     /// (D_G D_G^T) [nu_z, nu_1] = [D z, D 1] on G (two chains, see banded.rs), scatters the
     /// solution to full length (zero on the free frames) and returns the optimal baseline.
     fn solve_face(&mut self, p: &Problem, kk: usize) -> f64 {
-        let nm = p.nm;
+        // Zero everywhere, then the solution on G (no branches on the gaps).
+        self.nu.fill(0.0);
+        self.tv.fill(0.0);
+        self.solve_rows(p, 0, kk);
+        self.baseline(p)
+    }
+
+    /// The face minimiser after an exchange that moved the frames `flips[..nf]` (the previous
+    /// face's solution is in `nu`, `tv`), re-solving only the blocks of the zero set they touch.
+    /// The rows of D of two zero frames three or more apart share no column, so D_G D_G^T is
+    /// block diagonal, a block per run of zero frames at most two apart, and a block's solution
+    /// depends only on its own rows: a block with no moved frame within two frames of its ends
+    /// has the same rows as before, and keeps its solution exactly.
+    fn resolve_blocks(&mut self, p: &Problem, kk: usize, nf: usize) -> f64 {
+        // Rows `lo..hi` of the zero list are still to be solved; rows below `hi` are done.
+        let (mut lo, mut hi) = (0, 0);
+        for i in 0..nf {
+            let f = self.flips[i];
+            let q = self.pos[f];
+            if self.free[f] {
+                self.nu[f] = 0.0;
+                self.tv[f] = 0.0;
+                // The blocks either side, where they reach within two frames of f.
+                if q >= 1 && self.gidx[q - 1] + 2 >= f {
+                    (lo, hi) = self.add_block(p, q - 1, kk, lo, hi);
+                }
+                if q < kk && self.gidx[q] <= f + 2 {
+                    (lo, hi) = self.add_block(p, q, kk, lo, hi);
+                }
+            } else {
+                (lo, hi) = self.add_block(p, q, kk, lo, hi);
+            }
+        }
+        self.solve_rows(p, lo, hi);
+        self.baseline(p)
+    }
+
+    /// Adds the block of the zero list containing row `q` to the pending rows `lo..hi` (a union
+    /// of whole blocks): unless it lies below `hi` (already added), either extends them over
+    /// the clean blocks in between, when they are few rows, or solves them and starts anew.
+    /// Returns the pending rows.
+    fn add_block(
+        &mut self,
+        p: &Problem,
+        q: usize,
+        kk: usize,
+        lo: usize,
+        hi: usize,
+    ) -> (usize, usize) {
+        if q < hi {
+            return (lo, hi);
+        }
+        let g = &self.gidx[..kk];
+        let mut start = q;
+        while start > hi && g[start] - g[start - 1] <= 2 {
+            start -= 1;
+        }
+        let mut end = q + 1;
+        while end < kk && g[end] - g[end - 1] <= 2 {
+            end += 1;
+        }
+        if start - hi <= MERGE_ROWS {
+            return (lo, end);
+        }
+        self.solve_rows(p, lo, hi);
+        (start, end)
+    }
+
+    /// Solves the rows `lo..hi` of the zero list (a union of whole blocks) and scatters the
+    /// solution into `nu`, `tv`.
+    fn solve_rows(&mut self, p: &Problem, lo: usize, hi: usize) {
+        let rows = &self.gidx[lo..hi];
         banded::solve_twisted(
-            &banded::Band::new(self.gidx, p.g1, p.g2, self.dz, self.d1),
-            kk,
+            &banded::Band::new(rows, p.g1, p.g2, self.dz, self.d1),
+            hi - lo,
             &mut banded::Buffers {
-                l1: self.l1,
-                l2: self.l2,
-                dd: self.dd,
-                xa: self.uz,
-                xb: self.u1,
+                l1: &mut self.l1[lo..hi],
+                l2: &mut self.l2[lo..hi],
+                dd: &mut self.dd[lo..hi],
+                xa: &mut self.uz[lo..hi],
+                xb: &mut self.u1[lo..hi],
             },
         );
-        // Zero everywhere, then the solution on G (no branches on the gaps).
-        self.nu[..nm].fill(0.0);
-        self.tv[..nm].fill(0.0);
-        let (mut cz, mut c1) = (0.0, 0.0);
-        for q in 0..kk {
-            let gq = self.gidx[q];
-            let (xz, x1) = (self.uz[q], self.u1[q]);
-            cz += xz * self.d1[gq];
-            c1 += x1 * self.d1[gq];
-            self.nu[gq] = xz;
-            self.tv[gq] = x1;
+        for (q, &gq) in (lo..hi).zip(rows) {
+            self.nu[gq] = self.uz[q];
+            self.tv[gq] = self.u1[q];
         }
-        // n b = sum(y) - sum(c(b)), with sum(c) = sum(z) - sum_G nu_j (D 1)_j.
-        (p.sum_y - (p.sum_z - cz)) / (p.n as f64 - (nm as f64 - c1))
+    }
+
+    /// The optimal baseline given the face solution in `nu`, `tv` (zero on the free frames):
+    /// n b = sum(y) - sum(c(b)), with sum(c) = sum(z) - sum_G nu_j (D 1)_j.
+    fn baseline(&self, p: &Problem) -> f64 {
+        let (mut cz, mut c1) = (0.0, 0.0);
+        for ((&xz, &x1), &w) in self.nu.iter().zip(self.tv.iter()).zip(self.d1.iter()) {
+            cz += xz * w;
+            c1 += x1 * w;
+        }
+        (p.sum_y - (p.sum_z - cz)) / (p.n as f64 - (p.nm as f64 - c1))
     }
 
     /// One forward pass: nu = nu_z - b nu_1, s = (D z - b D 1 - D D^T nu) / alpha into `sv`,
     /// the KKT check, and (speculatively) the next free set and zero list after the exchange
-    /// (every free violator, and the zero-set violators at a local minimum of the gradient). Returns (number of violations, size of the next zero set).
-    fn check_kkt(&mut self, p: &Problem, baseline: f64) -> (usize, usize) {
+    /// (every free violator, and the zero-set violators at a local minimum of the gradient),
+    /// with the frames that change sides in `flips`.
+    fn check_kkt(&mut self, p: &Problem, baseline: f64) -> Check {
         let (nm, g1, g2) = (p.nm, p.g1, p.g2);
         let (nu, tv) = (&*self.nu, &*self.tv);
         let nu_at = |k: usize| {
@@ -323,6 +446,8 @@ impl<'a> Buffers<'a> {
         let (mut t1, mut t2) = (0.0, 0.0);
         let mut n_bad = 0usize;
         let mut kk2 = 0usize;
+        let mut nf = 0usize;
+        let mut residual = 0.0f64;
         for k in 0..nm {
             let a2 = nu_at(k + 2);
             let tvk = a0 - g1 * a1 - g2 * a2;
@@ -338,18 +463,27 @@ impl<'a> Buffers<'a> {
                 -p.alpha * a0 < -p.tol_g
             };
             n_bad += bad as usize;
+            residual = residual.max(if fk { 0.0 } else { s.abs() });
             // Every free violator leaves the free set; a zero-set violator enters only where
             // its gradient is lowest among its neighbours (one frame per cluster per pivot).
             let flip = bad && (fk || (a0 >= a_prev && a0 > a1));
             let f = fk ^ flip;
             self.free2[k] = f;
             self.gidx2[kk2] = k;
+            self.pos2[k] = kk2;
             kk2 += !f as usize;
+            self.flips[nf] = k;
+            nf += flip as usize;
             a_prev = a0;
             a0 = a1;
             a1 = a2;
         }
-        (n_bad, kk2)
+        Check {
+            n_bad,
+            kk_next: kk2,
+            moved: nf,
+            residual,
+        }
     }
 
     /// `s_out` = the face minimiser clipped to the free frames and to s >= 0.
@@ -462,4 +596,65 @@ fn zero_set(free: &[bool], nm: usize, gidx: &mut [usize]) -> usize {
         count += !f as usize;
     }
     count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{synthetic, Spec};
+
+    const SPEC: Spec = Spec {
+        rate: 0.03,
+        offset: 1.0,
+        noise: 0.3,
+    };
+
+    /// Every exchange of a cold solve: the blocks re-solved give the face minimiser and the
+    /// baseline of a full solve of the new face, and a stale block shows in the residual.
+    #[test]
+    fn block_resolve_equals_full_solve() {
+        for &(td, n, seed) in &[(0.5, 3000, 3), (1.5, 3000, 4), (0.2, 800, 5)] {
+            let m = Model::new(0.05, td, 30.0);
+            let y = synthetic(&m, n, seed, SPEC);
+            let nm = n - 1;
+            let mut ws = Workspace::new(n);
+            let mut b = Buffers::new(&mut ws, nm);
+            let p = Problem::new(&m, &y, 0.01, 1e-9, b.dz, b.d1);
+            p.cold_start(&y, b.free, b.nu);
+            let mut kk = zero_set(b.free, nm, b.gidx);
+            let mut baseline = b.solve_face(&p, kk);
+            let (mut exchanges, mut partial) = (0, 0);
+            loop {
+                let check = b.check_kkt(&p, baseline);
+                assert!(check.residual <= p.tol_s, "residual {:e}", check.residual);
+                if check.n_bad == 0 {
+                    break;
+                }
+                std::mem::swap(&mut b.free, &mut b.free2);
+                std::mem::swap(&mut b.gidx, &mut b.gidx2);
+                std::mem::swap(&mut b.pos, &mut b.pos2);
+                kk = check.kk_next;
+                // Rows of the zero list not re-solved keep NaN in the solve's output.
+                b.uz[..kk].fill(f64::NAN);
+                baseline = b.resolve_blocks(&p, kk, check.moved);
+                partial += b.uz[..kk].iter().any(|v| v.is_nan()) as usize;
+                let (nu, tv) = (b.nu.to_vec(), b.tv.to_vec());
+                let full = b.solve_face(&p, kk);
+                let scale = nu.iter().fold(1.0f64, |a, v| a.max(v.abs()));
+                for k in 0..nm {
+                    assert!((nu[k] - b.nu[k]).abs() <= 1e-10 * scale, "nu at {k}");
+                    assert!((tv[k] - b.tv[k]).abs() <= 1e-10 * scale, "tv at {k}");
+                }
+                assert!((baseline - full).abs() <= 1e-10 * (1.0 + full.abs()));
+                exchanges += 1;
+                assert!(exchanges < 100, "pivoting did not finish");
+            }
+            assert!(exchanges >= 3, "{exchanges} exchanges");
+            assert!(partial >= 1, "no exchange re-solved only part of the face");
+            // A block left with the previous face's solution violates s = 0 on the zero set.
+            let k = b.gidx[kk / 2];
+            b.nu[k] += 1e-3;
+            assert!(b.check_kkt(&p, baseline).residual > p.tol_s);
+        }
+    }
 }

@@ -20,6 +20,11 @@ pub struct Workspace {
     pub free2: Vec<bool>,
     pub gidx: Vec<usize>,
     pub gidx2: Vec<usize>,
+    /// Position in the zero list of each frame (or of the next zero frame), for both lists.
+    pub pos: Vec<usize>,
+    pub pos2: Vec<usize>,
+    /// Frames that change sides at the next exchange.
+    pub flips: Vec<usize>,
     pub l1: Vec<f64>,
     pub l2: Vec<f64>,
     pub dd: Vec<f64>,
@@ -46,6 +51,9 @@ impl Workspace {
             free2: vec![false; n],
             gidx: vec![0; n],
             gidx2: vec![0; n],
+            pos: vec![0; n],
+            pos2: vec![0; n],
+            flips: vec![0; n],
             l1: z(),
             l2: z(),
             dd: z(),

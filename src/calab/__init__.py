@@ -22,6 +22,7 @@ from calab.io import (
     load_caiman,
     load_export_params,
     load_minian,
+    load_nwb,
     load_suite2p,
     load_tuning_data,
     save_for_tuning,
@@ -29,6 +30,7 @@ from calab.io import (
 )
 from calab.kernel import build_kernel, compute_lipschitz, kernel_timing, tau_to_ar2
 from calab.simulate import simulate
+from calab.spikes import SpikeResult, infer_spikes
 
 #: The distribution that installs ``import calab`` (``pip show cadeconv``). ``calab`` on PyPI is
 #: another project, the CaLab package, with the same import name.
@@ -66,6 +68,7 @@ __version__ = _version()
 __all__ = [
     "DeconvolutionResult",
     "ParameterEstimate",
+    "SpikeResult",
     "__version__",
     "bandpass_filter",
     "build_kernel",
@@ -75,10 +78,12 @@ __all__ = [
     "drift_baseline",
     "estimate_parameters",
     "export_dict",
+    "infer_spikes",
     "kernel_timing",
     "load_caiman",
     "load_export_params",
     "load_minian",
+    "load_nwb",
     "load_suite2p",
     "load_tuning_data",
     "run_deconvolution",

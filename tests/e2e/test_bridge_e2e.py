@@ -44,14 +44,21 @@ def tune_cli(
     )  # fmt: skip
     assert proc.stderr is not None
     line: list[str] = []  # the URL, on stderr (stdout is for the parameters' JSON)
-    reader = threading.Thread(target=lambda: line.append(proc.stderr.readline()), daemon=True)
+
+    def read_url() -> None:  # warnings (e.g. an unreliable start estimate) may come first
+        for text in proc.stderr:
+            line.append(text)
+            if text.startswith("http://127.0.0.1:"):
+                return
+
+    reader = threading.Thread(target=read_url, daemon=True)
     reader.start()
     reader.join(60)
-    if not line or not line[0].startswith("http://127.0.0.1:"):
+    if not line or not line[-1].startswith("http://127.0.0.1:"):
         proc.kill()
         pytest.fail(f"calab tune printed no URL: {line!r} {proc.stdout.read()!r}")
     try:
-        yield proc, line[0].strip(), out
+        yield proc, line[-1].strip(), out
     finally:
         if proc.poll() is None:
             proc.kill()

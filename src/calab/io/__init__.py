@@ -1,4 +1,4 @@
-"""Data in and out: pipeline loaders (CaImAn, Minian, suite2p), tuning files and the CaTune
+"""Data in and out: pipeline loaders (CaImAn, Minian, suite2p, NWB), tuning files and the CaTune
 export JSON."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from calab.io.export import (
     write_export,
 )
 from calab.io.minian import load_minian
+from calab.io.nwb import load_nwb
 from calab.io.suite2p import load_suite2p
 from calab.io.tuning import load_tuning_data, save_for_tuning
 
@@ -23,6 +24,7 @@ __all__ = [
     "load_caiman",
     "load_export_params",
     "load_minian",
+    "load_nwb",
     "load_suite2p",
     "load_tuning_data",
     "params_from_export",

@@ -1,4 +1,5 @@
-"""Lazy imports of the optional loader dependencies (the ``loaders`` extra: h5py, zarr, xarray)."""
+"""Lazy imports of the optional loader dependencies (the ``loaders`` extra: h5py, zarr, xarray;
+the ``nwb`` extra: pynwb)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ _PURPOSE = {
     "h5py": "reading CaImAn HDF5 files and writing .h5 outputs",
     "zarr": "reading Minian zarr stores and writing .zarr outputs",
     "xarray": "reading Minian zarr stores",
+    "pynwb": "reading NWB files",
 }
+# Modules of their own extra (``nwb``), installed by name: ``calab`` on PyPI is another project.
+_OWN_EXTRA = {"pynwb": "nwb"}
+_LOADERS = [name for name in _PURPOSE if name not in _OWN_EXTRA]
 
 
 _ORPHANED = ("Task exception was never retrieved", "Task was destroyed but it is pending!")
@@ -54,9 +59,14 @@ def require(name: str) -> ModuleType:
         return importlib.import_module(name)
     except ImportError as exc:
         purpose = _PURPOSE.get(name, "this feature")
+        if name in _OWN_EXTRA:
+            raise ImportError(
+                f"{name} is needed for {purpose} but is not installed; install it with: "
+                f"pip install {name} (the {_OWN_EXTRA[name]!r} extra)"
+            ) from exc
         raise ImportError(
             f"{name} is needed for {purpose} but is not installed; install it with: "
-            f"pip install {name} (every loader package: pip install {' '.join(_PURPOSE)})"
+            f"pip install {name} (every loader package: pip install {' '.join(_LOADERS)})"
         ) from exc
 
 

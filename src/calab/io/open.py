@@ -26,7 +26,7 @@ import numpy as np
 from calab._validate import warn_rate_override
 from calab.io._common import PathLike
 
-PIPELINE_FORMATS = ("caiman", "minian", "suite2p")
+PIPELINE_FORMATS = ("caiman", "minian", "suite2p", "nwb")
 FORMATS = ("npy", "tuning", "calab", *PIPELINE_FORMATS)
 
 
@@ -79,6 +79,9 @@ class ReadOptions:
         suite2p: keep only ROIs classified as cells.
     plane : int
         suite2p: plane number.
+    series : str or None
+        NWB: the ROI response series to read (name or path; default: the only
+        fluorescence-like one).
     """
 
     trace: Literal["C", "C+YrA"] = "C"
@@ -87,6 +90,7 @@ class ReadOptions:
     neuropil_coef: float = 0.7
     cells_only: bool = True
     plane: int = 0
+    series: str | None = None
 
     def __post_init__(self) -> None:
         """Check the options; raise ValueError/TypeError naming a bad one."""
@@ -103,6 +107,8 @@ class ReadOptions:
         p = self.plane
         if isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 0:
             raise ValueError(f"plane must be an integer >= 0, got {p!r}")
+        if self.series is not None and not isinstance(self.series, str):
+            raise TypeError(f"series must be an NWB series name or path, got {self.series!r}")
 
 
 @dataclass
@@ -251,7 +257,7 @@ def _is_calab_output(path: Path) -> bool:
 
 
 def detect_format(path: PathLike) -> str:
-    """Guess what ``path`` holds: npy, tuning, caiman, minian, suite2p or calab (our output).
+    """Guess what ``path`` holds: npy, tuning, caiman, minian, suite2p, nwb or calab (our output).
 
     Raises
     ------
@@ -274,16 +280,18 @@ def detect_format(path: PathLike) -> str:
             return "suite2p"
         if _is_minian(path):
             return "minian"
-        raise ValueError(f"cannot tell what {path} holds; pass --format caiman|minian|suite2p")
+        raise ValueError(f"cannot tell what {path} holds; pass --format caiman|minian|suite2p|nwb")
     if name.endswith("_metadata.json"):
         return "tuning"
     if path.suffix.lower() in (".hdf5", ".h5"):
         return "caiman"
+    if path.suffix.lower() == ".nwb":
+        return "nwb"
     if path.suffix.lower() == ".npy":
         stem = path.with_name(name[: -len(".npy")] + "_metadata.json")
         return "tuning" if stem.is_file() else "npy"
     raise ValueError(
-        f"cannot tell the format of {path}; pass --format caiman|minian|suite2p "
+        f"cannot tell the format of {path}; pass --format caiman|minian|suite2p|nwb "
         "(or give a .npy file or tuning-file stem)"
     )
 
@@ -393,7 +401,7 @@ def open_rows(
         unless ``fs`` is given. False leaves ``fs`` None there (``calab info``).
     **options
         :class:`ReadOptions` fields (``trace``, ``accepted_only``, ``variable``,
-        ``neuropil_coef``, ``cells_only``, ``plane``).
+        ``neuropil_coef``, ``cells_only``, ``plane``, ``series``).
 
     Returns
     -------
@@ -435,6 +443,13 @@ def open_rows(
         shape = (int(da.shape[0]), int(da.shape[1]))
         rows = LazyRows(shape, read, da.attrs.get("_calab_unit_chunk"), da.dtype)
         return Source(rows, fs_, fmt, p, meta, (Path(where),))
+    if fmt == "nwb":
+        from calab.io.nwb import NwbRows
+
+        nwb = NwbRows(p, opts.series, fs_)
+        meta = {"source": "nwb", "cell_ids": nwb.cell_ids.tolist(), **nwb.meta_extra}
+        rows = LazyRows(nwb.shape, nwb.rows, nwb.storage_rows)
+        return Source(rows, nwb.fs, fmt, p, meta, (p,), nwb.close)
     return open_traces(p, format=fmt, fs=fs_, **options)
 
 
@@ -467,6 +482,10 @@ def open_traces(
     if fmt == "caiman":
         reader = load_caiman if check else read_caiman
         traces, meta = reader(p, trace=opts.trace, accepted_only=opts.accepted_only, fs=fs_)
+    elif fmt == "nwb":
+        from calab.io.nwb import load_nwb, read_nwb
+
+        traces, meta = (load_nwb if check else read_nwb)(p, opts.series, fs_)
     elif fmt == "minian":
         minian_reader = load_minian if check else read_minian
         traces, meta = minian_reader(p, fs=fs_, variable=opts.variable)
