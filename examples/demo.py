@@ -41,12 +41,12 @@ def main() -> None:
             f"{int(np.median(result.iterations))}"
         )
         print(f"  median correlation with the true spikes: r = {r:.3f}")
-        print(f"  baseline b: fitted {np.median(result.baseline):.3f}, simulated offset 1.000")
-        print(
-            "  (b is the model's offset, not an estimate of F0: at this small lambda the\n"
-            "  activity also fits upward noise, so b settles below the offset; a larger lambda\n"
-            "  shrinks the activity and b rises above it)\n"
-        )
+        print(f"  baseline b: fitted {np.median(result.baseline):.3f}, simulated offset 1.000\n")
+    print(
+        "(b is the model's offset, not an estimate of F0: it moves with lambda. At a small\n"
+        "lambda the activity also fits upward noise and b sits lower; a larger lambda shrinks\n"
+        "the activity and b rises.)\n"
+    )
     kernel = calab.build_kernel(0.05, 0.5, fs)
     t_peak, fwhm = calab.kernel_timing(0.05, 0.5, fs)
     print(
