@@ -375,7 +375,7 @@ def test_estimate_solves_start_warm_and_pivot_less(monkeypatch: pytest.MonkeyPat
     Counted in solver pivots (deterministic, unlike time): the same estimate with every warm
     start dropped pivots at least a fifth more, and gives nearly the same kernel.
     """
-    import calab.deconvolution as deconvolution
+    import calab.solve as deconvolution
 
     traces, _ = calab.simulate(8, 9000, 30.0, indicator="GCaMP6f", snr=5.0, seed=4)
     real = deconvolution.solve_full_unchecked

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import calab
-from calab.params import Params, SolverOptions, max_threads, solve_block
+from calab.params import Params, SolverOptions, max_threads
+from calab.solve import solve_block
 
 FS, TR, TD = 30.0, 0.05, 0.5
 

@@ -1,7 +1,7 @@
 """Batch deconvolution: one chunk loop for arrays and files.
 
 - :func:`iter_chunks` is the chunk loop: it reads a block of cells, checks it, solves it with
-  :func:`calab.params.solve_block` (the one "filter, then solve") and hands the result over.
+  :func:`calab.solve.solve_block` (the one "filter, then solve") and hands the result over.
 - :func:`deconvolve_rows` runs the loop over an array (what ``TuneWidget.deconvolve`` and
   :func:`calab.deconvolve_from_export` do).
 - :func:`deconvolve_file` runs it from a file to a file, as ``calab deconvolve`` does: it
@@ -44,7 +44,8 @@ from calab.io.writers import (
     sidecar_path,
     writer_for,
 )
-from calab.params import DeconvolutionResult, Params, SolverOptions, solve_block, squeeze
+from calab.params import DeconvolutionResult, Params, SolverOptions
+from calab.solve import solve_block, squeeze
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ def iter_chunks(
     """Solve ``rows`` a block of cells at a time; yield ``(start, stop, result)`` per block.
 
     Each block is checked for NaN/Inf (naming the cells), then filtered and solved by
-    :func:`calab.params.solve_block`.
+    :func:`calab.solve.solve_block`.
 
     Parameters
     ----------

@@ -2,7 +2,7 @@
 
 The public functions validate their arguments into :class:`calab.params.Params` and
 :class:`calab.params.SolverOptions`, then hand in-memory arrays to
-:func:`calab.params.solve_block` and dask / xarray input to :mod:`calab.lazy`.
+:func:`calab.solve.solve_block` and dask / xarray input to :mod:`calab.lazy`.
 """
 
 from __future__ import annotations
@@ -14,15 +14,8 @@ import numpy.typing as npt
 from calab._validate import warn_implausible
 from calab.estimate import warn_if_drifting
 from calab.lazy import deconvolve_lazy, is_dataarray, is_lazy
-from calab.params import (
-    BaselineMode,
-    DeconvolutionResult,
-    Method,
-    Params,
-    SolverOptions,
-    solve_array,
-    squeeze,
-)
+from calab.params import BaselineMode, DeconvolutionResult, Method, Params, SolverOptions
+from calab.solve import solve_array, squeeze
 
 __all__ = [
     "DeconvolutionResult",
@@ -156,7 +149,7 @@ def _run(
 ) -> Any:
     """Validate once for both public functions, then solve.
 
-    Lazy input goes to :mod:`calab.lazy`, arrays to :func:`calab.params.solve_block`.
+    Lazy input goes to :mod:`calab.lazy`, arrays to :func:`calab.solve.solve_block`.
     """
     rise = _one_of(tau_r, tau_rise, "tau_r", "tau_rise", "rise time in seconds, e.g. 0.05")
     decay = _one_of(tau_d, tau_decay, "tau_d", "tau_decay", "decay time in seconds, e.g. 0.5")
@@ -169,22 +162,6 @@ def _run(
     if params.baseline == "constant" and not slip:  # (the drift check assumes sound units)
         warn_if_drifting(traces, params.fs, params.tau_decay, stacklevel=3)
     return solve(traces, params, options, warm_start, full)
-
-
-def solve_full_unchecked(
-    traces: Any, fs: float, tau_rise: float, tau_decay: float, lam: Any, **options: Any
-) -> DeconvolutionResult:
-    """:func:`run_deconvolution_full` without its advisory warnings (units, orientation, drift).
-
-    For calab's own repeated solves of a recording checked where it came in: the tuning views
-    and the estimate's sample cells. ``options``: ``warm_start``, ``baseline``,
-    ``baseline_window_s`` and the :class:`calab.params.SolverOptions` fields.
-    """
-    warm = options.pop("warm_start", None)
-    model = (options.pop("baseline", "constant"), options.pop("baseline_window_s", None))
-    params = Params(fs, tau_rise, tau_decay, lam, False, *model)
-    result: DeconvolutionResult = solve(traces, params, SolverOptions(**options), warm, True)
-    return result
 
 
 def _one_of(short: Any, long: Any, short_name: str, long_name: str, hint: str) -> Any:
@@ -207,7 +184,7 @@ def solve(
 ) -> Any:
     """Apply validated parameters to any traces.
 
-    Dask / xarray input goes to :mod:`calab.lazy`, arrays to :func:`calab.params.solve_array`
+    Dask / xarray input goes to :mod:`calab.lazy`, arrays to :func:`calab.solve.solve_array`
     (both filter first when ``filter_enabled``).
     """
     if is_lazy(traces):

@@ -197,7 +197,7 @@ def _fit_without(
 
     ``setting``: (fs, tau_rise, tau_decay, lam, baseline).
     """
-    from calab.deconvolution import solve_full_unchecked
+    from calab.solve import solve_full_unchecked
 
     fs, tau_rise, tau_decay, lam, baseline = setting
     filled = _line_fill(traces, mask)

@@ -303,7 +303,7 @@ def _solve_cells(
     ``warm``: activity of a previous solve of the same rows (a nearby kernel or lambda), from
     which the active-set solver starts: a few pivots instead of a solve from nothing.
     """
-    from calab.deconvolution import solve_full_unchecked
+    from calab.solve import solve_full_unchecked
 
     res = solve_full_unchecked(
         traces,

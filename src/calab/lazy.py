@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from calab.params import DeconvolutionResult, Params, SolverOptions, solve_array, solve_block
+from calab.params import DeconvolutionResult, Params, SolverOptions
+from calab.solve import solve_array, solve_block
 
 CELL_DIMS = ("unit_id", "cell", "cells", "roi", "neuron", "component")
 FRAME_DIMS = ("frame", "frames", "time", "t")

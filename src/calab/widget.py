@@ -26,7 +26,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from calab import _protocol as P
 from calab._bundle import missing_bundle_error
 from calab._validate import shown
-from calab.deconvolution import DeconvolutionResult, squeeze
+from calab.params import DeconvolutionResult
+from calab.solve import squeeze
 from calab.tuning import TuningEngine, ViewRequest, ViewResult
 from calab.tuning.session import Message, StartValues, TuningSession
 

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from calab._validate import check_finite, positive
-from calab.deconvolution import solve_full_unchecked
 from calab.filter import bandpass_filter, filter_cutoffs
 from calab.kernel import build_kernel, kernel_timing
 from calab.params import Params
+from calab.solve import solve_full_unchecked
 from calab.tuning.downsample import minmax_downsample
 from calab.tuning.state import Settings
 
